@@ -1,0 +1,256 @@
+//! The HTTP/1.1 client: one keep-alive connection per VU, driven by hyper
+//! directly (no pool, no locks), with byte counting on the socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use http::header::HOST;
+use http::response::Parts;
+use http::{HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The system under test, resolved once before the run.
+#[derive(Debug)]
+pub struct Target {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub host: HeaderValue,
+    /// Path prefix from the target URL, without a trailing slash.
+    pub base_path: String,
+}
+
+impl Target {
+    /// Parses and resolves `http://host:port[/prefix]`.
+    pub async fn resolve(url: &str) -> Result<Target> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| anyhow!("--target `{url}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                bail!("--target `{url}`: https is not supported yet; point at the plain-HTTP port")
+            }
+            _ => bail!("--target `{url}` must start with http://"),
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow!("--target `{url}` has no host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| anyhow!("--target `{url}`: cannot resolve `{host}`: {e}"))?
+            .next()
+            .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?;
+        Ok(Target {
+            url: url.to_string(),
+            addr,
+            host: HeaderValue::from_str(authority.as_str())?,
+            base_path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The request URI for a path (origin form, as HTTP/1.1 sends it).
+    pub fn uri(&self, path: &str) -> Result<Uri, String> {
+        let full = format!("{}{}", self.base_path, path);
+        full.parse()
+            .map_err(|e| format!("`{full}` is not a valid request path: {e}"))
+    }
+}
+
+/// Bytes on the wire, per worker thread.
+#[derive(Default, Debug)]
+pub struct IoCounters {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// A TCP stream that counts what goes through it.
+struct Counted {
+    inner: TcpStream,
+    counters: Arc<IoCounters>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.counters.received.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.counters.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.counters.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response, fully read.
+pub struct Response {
+    pub parts: Parts,
+    pub body: Bytes,
+}
+
+/// One VU's connection to the target.
+pub struct Client {
+    target: Arc<Target>,
+    counters: Arc<IoCounters>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    pub fn new(target: Arc<Target>, counters: Arc<IoCounters>) -> Self {
+        Client {
+            target,
+            counters,
+            sender: None,
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        let addr = self.target.addr;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| connect_error(&e, addr))?;
+        // Small requests must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        let io = TokioIo::new(Counted {
+            inner: tcp,
+            counters: self.counters.clone(),
+        });
+        let (sender, conn) = http1::handshake(io)
+            .await
+            .map_err(|e| format!("handshake failed ({addr}): {}", hyper_error(&e)))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends a request on the kept-alive connection (reconnecting when needed).
+    /// The returned duration covers writing the request to reading the last
+    /// body byte; connecting is not part of it (as in k6).
+    pub async fn send(
+        &mut self,
+        mut req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> (Result<Response, String>, Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(s) = self.sender.as_mut() {
+            if s.ready().await.is_err() {
+                self.sender = None;
+            }
+        }
+        if self.sender.is_none() {
+            match tokio::time::timeout_at(deadline, self.connect()).await {
+                Ok(Ok(s)) => self.sender = Some(s),
+                Ok(Err(e)) => return (Err(e), Duration::ZERO),
+                Err(_) => {
+                    return (
+                        Err(format!(
+                            "connect timeout after {}",
+                            crate::duration::format(timeout)
+                        )),
+                        Duration::ZERO,
+                    )
+                }
+            }
+        }
+        req.headers_mut().insert(HOST, self.target.host.clone());
+        let sender = self.sender.as_mut().expect("connected above");
+        let start = std::time::Instant::now();
+        let exchange = async {
+            let resp = sender.send_request(req).await?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok::<_, hyper::Error>(Response { parts, body })
+        };
+        let out = match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.sender = None;
+                Err(hyper_error(&e))
+            }
+            Err(_) => {
+                // The connection may still deliver the late response: drop it.
+                self.sender = None;
+                Err(format!(
+                    "request timeout after {}",
+                    crate::duration::format(timeout)
+                ))
+            }
+        };
+        (out, start.elapsed())
+    }
+}
+
+fn connect_error(e: &io::Error, addr: SocketAddr) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => format!("connection refused ({addr})"),
+        io::ErrorKind::ConnectionReset => format!("connection reset ({addr})"),
+        io::ErrorKind::TimedOut => format!("connect timeout ({addr})"),
+        io::ErrorKind::AddrNotAvailable => format!("no local port available to reach {addr}"),
+        _ => format!("connect error ({addr}): {e}"),
+    }
+}
+
+fn hyper_error(e: &hyper::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,288 @@
+//! The load engine: worker threads run VUs; the controller (this module)
+//! merges their per-second reports into a timeline and the run's totals,
+//! shows progress, and stops the run on Ctrl-C or an `abort_on_fail` threshold.
+//! It knows nothing of Docker or of result files.
+
+pub mod client;
+mod executor;
+pub mod vu;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use minijinja::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::{self, MetricsSet};
+use crate::results::TimelineEntry;
+use crate::scenario::{Scenario, Step};
+use client::Target;
+use vu::{Prepared, Shared, Vu};
+use worker::{Report, Worker};
+
+/// What the load phase produced.
+pub struct LoadOutput {
+    pub total: MetricsSet,
+    pub timeline: Vec<TimelineEntry>,
+    pub duration: Duration,
+    pub interrupted: bool,
+    /// The threshold that stopped the run early, if one did.
+    pub aborted_by: Option<String>,
+    pub vus_max: u64,
+    pub workers: usize,
+}
+
+/// The process environment as the `env` template variable.
+pub fn env_value() -> Value {
+    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    Value::from(minijinja::value::Serde(&vars))
+}
+
+/// Runs setup or teardown steps once, in order, on one connection.
+/// Returns the variables the steps extracted; the first failure stops it.
+pub async fn run_once(
+    scenario: &Arc<Scenario>,
+    target: &Arc<Target>,
+    section: &str,
+    steps: &[Step],
+    base_vars: BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, Value>, String> {
+    let prepared: Vec<Prepared> = vu::prepare(steps, target)?;
+    let sh = Shared {
+        scenario: scenario.clone(),
+        target: target.clone(),
+        prepared: Vec::new(),
+        base_vars,
+    };
+    let mut vu = Vu::new(0, target.clone(), Default::default());
+    for (step, prep) in steps.iter().zip(&prepared) {
+        let what = format!("{section} step `{}`", step.name);
+        let req = vu
+            .build(&sh, step, prep)
+            .map_err(|e| format!("{what}: {e}"))?;
+        let (res, _) = vu.send(req, scenario.options.timeout).await;
+        let resp = res.map_err(|e| format!("{what} failed: {e}"))?;
+        let status = resp.parts.status.as_u16();
+        let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+        for check in &step.checks {
+            if !check.passes(status, &resp.parts.headers, &resp.body, json.as_ref()) {
+                let body = String::from_utf8_lossy(&resp.body);
+                let body: String = body.chars().take(300).collect();
+                return Err(format!(
+                    "{what}: check `{}` failed (status {status}, body: {body})",
+                    check.name
+                ));
+            }
+        }
+        let missing = vu.extract(step, json.as_ref());
+        if let Some(var) = missing.first() {
+            let body: String = String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(300)
+                .collect();
+            return Err(format!(
+                "{what}: could not extract `{var}` from the response (status {status}, body: {body})"
+            ));
+        }
+    }
+    Ok(vu.vars().clone())
+}
+
+/// Progress line on a terminal; silent otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    planned: Duration,
+}
+
+impl Progress {
+    fn new(enabled: bool, planned: Duration) -> Progress {
+        let bar = (enabled && std::io::stdout().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(
+                Some(planned.as_secs().max(1)),
+                ProgressDrawTarget::stdout(),
+            );
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {msg}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        Progress { bar, planned }
+    }
+
+    fn update(&self, elapsed: u64, vus: u64, entry: &TimelineEntry) {
+        if let Some(b) = &self.bar {
+            b.set_position(elapsed);
+            let p95 = entry
+                .p95
+                .map(|v| format!("{v:.2}ms"))
+                .unwrap_or_else(|| "-".into());
+            let err = if entry.requests > 0 {
+                100.0 * entry.failures as f64 / entry.requests as f64
+            } else {
+                0.0
+            };
+            b.set_message(format!(
+                "{}s/{}s  VUs {vus}  {:.0} req/s  p95 {p95}  errors {err:.2}%",
+                elapsed,
+                self.planned.as_secs(),
+                entry.requests as f64
+            ));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A window being assembled from the workers' reports.
+struct Pending {
+    set: MetricsSet,
+    vus: u64,
+}
+
+/// Runs the load phase. `base_vars` holds `env` and the setup variables.
+pub async fn run_load(
+    scenario: Arc<Scenario>,
+    target: Arc<Target>,
+    base_vars: BTreeMap<String, Value>,
+    show_progress: bool,
+) -> Result<LoadOutput, String> {
+    let prepared = vu::prepare(&scenario.steps, &target)?;
+    let shared = Arc::new(Shared {
+        scenario: scenario.clone(),
+        target,
+        prepared,
+        base_vars,
+    });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let workers = cores
+        .min(scenario.options.executor.max_vus().max(1) as usize)
+        .max(1);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // A short head start so every worker begins on the same instant.
+    let t0 = Instant::now() + Duration::from_millis(20);
+    let mut handles = Vec::new();
+    for i in 0..workers {
+        let w = Worker::new(i, workers, shared.clone(), t0);
+        let (tx, stop) = (tx.clone(), stop_rx.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("loadtest-worker-{i}"))
+            .spawn(move || worker::run(w, tx, stop))
+            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+        handles.push(h);
+    }
+    drop(tx);
+
+    let names: Vec<String> = scenario.steps.iter().map(|s| s.name.clone()).collect();
+    let check_ranges: Vec<_> = scenario
+        .steps
+        .iter()
+        .map(|s| s.first_check..s.first_check + s.checks.len())
+        .collect();
+    let n_checks = scenario.check_count();
+    let open = scenario.options.executor.is_open_model();
+    let progress = Progress::new(show_progress, scenario.options.executor.planned_duration());
+
+    let mut total = MetricsSet::new(names.len(), n_checks, open);
+    let mut timeline = Vec::new();
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    let mut reported: Vec<Option<u64>> = vec![None; workers];
+    let mut done = vec![false; workers];
+    let mut allocated = vec![0u64; workers];
+    let mut vus_max = 0u64;
+    let mut interrupted = false;
+    let mut aborted_by = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ctrl_c_seen = false;
+
+    loop {
+        let report = tokio::select! {
+            r = rx.recv() => r,
+            _ = &mut ctrl_c, if !ctrl_c_seen => {
+                ctrl_c_seen = true;
+                interrupted = true;
+                let _ = stop_tx.send(true);
+                continue;
+            }
+        };
+        let Some(report) = report else { break };
+        match report {
+            Report::Window {
+                worker,
+                second,
+                set,
+                vus,
+                allocated: a,
+            } => {
+                allocated[worker] = a;
+                let p = pending.entry(second).or_insert_with(|| Pending {
+                    set: MetricsSet::new(names.len(), n_checks, open),
+                    vus: 0,
+                });
+                p.set.merge(&set);
+                p.vus += vus;
+                reported[worker] = Some(reported[worker].map_or(second, |s| s.max(second)));
+            }
+            Report::Done { worker } => done[worker] = true,
+        }
+        vus_max = vus_max.max(allocated.iter().sum());
+        // A second is complete once every live worker has reported it.
+        while let Some(second) = pending.keys().next().copied() {
+            let complete =
+                (0..workers).all(|w| done[w] || reported[w].is_some_and(|s| s >= second));
+            if !complete {
+                break;
+            }
+            let p = pending.remove(&second).expect("present");
+            total.merge(&p.set);
+            let entry = TimelineEntry::from_window(second, &p.set, p.vus);
+            progress.update(second + 1, p.vus, &entry);
+            timeline.push(entry);
+            if aborted_by.is_none() {
+                let elapsed = t0.elapsed().as_secs_f64();
+                for t in scenario.thresholds.iter().filter(|t| t.abort_on_fail) {
+                    if elapsed < t.delay_abort_eval.as_secs_f64() {
+                        continue;
+                    }
+                    let v = metrics::observe(t, &total, &names, &check_ranges, elapsed, vus_max);
+                    if let Some(v) = v {
+                        if !t.op.holds(v, t.limit) {
+                            aborted_by = Some(t.to_string());
+                            let _ = stop_tx.send(true);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if done.iter().all(|d| *d) && pending.is_empty() {
+            break;
+        }
+    }
+    progress.finish();
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(LoadOutput {
+        total,
+        timeline,
+        duration: t0.elapsed(),
+        interrupted,
+        aborted_by,
+        vus_max,
+        workers,
+    })
+}

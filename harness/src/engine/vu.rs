@@ -1,0 +1,314 @@
+//! A virtual user: renders each step's request, sends it on its own
+//! connection, records the outcome, runs checks and extractions.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Request, Uri};
+use http_body_util::Full;
+use minijinja::Value;
+
+use super::client::{Client, IoCounters, Response, Target};
+use crate::metrics::MetricsSet;
+use crate::scenario::template::Text;
+use crate::scenario::{Body, JsonTpl, Scenario, Step};
+
+/// What can be computed once per step: the URI, headers and body when they hold no template.
+pub struct Prepared {
+    uri: Option<Uri>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    /// Whether rendering needs the template context.
+    templated: bool,
+}
+
+pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, String> {
+    steps
+        .iter()
+        .map(|s| {
+            let uri = match &s.path {
+                Text::Static(p) => Some(
+                    target
+                        .uri(p)
+                        .map_err(|e| format!("step `{}`: {e}", s.name))?,
+                ),
+                Text::Template(_) => None,
+            };
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = &s.content_type {
+                headers.insert(CONTENT_TYPE, ct.clone());
+            }
+            for (k, v) in &s.headers {
+                if let Text::Static(v) = v {
+                    let hv = HeaderValue::from_str(v)
+                        .map_err(|_| format!("step `{}`: bad header value for {k}", s.name))?;
+                    headers.append(k.clone(), hv);
+                }
+            }
+            let body = match &s.body {
+                Body::Static(b) => Some(b.clone()),
+                Body::None => Some(Bytes::new()),
+                _ => None,
+            };
+            let templated =
+                uri.is_none() || body.is_none() || s.headers.iter().any(|(_, v)| !v.is_static());
+            Ok(Prepared {
+                uri,
+                headers,
+                body,
+                templated,
+            })
+        })
+        .collect()
+}
+
+/// Everything VUs share, read-only, across worker threads.
+pub struct Shared {
+    pub scenario: Arc<Scenario>,
+    pub target: Arc<Target>,
+    pub prepared: Vec<Prepared>,
+    /// `env`, plus the variables extracted by setup.
+    pub base_vars: BTreeMap<String, Value>,
+}
+
+pub struct Vu {
+    /// 1-based, as k6's `__VU`.
+    pub id: u64,
+    /// 0-based iteration counter of this VU, as k6's `__ITER`.
+    pub iter: u64,
+    client: Client,
+    vars: BTreeMap<String, Value>,
+    ctx: Option<Value>,
+}
+
+fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, String> {
+    Ok(match t {
+        JsonTpl::Value(v) => v.clone(),
+        JsonTpl::Text(t) => serde_json::Value::String(sh.scenario.templates.render(t, ctx)?),
+        JsonTpl::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(i, sh, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        JsonTpl::Object(items) => serde_json::Value::Object(
+            items
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v, sh, ctx)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+impl Vu {
+    pub fn new(id: u64, target: Arc<Target>, counters: Arc<IoCounters>) -> Vu {
+        Vu {
+            id,
+            iter: 0,
+            client: Client::new(target, counters),
+            vars: BTreeMap::new(),
+            ctx: None,
+        }
+    }
+
+    fn context(&mut self, sh: &Shared) -> &Value {
+        if self.ctx.is_none() {
+            let mut m = sh.base_vars.clone();
+            m.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            m.insert("vu".into(), Value::from(self.id));
+            m.insert("iter".into(), Value::from(self.iter));
+            self.ctx = Some(Value::from(m));
+        }
+        self.ctx.as_ref().expect("set above")
+    }
+
+    /// Builds the request of a step; a template error names the step.
+    pub fn build(
+        &mut self,
+        sh: &Shared,
+        step: &Step,
+        prep: &Prepared,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let mut headers = prep.headers.clone();
+        let (uri, body) = if prep.templated {
+            let ctx = self.context(sh).clone();
+            let tpl = &sh.scenario.templates;
+            let wrap = |e: String| format!("step `{}`: template error: {e}", step.name);
+            let uri = match &prep.uri {
+                Some(u) => u.clone(),
+                None => sh
+                    .target
+                    .uri(&tpl.render(&step.path, &ctx).map_err(wrap)?)
+                    .map_err(wrap)?,
+            };
+            for (k, v) in &step.headers {
+                if let Text::Template(_) = v {
+                    let s = tpl.render(v, &ctx).map_err(wrap)?;
+                    let hv = HeaderValue::from_str(&s).map_err(|_| {
+                        wrap(format!("header {k} renders to an invalid value {s:?}"))
+                    })?;
+                    headers.append(k.clone(), hv);
+                }
+            }
+            let body = match (&prep.body, &step.body) {
+                (Some(b), _) => b.clone(),
+                (None, Body::Json(j)) => {
+                    let v = render_json(j, sh, &ctx).map_err(wrap)?;
+                    Bytes::from(serde_json::to_vec(&v).map_err(|e| wrap(e.to_string()))?)
+                }
+                (None, Body::Text(t)) => Bytes::from(tpl.render(t, &ctx).map_err(wrap)?),
+                (None, _) => Bytes::new(),
+            };
+            (uri, body)
+        } else {
+            (
+                prep.uri.clone().expect("untemplated steps have a URI"),
+                prep.body.clone().unwrap_or_default(),
+            )
+        };
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = step.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        Ok(req)
+    }
+
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> (Result<Response, String>, Duration) {
+        self.client.send(req, timeout).await
+    }
+
+    /// Sets the variables a step extracts from a JSON body; a missing value unsets it.
+    pub fn extract(&mut self, step: &Step, json: Option<&serde_json::Value>) -> Vec<String> {
+        let mut missing = Vec::new();
+        for (var, path) in &step.extract {
+            match json.and_then(|j| path.query(j).first()) {
+                Some(v) => {
+                    self.vars
+                        .insert(var.clone(), Value::from(minijinja::value::Serde(v)));
+                }
+                None => {
+                    self.vars.remove(var);
+                    missing.push(var.clone());
+                }
+            }
+        }
+        if !step.extract.is_empty() {
+            self.ctx = None;
+        }
+        missing
+    }
+
+    pub fn vars(&self) -> &BTreeMap<String, Value> {
+        &self.vars
+    }
+
+    /// Runs every load step once. `scheduled` is the planned start under an
+    /// arrival-rate executor: the first request's latency is measured from it.
+    pub async fn iteration(
+        &mut self,
+        sh: &Shared,
+        metrics: &RefCell<MetricsSet>,
+        scheduled: Option<Instant>,
+    ) {
+        let scenario = &sh.scenario;
+        // Variables extracted by steps live for one iteration.
+        if !self.vars.is_empty() {
+            self.vars.clear();
+        }
+        self.ctx = None;
+        let started = Instant::now();
+        for (i, (step, prep)) in scenario.steps.iter().zip(&sh.prepared).enumerate() {
+            let req = match self.build(sh, step, prep) {
+                Ok(r) => r,
+                Err(e) => {
+                    metrics.borrow_mut().error(&e);
+                    break;
+                }
+            };
+            let (res, elapsed) = self.send(req, scenario.options.timeout).await;
+            let json = match &res {
+                Ok(r) if step.needs_json && !r.body.is_empty() => {
+                    serde_json::from_slice::<serde_json::Value>(&r.body).ok()
+                }
+                _ => None,
+            };
+            {
+                let mut m = metrics.borrow_mut();
+                let mut checks_failed = false;
+                {
+                    let rm = &mut m.requests[i];
+                    rm.count += 1;
+                    match &res {
+                        Ok(r) => {
+                            let status = r.parts.status.as_u16();
+                            rm.add_status(status);
+                            if status >= 400 {
+                                rm.failed += 1;
+                            }
+                            let us = elapsed.as_micros() as u64;
+                            match (&mut rm.uncorrected, scheduled) {
+                                (Some(h), Some(at)) if i == 0 => {
+                                    h.saturating_record(us.max(1));
+                                    let corrected =
+                                        Instant::now().saturating_duration_since(at).as_micros()
+                                            as u64;
+                                    rm.duration.saturating_record(corrected.max(us).max(1));
+                                }
+                                (Some(h), _) => {
+                                    h.saturating_record(us.max(1));
+                                    rm.duration.saturating_record(us.max(1));
+                                }
+                                (None, _) => rm.duration.saturating_record(us.max(1)),
+                            }
+                        }
+                        Err(_) => {
+                            rm.failed += 1;
+                        }
+                    }
+                }
+                if let Err(e) = &res {
+                    m.error(&format!("{}: {e}", step.name));
+                }
+                for (c, check) in step.checks.iter().enumerate() {
+                    let ok = match &res {
+                        Ok(r) => check.passes(
+                            r.parts.status.as_u16(),
+                            &r.parts.headers,
+                            &r.body,
+                            json.as_ref(),
+                        ),
+                        Err(_) => false,
+                    };
+                    m.checks[step.first_check + c][usize::from(!ok)] += 1;
+                    checks_failed |= !ok;
+                }
+                let _ = checks_failed;
+            }
+            if !step.extract.is_empty() {
+                self.extract(step, json.as_ref());
+            }
+        }
+        if let Some((lo, hi)) = scenario.options.think_time {
+            let pause = if hi > lo {
+                lo + Duration::from_nanos(fastrand::u64(0..=(hi - lo).as_nanos() as u64))
+            } else {
+                lo
+            };
+            tokio::time::sleep(pause).await;
+        }
+        let mut m = metrics.borrow_mut();
+        m.iterations += 1;
+        m.iteration_duration
+            .saturating_record((started.elapsed().as_micros() as u64).max(1));
+        drop(m);
+        self.iter += 1;
+    }
+}

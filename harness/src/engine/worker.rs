@@ -1,0 +1,167 @@
+//! A worker thread: a single-threaded tokio runtime that owns a share of the
+//! VUs and records into its own metrics, flushed to the controller each second.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::client::IoCounters;
+use super::vu::{Shared, Vu};
+use crate::metrics::MetricsSet;
+
+/// What a worker sends to the controller.
+pub enum Report {
+    /// Everything recorded during second `second` of the run (0-based).
+    Window {
+        worker: usize,
+        second: u64,
+        set: Box<MetricsSet>,
+        /// VUs active at the end of the window.
+        vus: u64,
+        /// VUs created so far.
+        allocated: u64,
+    },
+    /// The worker finished; nothing more will come from it.
+    Done { worker: usize },
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub count: usize,
+    pub shared: Arc<Shared>,
+    /// When the load phase starts, the same instant on every worker.
+    pub t0: Instant,
+    pub metrics: RefCell<MetricsSet>,
+    pub counters: Arc<IoCounters>,
+    /// VUs currently taking part in the load.
+    pub active: Cell<u64>,
+    /// VUs in the middle of an iteration (what a hard stop interrupts).
+    pub busy: Cell<u64>,
+    pub allocated: Cell<u64>,
+    last_bytes: Cell<(u64, u64)>,
+}
+
+impl Worker {
+    pub fn new(index: usize, count: usize, shared: Arc<Shared>, t0: Instant) -> Worker {
+        let sc = &shared.scenario;
+        let metrics = MetricsSet::new(
+            sc.steps.len(),
+            sc.check_count(),
+            sc.options.executor.is_open_model(),
+        );
+        Worker {
+            index,
+            count,
+            shared,
+            t0,
+            metrics: RefCell::new(metrics),
+            counters: Arc::new(IoCounters::default()),
+            active: Cell::new(0),
+            busy: Cell::new(0),
+            allocated: Cell::new(0),
+            last_bytes: Cell::new((0, 0)),
+        }
+    }
+
+    /// This worker's part of `n` things numbered 0..n (round robin).
+    pub fn share(&self, n: u64) -> impl Iterator<Item = u64> + '_ {
+        (self.index as u64..n).step_by(self.count)
+    }
+
+    /// How many of `n` things fall to this worker.
+    pub fn share_count(&self, n: u64) -> u64 {
+        self.share(n).count() as u64
+    }
+
+    /// A new VU with a global 0-based index `idx`.
+    pub fn new_vu(&self, idx: u64) -> Vu {
+        self.allocated.set(self.allocated.get() + 1);
+        Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone())
+    }
+
+    /// Runs one iteration, keeping the busy count for interruption accounting.
+    pub async fn iteration(&self, vu: &mut Vu, scheduled: Option<Instant>) {
+        self.busy.set(self.busy.get() + 1);
+        vu.iteration(&self.shared, &self.metrics, scheduled).await;
+        self.busy.set(self.busy.get() - 1);
+    }
+
+    /// Counts iterations cut short (VU tasks dropped mid-iteration).
+    pub fn mark_interrupted(&self) {
+        let n = self.busy.replace(0);
+        self.metrics.borrow_mut().interrupted_iterations += n;
+    }
+
+    pub fn record_dropped(&self) {
+        self.metrics.borrow_mut().dropped_iterations += 1;
+    }
+
+    /// Takes what was recorded since the last flush.
+    pub fn take(&self) -> MetricsSet {
+        let sc = &self.shared.scenario;
+        let fresh = MetricsSet::new(
+            sc.steps.len(),
+            sc.check_count(),
+            sc.options.executor.is_open_model(),
+        );
+        let mut set = self.metrics.replace(fresh);
+        let sent = self.counters.sent.load(Ordering::Relaxed);
+        let received = self.counters.received.load(Ordering::Relaxed);
+        let (s0, r0) = self.last_bytes.replace((sent, received));
+        set.bytes_sent = sent - s0;
+        set.bytes_received = received - r0;
+        set
+    }
+
+    fn report(&self, tx: &mpsc::UnboundedSender<Report>, second: u64) {
+        let _ = tx.send(Report::Window {
+            worker: self.index,
+            second,
+            set: Box::new(self.take()),
+            vus: self.active.get(),
+            allocated: self.allocated.get(),
+        });
+    }
+}
+
+/// Body of a worker thread.
+pub fn run(worker: Worker, tx: mpsc::UnboundedSender<Report>, mut stop: watch::Receiver<bool>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime can be built");
+    let local = tokio::task::LocalSet::new();
+    let w = std::rc::Rc::new(worker);
+    let w2 = w.clone();
+    let tx2 = tx.clone();
+    local.block_on(&rt, async move {
+        let t0 = tokio::time::Instant::from_std(w.t0);
+        tokio::time::sleep_until(t0).await;
+        let ticker_w = w.clone();
+        let ticker_tx = tx.clone();
+        let ticker = tokio::task::spawn_local(async move {
+            let mut tick =
+                tokio::time::interval_at(t0 + Duration::from_secs(1), Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let second = (ticker_w.t0.elapsed().as_millis() as u64).saturating_sub(500) / 1000;
+                ticker_w.report(&ticker_tx, second);
+            }
+        });
+        tokio::select! {
+            _ = super::executor::run(&w) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        ticker.abort();
+    });
+    // Dropping the LocalSet drops the VU tasks still running.
+    drop(local);
+    w2.mark_interrupted();
+    let second = w2.t0.elapsed().as_secs();
+    w2.report(&tx2, second);
+    let _ = tx2.send(Report::Done { worker: w2.index });
+}

@@ -1,0 +1,11 @@
+//! loadtest: a benchmarking harness that runs declarative HTTP load scenarios,
+//! records HDR latency histograms and writes comparable result files.
+
+pub mod cli;
+pub mod duration;
+pub mod engine;
+pub mod exit;
+pub mod metrics;
+pub mod results;
+pub mod run;
+pub mod scenario;

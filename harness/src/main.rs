@@ -1,0 +1,73 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use loadtest::cli::{Cli, Command};
+use loadtest::exit::{self, Classify, Failure};
+use loadtest::{run, scenario};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {f}");
+            ExitCode::from(f.code())
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> Result<u8, Failure> {
+    match cmd {
+        Command::Run(r) => {
+            let report = run::execute(run::RunArgs {
+                scenario: r.scenario,
+                scenarios_dir: r.scenarios_dir,
+                target: r.target,
+                vus: r.vus,
+                duration: r.duration,
+                run_name: r.run_name,
+                out: r.out,
+                quiet: r.quiet,
+            })?;
+            Ok(report.code)
+        }
+        Command::Validate {
+            scenario: s,
+            scenarios_dir,
+        } => {
+            let path = scenario::resolve(&s, &scenarios_dir).usage()?;
+            let sc = scenario::load(&path).usage()?;
+            println!(
+                "{}: ok ({}, {} setup / {} load / {} teardown steps, {} thresholds)",
+                path.display(),
+                sc.options.executor.name(),
+                sc.setup.len(),
+                sc.steps.len(),
+                sc.teardown.len(),
+                sc.thresholds.len()
+            );
+            Ok(exit::OK)
+        }
+        Command::Scenarios { scenarios_dir } => {
+            for name in scenario::list(&scenarios_dir) {
+                let path = scenarios_dir.join(format!("{name}.toml"));
+                match scenario::load(&path) {
+                    Ok(sc) => println!("{name:<28} {}", sc.description.unwrap_or_default()),
+                    Err(e) => println!("{name:<28} INVALID: {e}"),
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Counters and HDR histograms. Each worker thread records into its own
+//! [`MetricsSet`] without locks; the controller merges them once a second.
+
+use std::collections::HashMap;
+
+use anyhow::{anyhow, Result};
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+use crate::scenario::thresholds::{Agg, Metric, Threshold};
+
+/// Highest trackable latency: one hour, in microseconds.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// A latency histogram in microseconds (1 µs .. 1 h, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+/// HDR V2 + deflate, base64: compact and readable by every HdrHistogram port.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serialising into a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+pub fn decode_histogram(s: &str) -> Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| anyhow!("histogram is not valid base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow!("histogram cannot be decoded: {e:?}"))?;
+    Ok(h)
+}
+
+/// Figures of one request name (one step).
+#[derive(Clone)]
+pub struct RequestMetrics {
+    pub count: u64,
+    pub failed: u64,
+    /// Latency of requests that got a response; corrected for coordinated
+    /// omission under arrival-rate executors.
+    pub duration: Histogram<u64>,
+    /// The plain send-to-last-byte latency, kept under arrival-rate executors.
+    pub uncorrected: Option<Histogram<u64>>,
+    pub statuses: Vec<(u16, u64)>,
+}
+
+impl RequestMetrics {
+    fn new(open_model: bool) -> Self {
+        RequestMetrics {
+            count: 0,
+            failed: 0,
+            duration: new_histogram(),
+            uncorrected: open_model.then(new_histogram),
+            statuses: Vec::new(),
+        }
+    }
+
+    pub fn add_status(&mut self, status: u16) {
+        match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => self.statuses.push((status, 1)),
+        }
+    }
+
+    fn merge(&mut self, o: &RequestMetrics) {
+        self.count += o.count;
+        self.failed += o.failed;
+        self.duration
+            .add(&o.duration)
+            .expect("same histogram bounds");
+        if let (Some(a), Some(b)) = (&mut self.uncorrected, &o.uncorrected) {
+            a.add(b).expect("same histogram bounds");
+        }
+        for (s, n) in &o.statuses {
+            match self.statuses.iter_mut().find(|(x, _)| x == s) {
+                Some((_, m)) => *m += n,
+                None => self.statuses.push((*s, *n)),
+            }
+        }
+    }
+}
+
+/// Everything recorded during a window of time (or the whole run).
+#[derive(Clone)]
+pub struct MetricsSet {
+    pub requests: Vec<RequestMetrics>,
+    /// `[passes, fails]` per check, in scenario order.
+    pub checks: Vec<[u64; 2]>,
+    pub iterations: u64,
+    pub iteration_duration: Histogram<u64>,
+    pub dropped_iterations: u64,
+    pub interrupted_iterations: u64,
+    /// Failure reasons (network errors, timeouts, template errors) and their counts.
+    pub errors: HashMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl MetricsSet {
+    pub fn new(requests: usize, checks: usize, open_model: bool) -> Self {
+        MetricsSet {
+            requests: (0..requests)
+                .map(|_| RequestMetrics::new(open_model))
+                .collect(),
+            checks: vec![[0, 0]; checks],
+            iterations: 0,
+            iteration_duration: new_histogram(),
+            dropped_iterations: 0,
+            interrupted_iterations: 0,
+            errors: HashMap::new(),
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
+    }
+
+    pub fn merge(&mut self, o: &MetricsSet) {
+        for (a, b) in self.requests.iter_mut().zip(&o.requests) {
+            a.merge(b);
+        }
+        for (a, b) in self.checks.iter_mut().zip(&o.checks) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+        self.iterations += o.iterations;
+        self.iteration_duration
+            .add(&o.iteration_duration)
+            .expect("same histogram bounds");
+        self.dropped_iterations += o.dropped_iterations;
+        self.interrupted_iterations += o.interrupted_iterations;
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+    }
+
+    pub fn error(&mut self, reason: &str) {
+        match self.errors.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.errors.insert(reason.to_string(), 1);
+            }
+        }
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.requests.iter().map(|r| r.count).sum()
+    }
+
+    pub fn total_failed(&self) -> u64 {
+        self.requests.iter().map(|r| r.failed).sum()
+    }
+
+    /// All request latencies in one histogram.
+    pub fn all_durations(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for r in &self.requests {
+            h.add(&r.duration).expect("same histogram bounds");
+        }
+        h
+    }
+
+    pub fn all_uncorrected(&self) -> Option<Histogram<u64>> {
+        let mut h = new_histogram();
+        for r in &self.requests {
+            h.add(r.uncorrected.as_ref()?)
+                .expect("same histogram bounds");
+        }
+        Some(h)
+    }
+}
+
+/// Latency figures in milliseconds.
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Aggregate of a histogram in milliseconds; `None` when it is empty.
+pub fn trend_value(h: &Histogram<u64>, agg: Agg) -> Option<f64> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(match agg {
+        Agg::Avg => h.mean() / 1000.0,
+        Agg::Min => ms(h.min()),
+        Agg::Med => ms(h.value_at_quantile(0.5)),
+        Agg::Max => ms(h.max()),
+        Agg::P(p) => ms(h.value_at_quantile(p / 100.0)),
+        _ => return None,
+    })
+}
+
+/// What a threshold observes, given the run's totals so far.
+/// `names` are the request names in step order; `checks_of` maps a step to its checks.
+pub fn observe(
+    t: &Threshold,
+    m: &MetricsSet,
+    names: &[String],
+    check_ranges: &[std::ops::Range<usize>],
+    elapsed_secs: f64,
+    vus_max: u64,
+) -> Option<f64> {
+    let idx = t
+        .name
+        .as_ref()
+        .and_then(|n| names.iter().position(|x| x == n));
+    if t.name.is_some() && idx.is_none() {
+        return None;
+    }
+    let per_sec = |c: u64| {
+        if elapsed_secs > 0.0 {
+            c as f64 / elapsed_secs
+        } else {
+            0.0
+        }
+    };
+    let counter = |c: u64| match t.agg {
+        Agg::Rate => Some(per_sec(c)),
+        _ => Some(c as f64),
+    };
+    match t.metric {
+        Metric::HttpReqDuration => match idx {
+            Some(i) => trend_value(&m.requests[i].duration, t.agg),
+            None => trend_value(&m.all_durations(), t.agg),
+        },
+        Metric::IterationDuration => trend_value(&m.iteration_duration, t.agg),
+        Metric::HttpReqFailed => {
+            let (count, failed) = match idx {
+                Some(i) => (m.requests[i].count, m.requests[i].failed),
+                None => (m.total_requests(), m.total_failed()),
+            };
+            (count > 0).then(|| failed as f64 / count as f64)
+        }
+        Metric::Checks => {
+            let range = match idx {
+                Some(i) => check_ranges[i].clone(),
+                None => 0..m.checks.len(),
+            };
+            let (p, f) = m.checks[range]
+                .iter()
+                .fold((0u64, 0u64), |(p, f), c| (p + c[0], f + c[1]));
+            (p + f > 0).then(|| p as f64 / (p + f) as f64)
+        }
+        Metric::HttpReqs => counter(match idx {
+            Some(i) => m.requests[i].count,
+            None => m.total_requests(),
+        }),
+        Metric::Iterations => counter(m.iterations),
+        Metric::DroppedIterations => counter(m.dropped_iterations),
+        Metric::DataSent => counter(m.bytes_sent),
+        Metric::DataReceived => counter(m.bytes_received),
+        Metric::VusMax => Some(vus_max as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_per_worker_histograms_is_exact() {
+        let mut whole = new_histogram();
+        let mut parts = [new_histogram(), new_histogram(), new_histogram()];
+        let mut x: u64 = 12345;
+        for i in 0..30_000u64 {
+            // A cheap deterministic spread of values from 1 µs to ~10 s.
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = 1 + (x >> 40) % 10_000_000;
+            whole.record(v).unwrap();
+            parts[(i % 3) as usize].record(v).unwrap();
+        }
+        let mut merged = new_histogram();
+        for p in &parts {
+            merged.add(p).unwrap();
+        }
+        assert_eq!(merged.len(), whole.len());
+        for q in [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.value_at_quantile(q), whole.value_at_quantile(q));
+        }
+        assert_eq!(merged, whole);
+    }
+
+    #[test]
+    fn histogram_encoding_round_trips() {
+        let mut h = new_histogram();
+        for v in [1, 10, 100, 1000, 10_000, 3_000_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back, h);
+        assert!(decode_histogram("not base64!").is_err());
+    }
+
+    #[test]
+    fn sets_merge_counts_and_errors() {
+        let mut a = MetricsSet::new(1, 2, false);
+        let mut b = MetricsSet::new(1, 2, false);
+        a.requests[0].count = 2;
+        a.requests[0].add_status(200);
+        b.requests[0].count = 3;
+        b.requests[0].failed = 1;
+        b.requests[0].add_status(200);
+        b.requests[0].add_status(500);
+        b.checks[1] = [4, 1];
+        b.error("connection refused (127.0.0.1:9)");
+        a.merge(&b);
+        assert_eq!(a.total_requests(), 5);
+        assert_eq!(a.total_failed(), 1);
+        assert_eq!(a.checks[1], [4, 1]);
+        assert_eq!(a.requests[0].statuses, vec![(200, 2), (500, 1)]);
+        assert_eq!(a.errors["connection refused (127.0.0.1:9)"], 1);
+    }
+}

@@ -1,0 +1,349 @@
+//! The result model: what a run measured, serialised as
+//! `<out>/<run>_<scenario>.json` (versioned) with a text summary beside it.
+//! Compare and report read this model; they never re-run anything.
+
+mod summary;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{self, MetricsSet};
+use crate::scenario::thresholds::Agg;
+
+pub use summary::render as summary;
+
+/// Bumped whenever a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    pub schema_version: u32,
+    pub run: String,
+    pub scenario: String,
+    pub scenario_file: String,
+    pub scenario_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub target: String,
+    /// Executor settings after flags were applied.
+    pub options: serde_json::Value,
+    /// What `--vus`/`--duration` changed, if anything.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    pub git: Option<GitInfo>,
+    /// RFC 3339 start time of the load phase.
+    pub started_at: String,
+    pub duration_s: f64,
+    /// Stopped by Ctrl-C before the planned end.
+    pub interrupted: bool,
+    /// The `abort_on_fail` threshold that stopped the run, if any.
+    #[serde(default)]
+    pub aborted_by: Option<String>,
+    pub host: HostInfo,
+    pub loadgen: LoadGen,
+    pub metrics: Metrics,
+    /// Per request name (the step's `name`).
+    pub requests: BTreeMap<String, RequestResult>,
+    pub errors: Vec<ErrorCount>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GitInfo {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub os: String,
+}
+
+/// How hard the load generator itself worked: a saturated generator
+/// under-reports the server's capacity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadGen {
+    pub workers: usize,
+    pub cpu_seconds: f64,
+    /// CPU time over wall time over cores: 1.0 means every core was busy.
+    pub cpu_saturation: f64,
+    pub max_rss_kb: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Counter {
+    pub count: u64,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RateStat {
+    pub rate: f64,
+    pub passes: u64,
+    pub fails: u64,
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trend {
+    pub count: u64,
+    pub min: f64,
+    pub avg: f64,
+    pub med: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Trend {
+    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Trend {
+        let v = |a| metrics::trend_value(h, a).unwrap_or(0.0);
+        Trend {
+            count: h.len(),
+            min: v(Agg::Min),
+            avg: round3(v(Agg::Avg)),
+            med: v(Agg::Med),
+            p90: v(Agg::P(90.0)),
+            p95: v(Agg::P(95.0)),
+            p99: v(Agg::P(99.0)),
+            p999: v(Agg::P(99.9)),
+            max: v(Agg::Max),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub http_reqs: Counter,
+    /// `passes` are failed requests, as in k6 (the rate of failure).
+    pub http_req_failed: RateStat,
+    pub http_req_duration: Trend,
+    /// Present under arrival-rate executors: latency not corrected for coordinated omission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_req_duration_uncorrected: Option<Trend>,
+    pub iteration_duration: Trend,
+    pub checks: RateStat,
+    pub iterations: Counter,
+    pub dropped_iterations: Counter,
+    pub interrupted_iterations: u64,
+    pub vus_max: u64,
+    pub data_sent: Counter,
+    pub data_received: Counter,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    pub passes: u64,
+    pub fails: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestResult {
+    /// Position of the step in the scenario.
+    pub index: usize,
+    pub method: String,
+    pub http_reqs: Counter,
+    pub http_req_failed: RateStat,
+    pub http_req_duration: Trend,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_req_duration_uncorrected: Option<Trend>,
+    /// HDR histogram of `http_req_duration` in µs (V2 + deflate, base64).
+    pub histogram: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram_uncorrected: Option<String>,
+    pub status_codes: BTreeMap<String, u64>,
+    pub checks: Vec<CheckResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorCount {
+    pub error: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdResult {
+    pub metric: String,
+    pub expression: String,
+    /// The observed value; `None` when the metric saw no data.
+    pub value: Option<f64>,
+    pub ok: bool,
+    pub abort_on_fail: bool,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TimelineEntry {
+    /// Seconds since the start of the load phase.
+    pub t: u64,
+    pub requests: u64,
+    pub failures: u64,
+    pub iterations: u64,
+    pub dropped_iterations: u64,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub vus: u64,
+}
+
+impl TimelineEntry {
+    pub fn from_window(t: u64, set: &MetricsSet, vus: u64) -> TimelineEntry {
+        let h = set.all_durations();
+        TimelineEntry {
+            t,
+            requests: set.total_requests(),
+            failures: set.total_failed(),
+            iterations: set.iterations,
+            dropped_iterations: set.dropped_iterations,
+            p50: metrics::trend_value(&h, Agg::Med),
+            p95: metrics::trend_value(&h, Agg::P(95.0)),
+            p99: metrics::trend_value(&h, Agg::P(99.0)),
+            vus,
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub fn counter(count: u64, secs: f64) -> Counter {
+    Counter {
+        count,
+        rate: if secs > 0.0 {
+            round3(count as f64 / secs)
+        } else {
+            0.0
+        },
+    }
+}
+
+pub fn rate_stat(passes: u64, fails: u64) -> RateStat {
+    let n = passes + fails;
+    RateStat {
+        rate: if n > 0 { passes as f64 / n as f64 } else { 0.0 },
+        passes,
+        fails,
+    }
+}
+
+/// The git commit of the working directory, if it is a checkout.
+pub fn git_info(dir: &Path) -> Option<GitInfo> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    Some(GitInfo { commit, dirty })
+}
+
+pub fn host_info() -> HostInfo {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    HostInfo {
+        hostname: read("/proc/sys/kernel/hostname"),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        kernel: read("/proc/sys/kernel/osrelease"),
+        os: std::env::consts::OS.to_string(),
+    }
+}
+
+/// CPU seconds and peak RSS of this process so far.
+pub fn process_usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct we pass and touches nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0;
+    if !ok {
+        return (0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64)
+}
+
+/// `<out>/<run>_<scenario>.<ext>`
+pub fn result_path(out: &Path, run: &str, scenario: &str, ext: &str) -> PathBuf {
+    out.join(format!("{run}_{scenario}.{ext}"))
+}
+
+/// Writes a file so that readers see the old content or the new, never half:
+/// a temporary file in the same folder, then a rename.
+pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".loadtest-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(content)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+impl RunResult {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialise")
+    }
+
+    /// Reads a result file, refusing schema versions this build does not know.
+    pub fn load(path: &Path) -> Result<RunResult> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read result file {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        match v.get("schema_version").and_then(|s| s.as_u64()) {
+            Some(n) if n == SCHEMA_VERSION as u64 => {}
+            Some(n) => bail!(
+                "{}: schema_version {n} is not supported (this build reads {SCHEMA_VERSION})",
+                path.display()
+            ),
+            None => bail!(
+                "{}: not a loadtest result (no schema_version)",
+                path.display()
+            ),
+        }
+        serde_json::from_value(v).with_context(|| format!("{}: malformed result", path.display()))
+    }
+
+    /// The request's latency histogram, decoded.
+    pub fn histogram(&self, request: &str) -> Result<hdrhistogram::Histogram<u64>> {
+        let r = self
+            .requests
+            .get(request)
+            .ok_or_else(|| anyhow!("no request named `{request}` in this result"))?;
+        metrics::decode_histogram(&r.histogram)
+    }
+}

@@ -1,0 +1,292 @@
+//! `loadtest run`: the orchestration of one run, from scenario file to result files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::engine::{self, client::Target, LoadOutput};
+use crate::exit::{self, Classify, Failure};
+use crate::metrics::{self, encode_histogram};
+use crate::results::{self, *};
+use crate::scenario::{self, Scenario};
+
+pub struct RunArgs {
+    pub scenario: String,
+    pub scenarios_dir: PathBuf,
+    pub target: String,
+    pub vus: Option<u32>,
+    pub duration: Option<Duration>,
+    pub run_name: String,
+    pub out: PathBuf,
+    pub quiet: bool,
+}
+
+/// Result of `loadtest run`: the exit code and where the files went.
+pub struct RunReport {
+    pub code: u8,
+    pub json: PathBuf,
+    pub summary: PathBuf,
+}
+
+fn check_run_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Failure::Usage(anyhow!(
+            "run name `{name}` may only hold letters, digits, '-', '_' and '.' (it becomes part of file names)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
+    check_run_name(&args.run_name)?;
+    let path = scenario::resolve(&args.scenario, &args.scenarios_dir).usage()?;
+    let mut sc: Scenario = scenario::load(&path).usage()?;
+    let overrides = sc
+        .options
+        .apply_overrides(args.vus, args.duration)
+        .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    let sc = Arc::new(sc);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .runtime()?;
+    let target = Arc::new(rt.block_on(Target::resolve(&args.target)).usage()?);
+    // Paths must form valid URIs with this target before anything is sent.
+    for steps in [&sc.setup, &sc.steps, &sc.teardown] {
+        engine::vu::prepare(steps, &target)
+            .map_err(|e| Failure::Usage(anyhow!("{}: {e}", path.display())))?;
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        Failure::Usage(anyhow!(
+            "cannot create output folder {}: {e}",
+            args.out.display()
+        ))
+    })?;
+    for note in &overrides {
+        if !args.quiet {
+            eprintln!("note: {note}");
+        }
+    }
+
+    let env = engine::env_value();
+    let mut base: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+    base.insert("env".into(), env.clone());
+    let setup_vars = rt
+        .block_on(engine::run_once(
+            &sc,
+            &target,
+            "setup",
+            &sc.setup,
+            base.clone(),
+        ))
+        .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", path.display())))?;
+    let mut vars = base.clone();
+    vars.extend(setup_vars);
+
+    let started_at = chrono::Utc::now();
+    let out = rt
+        .block_on(engine::run_load(
+            sc.clone(),
+            target.clone(),
+            vars.clone(),
+            !args.quiet,
+        ))
+        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+
+    if !out.interrupted && !sc.teardown.is_empty() {
+        if let Err(e) = rt.block_on(engine::run_once(
+            &sc,
+            &target,
+            "teardown",
+            &sc.teardown,
+            vars,
+        )) {
+            eprintln!("warning: {e}");
+        }
+    }
+
+    let result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
+    let json = result_path(&args.out, &args.run_name, &sc.name, "json");
+    let summary_path = result_path(&args.out, &args.run_name, &sc.name, "summary");
+    let text = results::summary(&result);
+    write_atomic(&json, result.to_json().as_bytes()).runtime()?;
+    write_atomic(&summary_path, text.as_bytes()).runtime()?;
+    println!("{text}");
+    println!(
+        "  results: {}\n           {}",
+        json.display(),
+        summary_path.display()
+    );
+
+    let code = if out.interrupted {
+        eprintln!("interrupted: partial results were written, marked \"interrupted\": true");
+        exit::RUNTIME
+    } else if result.thresholds.iter().any(|t| !t.ok) {
+        let crossed: Vec<String> = result
+            .thresholds
+            .iter()
+            .filter(|t| !t.ok)
+            .map(|t| format!("{}: {}", t.metric, t.expression))
+            .collect();
+        eprintln!("thresholds crossed: {}", crossed.join("; "));
+        exit::THRESHOLDS
+    } else {
+        exit::OK
+    };
+    Ok(RunReport {
+        code,
+        json,
+        summary: summary_path,
+    })
+}
+
+fn build_result(
+    sc: &Scenario,
+    path: &Path,
+    args: &RunArgs,
+    target: &Target,
+    overrides: Vec<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    out: &LoadOutput,
+) -> RunResult {
+    let secs = out.duration.as_secs_f64();
+    let t = &out.total;
+    let names: Vec<String> = sc.steps.iter().map(|s| s.name.clone()).collect();
+    let check_ranges: Vec<_> = sc
+        .steps
+        .iter()
+        .map(|s| s.first_check..s.first_check + s.checks.len())
+        .collect();
+
+    let mut requests = BTreeMap::new();
+    for (i, step) in sc.steps.iter().enumerate() {
+        let rm = &t.requests[i];
+        let checks = step
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(c, ch)| {
+                let [p, f] = t.checks[step.first_check + c];
+                CheckResult {
+                    name: ch.name.clone(),
+                    passes: p,
+                    fails: f,
+                }
+            })
+            .collect();
+        let mut statuses: Vec<(u16, u64)> = rm.statuses.clone();
+        statuses.sort();
+        requests.insert(
+            step.name.clone(),
+            RequestResult {
+                index: i,
+                method: step.method.to_string(),
+                http_reqs: counter(rm.count, secs),
+                http_req_failed: rate_stat(rm.failed, rm.count - rm.failed),
+                http_req_duration: Trend::from_histogram(&rm.duration),
+                http_req_duration_uncorrected: rm.uncorrected.as_ref().map(Trend::from_histogram),
+                histogram: encode_histogram(&rm.duration),
+                histogram_uncorrected: rm.uncorrected.as_ref().map(encode_histogram),
+                status_codes: statuses
+                    .into_iter()
+                    .map(|(s, n)| (s.to_string(), n))
+                    .collect(),
+                checks,
+            },
+        );
+    }
+
+    let (passes, fails) = t
+        .checks
+        .iter()
+        .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]));
+    let total_reqs = t.total_requests();
+    let failed = t.total_failed();
+    let metrics = Metrics {
+        http_reqs: counter(total_reqs, secs),
+        http_req_failed: rate_stat(failed, total_reqs - failed),
+        http_req_duration: Trend::from_histogram(&t.all_durations()),
+        http_req_duration_uncorrected: t.all_uncorrected().as_ref().map(Trend::from_histogram),
+        iteration_duration: Trend::from_histogram(&t.iteration_duration),
+        checks: rate_stat(passes, fails),
+        iterations: counter(t.iterations, secs),
+        dropped_iterations: counter(t.dropped_iterations, secs),
+        interrupted_iterations: t.interrupted_iterations,
+        vus_max: out.vus_max,
+        data_sent: counter(t.bytes_sent, secs),
+        data_received: counter(t.bytes_received, secs),
+    };
+
+    let thresholds = sc
+        .thresholds
+        .iter()
+        .map(|th| {
+            let value = metrics::observe(th, t, &names, &check_ranges, secs, out.vus_max);
+            ThresholdResult {
+                metric: th.key.clone(),
+                expression: th.expression.clone(),
+                value,
+                // No data cannot prove a threshold holds.
+                ok: value.is_some_and(|v| th.op.holds(v, th.limit)),
+                abort_on_fail: th.abort_on_fail,
+            }
+        })
+        .collect();
+
+    let mut errors: Vec<ErrorCount> = t
+        .errors
+        .iter()
+        .map(|(e, n)| ErrorCount {
+            error: e.clone(),
+            count: *n,
+        })
+        .collect();
+    errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.error.cmp(&b.error)));
+
+    let host = host_info();
+    let (cpu, rss) = process_usage();
+    let scenario_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        run: args.run_name.clone(),
+        scenario: sc.name.clone(),
+        scenario_file: path.display().to_string(),
+        scenario_sha256: sc.sha256.clone(),
+        description: sc.description.clone(),
+        target: target.url.clone(),
+        options: sc.options.to_json(),
+        overrides,
+        git: git_info(scenario_dir),
+        started_at: started_at.to_rfc3339(),
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        interrupted: out.interrupted,
+        aborted_by: out.aborted_by.clone(),
+        loadgen: LoadGen {
+            workers: out.workers,
+            cpu_seconds: (cpu * 100.0).round() / 100.0,
+            cpu_saturation: if secs > 0.0 {
+                ((cpu / secs / host.cores as f64) * 1000.0).round() / 1000.0
+            } else {
+                0.0
+            },
+            max_rss_kb: rss,
+        },
+        host,
+        metrics,
+        requests,
+        errors,
+        thresholds,
+        timeline: out.timeline.clone(),
+    }
+}

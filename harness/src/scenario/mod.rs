@@ -1,0 +1,554 @@
+//! Scenario files: one TOML file per workload, validated completely before any
+//! request is sent. Every error names `file:line:column`.
+
+pub mod checks;
+pub mod locate;
+pub mod options;
+pub mod template;
+pub mod thresholds;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+use serde_json_path::JsonPath;
+use sha2::{Digest, Sha256};
+
+use checks::Check;
+use locate::{Locator, Seg};
+pub use options::{Executor, Options, Stage};
+use template::{Templates, Text};
+use thresholds::Threshold;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    description: Option<String>,
+    #[serde(default)]
+    options: options::RawOptions,
+    #[serde(default)]
+    setup: Vec<RawStep>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+    #[serde(default)]
+    teardown: Vec<RawStep>,
+    #[serde(default)]
+    thresholds: BTreeMap<String, Vec<RawThreshold>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Option<String>,
+    method: Option<String>,
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    json: Option<toml::Value>,
+    body: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    extract: BTreeMap<String, String>,
+    #[serde(default)]
+    checks: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawThreshold {
+    Expr(String),
+    Full(FullThreshold),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullThreshold {
+    threshold: String,
+    #[serde(default)]
+    abort_on_fail: bool,
+    delay_abort_eval: Option<String>,
+}
+
+/// A JSON body whose string leaves may be templates.
+#[derive(Debug, Clone)]
+pub enum JsonTpl {
+    Value(serde_json::Value),
+    Text(Text),
+    Array(Vec<JsonTpl>),
+    Object(Vec<(String, JsonTpl)>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    /// Fixed bytes, encoded once at load time.
+    Static(Bytes),
+    Json(JsonTpl),
+    Text(Text),
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: String,
+    pub method: Method,
+    pub path: Text,
+    pub headers: Vec<(HeaderName, Text)>,
+    pub body: Body,
+    pub content_type: Option<HeaderValue>,
+    pub extract: Vec<(String, JsonPath)>,
+    pub checks: Vec<Check>,
+    /// Index of this step's first check in the scenario-wide check list.
+    pub first_check: usize,
+    /// Whether the response body must be parsed as JSON.
+    pub needs_json: bool,
+}
+
+pub struct Scenario {
+    /// The file stem: `payment-confirm` for `scenarios/payment-confirm.toml`.
+    pub name: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    pub description: Option<String>,
+    pub options: Options,
+    pub setup: Vec<Step>,
+    pub steps: Vec<Step>,
+    pub teardown: Vec<Step>,
+    pub thresholds: Vec<Threshold>,
+    pub templates: Templates,
+}
+
+impl Scenario {
+    /// Number of checks across the load steps.
+    pub fn check_count(&self) -> usize {
+        self.steps.iter().map(|s| s.checks.len()).sum()
+    }
+
+    /// Variables that setup makes available to every VU.
+    pub fn setup_variables(&self) -> BTreeSet<String> {
+        self.setup
+            .iter()
+            .flat_map(|s| s.extract.iter().map(|(k, _)| k.clone()))
+            .collect()
+    }
+}
+
+/// Finds a scenario by name (`scenarios/NAME.toml`) or path.
+pub fn resolve(arg: &str, dir: &Path) -> Result<PathBuf> {
+    let as_path = Path::new(arg);
+    if arg.ends_with(".toml") || arg.contains('/') {
+        if as_path.is_file() {
+            return Ok(as_path.to_path_buf());
+        }
+        bail!("scenario file {} does not exist", as_path.display());
+    }
+    let candidate = dir.join(format!("{arg}.toml"));
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let available = list(dir);
+    if available.is_empty() {
+        bail!(
+            "unknown scenario `{arg}`: {} holds no scenario files (*.toml)",
+            dir.display()
+        );
+    }
+    bail!(
+        "unknown scenario `{arg}` (looked for {}); available: {}",
+        candidate.display(),
+        available.join(", ")
+    )
+}
+
+/// Scenario names found in a folder, sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read scenario {}: {e}", path.display()))?;
+    parse(path, &source)
+}
+
+/// Parses and validates scenario text; `path` is used for error positions and the name.
+pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
+    let loc = Locator::new(path, source);
+    let raw: RawScenario = toml::from_str(source).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| loc.at_offset(s.start))
+            .unwrap_or_else(|| path.display().to_string());
+        anyhow!("{at}: {}", e.message().trim())
+    })?;
+    let fail = |segs: &[Seg], msg: String| anyhow!("{}: {msg}", loc.at(segs));
+
+    let present: Vec<String> = {
+        let doc = toml_edit::Document::parse(source.to_string()).ok();
+        doc.and_then(|d| {
+            d.as_table()
+                .get("options")
+                .and_then(|o| o.as_table_like())
+                .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        })
+        .unwrap_or_default()
+    };
+    let options = Options::from_raw(&raw.options, &present).map_err(|(key, msg)| {
+        let mut segs = vec![Seg::Key("options")];
+        segs.extend(key.iter().map(|k| Seg::Key(k.as_str())));
+        fail(&segs, msg)
+    })?;
+
+    if raw.steps.is_empty() {
+        bail!(
+            "{}: the scenario has no [[steps]]: add at least one request to run under load",
+            path.display()
+        );
+    }
+
+    let mut templates = Templates::new();
+    let mut known: BTreeSet<String> = template::BUILTIN_VARS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let compile = |section: &'static str,
+                   raws: &[RawStep],
+                   known: &mut BTreeSet<String>,
+                   templates: &mut Templates,
+                   scoped: bool|
+     -> Result<Vec<Step>> {
+        let outer = known.clone();
+        let mut out = Vec::new();
+        let mut first_check = 0;
+        for (i, rs) in raws.iter().enumerate() {
+            let step = compile_step(section, i, rs, &loc, templates, known, first_check)?;
+            first_check += step.checks.len();
+            for (k, _) in &step.extract {
+                known.insert(k.clone());
+            }
+            out.push(step);
+        }
+        if scoped {
+            *known = outer;
+        }
+        Ok(out)
+    };
+    let setup = compile("setup", &raw.setup, &mut known, &mut templates, false)?;
+    let steps = compile("steps", &raw.steps, &mut known, &mut templates, true)?;
+    let teardown = compile("teardown", &raw.teardown, &mut known, &mut templates, true)?;
+
+    let mut seen = BTreeSet::new();
+    for (i, s) in steps.iter().enumerate() {
+        if !seen.insert(s.name.clone()) {
+            return Err(fail(
+                &[Seg::Key("steps"), Seg::Index(i), Seg::Key("name")],
+                format!(
+                    "two steps are named `{}`: request names must be unique, they key the results",
+                    s.name
+                ),
+            ));
+        }
+    }
+
+    let mut thresholds = Vec::new();
+    for (key, list) in &raw.thresholds {
+        let at = [Seg::Key("thresholds"), Seg::Key(key.as_str())];
+        let (metric, name) = thresholds::parse_key(key).map_err(|m| fail(&at, m))?;
+        if let Some(n) = &name {
+            if !seen.contains(n) {
+                let names: Vec<&str> = seen.iter().map(String::as_str).collect();
+                return Err(fail(
+                    &at,
+                    format!(
+                        "`{key}`: no step is named `{n}` (steps: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (j, rt) in list.iter().enumerate() {
+            let at_expr = [
+                Seg::Key("thresholds"),
+                Seg::Key(key.as_str()),
+                Seg::Index(j),
+            ];
+            let (expr, abort_on_fail, delay) = match rt {
+                RawThreshold::Expr(e) => (e.clone(), false, None),
+                RawThreshold::Full(f) => (
+                    f.threshold.clone(),
+                    f.abort_on_fail,
+                    f.delay_abort_eval.clone(),
+                ),
+            };
+            let (agg, op, limit) =
+                thresholds::parse_expression(metric, &expr).map_err(|m| fail(&at_expr, m))?;
+            let delay_abort_eval = match delay {
+                Some(d) => crate::duration::parse(&d).map_err(|m| fail(&at_expr, m))?,
+                None => std::time::Duration::ZERO,
+            };
+            thresholds.push(Threshold {
+                key: key.clone(),
+                metric,
+                name: name.clone(),
+                expression: expr.trim().to_string(),
+                agg,
+                op,
+                limit,
+                abort_on_fail,
+                delay_abort_eval,
+            });
+        }
+    }
+
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scenario")
+        .to_string();
+    Ok(Scenario {
+        name,
+        file: path.to_path_buf(),
+        sha256: hex::encode(Sha256::digest(source.as_bytes())),
+        description: raw.description,
+        options,
+        setup,
+        steps,
+        teardown,
+        thresholds,
+        templates,
+    })
+}
+
+fn compile_step(
+    section: &'static str,
+    i: usize,
+    rs: &RawStep,
+    loc: &Locator,
+    templates: &mut Templates,
+    known: &BTreeSet<String>,
+    first_check: usize,
+) -> Result<Step> {
+    let here = |key: &'static str| [Seg::Key(section), Seg::Index(i), Seg::Key(key)];
+    let method_src = rs.method.as_deref().unwrap_or("GET");
+    let method = Method::from_bytes(method_src.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        anyhow!(
+            "{}: `{method_src}` is not an HTTP method",
+            loc.at(&here("method"))
+        )
+    })?;
+    let name = rs
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", method, rs.path));
+    let label = format!("{section}[{i}] `{name}`");
+    let fail = |segs: &[Seg], msg: String| anyhow!("{}: {label}: {msg}", loc.at(segs));
+
+    // Compiles one text and checks that every variable it reads exists by then.
+    let mut text = |tname: String, src: &str, segs: &[Seg]| -> Result<Text> {
+        let t = templates
+            .add(&tname, src)
+            .map_err(|m| fail(segs, format!("template error: {m}")))?;
+        let mut unknown: Vec<String> = templates
+            .variables(&t)
+            .into_iter()
+            .filter(|v| !known.contains(v))
+            .collect();
+        unknown.sort();
+        if let Some(v) = unknown.first() {
+            let avail: Vec<&str> = known.iter().map(String::as_str).collect();
+            return Err(fail(
+                segs,
+                format!(
+                    "template uses unknown variable `{v}` (available here: {}; extract it in an earlier step or in [[setup]])",
+                    avail.join(", ")
+                ),
+            ));
+        }
+        Ok(t)
+    };
+
+    if !rs.path.starts_with('/') && !rs.path.starts_with("{{") {
+        return Err(fail(
+            &here("path"),
+            format!("path `{}` must start with /", rs.path),
+        ));
+    }
+    let path = text(format!("{section}[{i}].path"), &rs.path, &here("path"))?;
+
+    let mut headers = Vec::new();
+    for (k, v) in &rs.headers {
+        let segs = [
+            Seg::Key(section),
+            Seg::Index(i),
+            Seg::Key("headers"),
+            Seg::Key(k.as_str()),
+        ];
+        let hn = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| fail(&segs, format!("`{k}` is not a valid header name")))?;
+        let t = text(format!("{section}[{i}].headers.{k}"), v, &segs)?;
+        if let Text::Static(s) = &t {
+            HeaderValue::from_str(s)
+                .map_err(|_| fail(&segs, format!("`{s}` is not a valid header value")))?;
+        }
+        headers.push((hn, t));
+    }
+
+    if rs.json.is_some() && rs.body.is_some() {
+        return Err(fail(
+            &here("body"),
+            "use either `json` or `body`, not both".into(),
+        ));
+    }
+    let mut content_type = rs
+        .content_type
+        .as_deref()
+        .map(|c| {
+            HeaderValue::from_str(c).map_err(|_| {
+                fail(
+                    &here("content_type"),
+                    format!("`{c}` is not a valid content type"),
+                )
+            })
+        })
+        .transpose()?;
+    let body = if let Some(j) = &rs.json {
+        content_type.get_or_insert(HeaderValue::from_static("application/json"));
+        let tpl = json_template(j, &format!("{section}[{i}].json"), &mut |n, s| {
+            text(n, s, &here("json"))
+        })?;
+        match tpl {
+            JsonTpl::Value(v) => Body::Static(Bytes::from(serde_json::to_vec(&v)?)),
+            other => Body::Json(other),
+        }
+    } else if let Some(b) = &rs.body {
+        content_type.get_or_insert(HeaderValue::from_static("text/plain; charset=utf-8"));
+        match text(format!("{section}[{i}].body"), b, &here("body"))? {
+            Text::Static(s) => Body::Static(Bytes::from(s)),
+            t => Body::Text(t),
+        }
+    } else {
+        Body::None
+    };
+
+    let mut extract = Vec::new();
+    for (var, p) in &rs.extract {
+        let segs = [
+            Seg::Key(section),
+            Seg::Index(i),
+            Seg::Key("extract"),
+            Seg::Key(var.as_str()),
+        ];
+        if template::BUILTIN_VARS.contains(&var.as_str())
+            || template::FUNCTIONS.contains(&var.as_str())
+        {
+            return Err(fail(
+                &segs,
+                format!("`{var}` is a reserved name; pick another variable name"),
+            ));
+        }
+        if var.is_empty()
+            || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || var.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(fail(
+                &segs,
+                format!("`{var}` is not a valid variable name (letters, digits, _)"),
+            ));
+        }
+        let jp = checks::compile_path(p).map_err(|m| fail(&segs, m))?;
+        extract.push((var.clone(), jp));
+    }
+
+    let mut check_list = Vec::new();
+    for (k, v) in &rs.checks {
+        let segs = [
+            Seg::Key(section),
+            Seg::Index(i),
+            Seg::Key("checks"),
+            Seg::Key(k.as_str()),
+        ];
+        check_list.push(Check::parse(k, v).map_err(|m| fail(&segs, m))?);
+    }
+    let needs_json = !extract.is_empty() || check_list.iter().any(Check::needs_json);
+    Ok(Step {
+        name,
+        method,
+        path,
+        headers,
+        body,
+        content_type,
+        extract,
+        checks: check_list,
+        first_check,
+        needs_json,
+    })
+}
+
+/// Turns a TOML value into a JSON body, compiling string leaves that hold templates.
+fn json_template(
+    v: &toml::Value,
+    name: &str,
+    text: &mut dyn FnMut(String, &str) -> Result<Text>,
+) -> Result<JsonTpl> {
+    Ok(match v {
+        toml::Value::String(s) => match text(name.to_string(), s)? {
+            Text::Static(s) => JsonTpl::Value(serde_json::Value::String(s)),
+            t => JsonTpl::Text(t),
+        },
+        toml::Value::Array(items) => {
+            let parts = items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| json_template(x, &format!("{name}[{i}]"), text))
+                .collect::<Result<Vec<_>>>()?;
+            if parts.iter().all(|p| matches!(p, JsonTpl::Value(_))) {
+                JsonTpl::Value(serde_json::Value::Array(
+                    parts
+                        .into_iter()
+                        .map(|p| match p {
+                            JsonTpl::Value(v) => v,
+                            _ => unreachable!(),
+                        })
+                        .collect(),
+                ))
+            } else {
+                JsonTpl::Array(parts)
+            }
+        }
+        toml::Value::Table(t) => {
+            let parts = t
+                .iter()
+                .map(|(k, x)| Ok((k.clone(), json_template(x, &format!("{name}.{k}"), text)?)))
+                .collect::<Result<Vec<_>>>()?;
+            if parts.iter().all(|(_, p)| matches!(p, JsonTpl::Value(_))) {
+                let map = parts
+                    .into_iter()
+                    .map(|(k, p)| match p {
+                        JsonTpl::Value(v) => (k, v),
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                JsonTpl::Value(serde_json::Value::Object(map))
+            } else {
+                JsonTpl::Object(parts)
+            }
+        }
+        other => JsonTpl::Value(serde_json::to_value(other)?),
+    })
+}
+
+#[cfg(test)]
+mod tests;
