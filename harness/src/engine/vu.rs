@@ -242,7 +242,6 @@ impl Vu {
             };
             {
                 let mut m = metrics.borrow_mut();
-                let mut checks_failed = false;
                 {
                     let rm = &mut m.requests[i];
                     rm.count += 1;
@@ -288,9 +287,7 @@ impl Vu {
                         Err(_) => false,
                     };
                     m.checks[step.first_check + c][usize::from(!ok)] += 1;
-                    checks_failed |= !ok;
                 }
-                let _ = checks_failed;
             }
             if !step.extract.is_empty() {
                 self.extract(step, json.as_ref());

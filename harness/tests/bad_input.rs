@@ -1,0 +1,282 @@
+//! Bad input: each case gets a clear error, exit code 2, no request sent and
+//! no result file written.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use common::*;
+
+const GOOD_STEP: &str = r#"
+[[steps]]
+name = "health"
+path = "/health"
+"#;
+
+/// Runs a scenario text against a live server and expects a usage error.
+fn expect_usage_error(body: &str, want: &[&str]) -> String {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "bad", body);
+    let out = dir.path().join("out");
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "stderr: {err}");
+    for w in want {
+        assert!(err.contains(w), "`{w}` missing from: {err}");
+    }
+    assert_eq!(
+        srv.state.hits.load(Ordering::Relaxed),
+        0,
+        "a request was sent"
+    );
+    assert!(!out.join("baseline_bad.json").exists());
+    err
+}
+
+fn at(dir_hint: &str, line: usize, col: usize) -> String {
+    format!("{dir_hint}:{line}:{col}")
+}
+
+#[test]
+fn unknown_scenario_name_lists_the_available_ones() {
+    let o = loadtest(&[
+        "run",
+        "-s",
+        "nope",
+        "--scenarios-dir",
+        repo_root().join("scenarios").to_str().unwrap(),
+        "-t",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code(&o), 2);
+    let e = stderr(&o);
+    assert!(e.contains("unknown scenario `nope`"), "{e}");
+    assert!(
+        e.contains("health, payment-confirm, payment-create-and-confirm"),
+        "{e}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_gives_line_and_column() {
+    let e = expect_usage_error(
+        "[options]\nexecutor = \"constant-vus\nvus = 1\n",
+        &["bad.toml:2:"],
+    );
+    assert!(
+        e.to_lowercase().contains("string") || e.contains("invalid"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_position() {
+    let body =
+        format!("[options]\nexecutor = \"constant-vus\"\nduration = \"1s\"\nvuz = 3\n{GOOD_STEP}");
+    let e = expect_usage_error(&body, &["unknown field `vuz`"]);
+    assert!(e.contains(&at("bad.toml", 4, 1)), "{e}");
+    let body =
+        "[options]\nduration = \"1s\"\n[[steps]]\npath = \"/health\"\nheader = { a = \"b\" }\n";
+    let e = expect_usage_error(body, &["unknown field `header`"]);
+    assert!(e.contains(&at("bad.toml", 5, 1)), "{e}");
+}
+
+#[test]
+fn unknown_executor_is_named() {
+    let body = format!("[options]\nexecutor = \"constant-vu\"\nduration = \"1s\"\n{GOOD_STEP}");
+    let e = expect_usage_error(
+        &body,
+        &[
+            "unknown executor `constant-vu`",
+            "constant-vus, ramping-vus",
+        ],
+    );
+    assert!(e.contains(&at("bad.toml", 2, 12)), "{e}");
+}
+
+#[test]
+fn option_of_another_executor_is_rejected() {
+    let body =
+        format!("[options]\nexecutor = \"constant-vus\"\nduration = \"1s\"\nrate = 5\n{GOOD_STEP}");
+    expect_usage_error(
+        &body,
+        &[
+            "`rate` does not apply to executor constant-vus",
+            "bad.toml:4:8",
+        ],
+    );
+}
+
+#[test]
+fn unknown_template_variable_names_the_step() {
+    let body = r#"
+[options]
+duration = "1s"
+
+[[steps]]
+name = "create payment"
+method = "POST"
+path = "/payments"
+extract = { payment_id = "$.payment_id" }
+
+[[steps]]
+name = "confirm payment"
+method = "POST"
+path = "/payments/{{ paymentid }}/confirm"
+"#;
+    expect_usage_error(
+        body,
+        &[
+            "`confirm payment`",
+            "unknown variable `paymentid`",
+            "payment_id",
+            "bad.toml:14:8",
+        ],
+    );
+}
+
+#[test]
+fn invalid_jsonpath_is_rejected() {
+    let body = r#"
+[options]
+duration = "1s"
+
+[[steps]]
+name = "health"
+path = "/health"
+checks = { "$.[status" = "ok" }
+"#;
+    expect_usage_error(
+        body,
+        &["invalid JSONPath `$.[status`", "`health`", "bad.toml:8:"],
+    );
+    let body = r#"
+[options]
+duration = "1s"
+
+[[steps]]
+name = "health"
+path = "/health"
+extract = { s = "status" }
+"#;
+    expect_usage_error(body, &["invalid JSONPath `status`"]);
+}
+
+#[test]
+fn malformed_threshold_is_rejected() {
+    let body = format!("[options]\nduration = \"1s\"\n{GOOD_STEP}\n[thresholds]\nhttp_req_duration = [\"p95 < 200\"]\n");
+    expect_usage_error(&body, &["unknown aggregate `p95`", "bad.toml:9:"]);
+    let body = format!("[options]\nduration = \"1s\"\n{GOOD_STEP}\n[thresholds]\nhttp_req_failed = [\"rate < lots\"]\n");
+    expect_usage_error(&body, &["`lots` is not a number"]);
+    let body = format!("[options]\nduration = \"1s\"\n{GOOD_STEP}\n[thresholds]\n\"http_req_duration{{name:nope}}\" = [\"p(95) < 200\"]\n");
+    expect_usage_error(&body, &["no step is named `nope`"]);
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let srv = TestServer::start();
+    let sc = repo_root().join("scenarios/health.toml");
+    let sc = sc.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["run", "-s", sc, "-t", "ftp://x"],
+            "must start with http://",
+        ),
+        (
+            vec!["run", "-s", sc, "-t", &srv.url, "--duration", "10"],
+            "no unit",
+        ),
+        (
+            vec!["run", "-s", sc, "-t", &srv.url, "-r", "../evil"],
+            "run name",
+        ),
+        (vec!["run", "-s", sc], "--target"),
+        (
+            vec!["run", "-s", sc, "-t", "https://127.0.0.1:1"],
+            "https is not supported",
+        ),
+    ] {
+        let o = loadtest(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn failed_setup_is_fatal_with_exit_1() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "setup",
+        r#"
+[options]
+duration = "1s"
+
+[[setup]]
+name = "create merchant"
+method = "POST"
+path = "/accounts"
+headers = { "api-key" = "wrong" }
+json = { merchant_name = "x" }
+extract = { api_key = "$.api_key" }
+checks = { status = 200 }
+
+[[steps]]
+path = "/health"
+headers = { "api-key" = "{{ api_key }}" }
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("setup step `create merchant`") && e.contains("status 401"),
+        "{e}"
+    );
+    assert!(!Path::new(&dir.path().join("baseline_setup.json")).exists());
+    assert_eq!(
+        srv.state.hits.load(Ordering::Relaxed),
+        0,
+        "the load phase must not start"
+    );
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let o = loadtest(&["run", "--help"]);
+    assert_eq!(code(&o), 0);
+    let out = stdout(&o);
+    for w in [
+        "99",
+        "98",
+        "--vus",
+        "--duration",
+        "--run-name",
+        "--out",
+        "--quiet",
+    ] {
+        assert!(out.contains(w), "{w} missing from help");
+    }
+}

@@ -1,0 +1,249 @@
+//! A real HTTP server for the tests, on 127.0.0.1:0, with the routes the
+//! scenarios use (a tiny payments API) plus a few knobs (delay, failures).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+pub struct AppState {
+    /// api key -> merchant id
+    keys: Mutex<HashMap<String, String>>,
+    /// payment id -> (merchant id, status)
+    payments: Mutex<HashMap<String, (String, String)>>,
+    next: AtomicU64,
+    /// Extra latency added to /slow, in ms.
+    pub slow_ms: AtomicU64,
+    pub hits: AtomicU64,
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub state: Arc<AppState>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+fn id(state: &AppState, prefix: &str) -> String {
+    format!("{prefix}_{}", state.next.fetch_add(1, Ordering::Relaxed))
+}
+
+fn merchant(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let key = headers.get("api-key")?.to_str().ok()?;
+    state.keys.lock().unwrap().get(key).cloned()
+}
+
+async fn accounts(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("test_admin") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "unauthorized", "message": "bad admin key"}})),
+        );
+    }
+    if body.get("merchant_name").and_then(|v| v.as_str()).is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "invalid", "message": "merchant_name"}})),
+        );
+    }
+    let m = id(&s, "mer");
+    let k = id(&s, "key");
+    s.keys.lock().unwrap().insert(k.clone(), m.clone());
+    (
+        StatusCode::OK,
+        Json(json!({"merchant_id": m, "api_key": k})),
+    )
+}
+
+async fn create_payment(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> impl IntoResponse {
+    let Some(m) = merchant(&s, &headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "unauthorized", "message": "api key"}})),
+        );
+    };
+    if body.get("amount").and_then(|a| a.as_i64()).unwrap_or(0) <= 0 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "invalid", "message": "amount"}})),
+        );
+    }
+    let confirm = body
+        .get("confirm")
+        .and_then(|c| c.as_bool())
+        .unwrap_or(false);
+    let status = if confirm {
+        "succeeded"
+    } else {
+        "requires_confirmation"
+    };
+    let p = id(&s, "pay");
+    s.payments
+        .lock()
+        .unwrap()
+        .insert(p.clone(), (m.clone(), status.to_string()));
+    (
+        StatusCode::OK,
+        Json(
+            json!({"payment_id": p, "merchant_id": m, "status": status, "amount": body["amount"], "currency": body["currency"]}),
+        ),
+    )
+}
+
+async fn confirm(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(pid): UrlPath<String>,
+) -> impl IntoResponse {
+    let Some(m) = merchant(&s, &headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "unauthorized", "message": "api key"}})),
+        );
+    };
+    let mut payments = s.payments.lock().unwrap();
+    match payments.get_mut(&pid) {
+        Some((owner, status)) if *owner == m => {
+            if status == "succeeded" {
+                return (
+                    StatusCode::CONFLICT,
+                    Json(json!({"error": {"code": "conflict", "message": "already confirmed"}})),
+                );
+            }
+            *status = "succeeded".into();
+            (
+                StatusCode::OK,
+                Json(json!({"payment_id": pid, "merchant_id": m, "status": "succeeded"})),
+            )
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "not_found", "message": "payment"}})),
+        ),
+    }
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::Relaxed);
+    Json(json!({"status": "ok"}))
+}
+
+async fn slow(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(s.slow_ms.load(Ordering::Relaxed))).await;
+    Json(json!({"status": "ok"}))
+}
+
+async fn fail() -> impl IntoResponse {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"status": "broken"})),
+    )
+}
+
+impl TestServer {
+    /// Starts the server on its own runtime thread; it stops when dropped.
+    pub fn start() -> TestServer {
+        let state = Arc::new(AppState::default());
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/slow", get(slow))
+            .route("/fail", get(fail))
+            .route("/accounts", post(accounts))
+            .route("/payments", post(create_payment))
+            .route("/payments/{id}/confirm", post(confirm))
+            .with_state(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        TestServer {
+            url: format!("http://{addr}"),
+            state,
+            _shutdown: tx,
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_loadtest")
+}
+
+/// The repository's root (scenarios/ lives there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Writes a scenario file into `dir` and returns its path.
+pub fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Runs `loadtest` with the given arguments.
+pub fn loadtest(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("LOADTEST_TARGET")
+        .output()
+        .expect("loadtest runs")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

@@ -1,0 +1,452 @@
+//! End-to-end runs of the `loadtest` binary against a real HTTP server on 127.0.0.1.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use common::*;
+use loadtest::results::RunResult;
+
+/// Load tests share two cores: run them one at a time so timings stay honest.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn the_example_scenario_runs_end_to_end() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let out = tempdir();
+    let scenario = repo_root().join("scenarios/payment-create-and-confirm.toml");
+    let o = loadtest(&[
+        "run",
+        "-s",
+        scenario.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "--vus",
+        "4",
+        "--duration",
+        "3s",
+        "-o",
+        out.path().to_str().unwrap(),
+        "-r",
+        "e2e",
+        "-q",
+    ]);
+    assert_eq!(
+        code(&o),
+        0,
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let json = out.path().join("e2e_payment-create-and-confirm.json");
+    let summary = out.path().join("e2e_payment-create-and-confirm.summary");
+    assert!(summary.is_file());
+    let r = RunResult::load(&json).unwrap();
+    assert_eq!(r.run, "e2e");
+    assert_eq!(r.scenario, "payment-create-and-confirm");
+    assert_eq!(r.scenario_sha256.len(), 64);
+    assert_eq!(r.options["executor"], "constant-vus");
+    assert!(!r.overrides.is_empty());
+    let create = &r.requests["create payment"];
+    let confirm = &r.requests["confirm payment"];
+    assert!(create.http_reqs.count >= 4, "{create:?}");
+    assert_eq!(create.http_reqs.count, confirm.http_reqs.count);
+    assert_eq!(
+        confirm.status_codes.get("200"),
+        Some(&confirm.http_reqs.count)
+    );
+    // Every check passed: setup extraction, per-VU extraction and templates all worked.
+    assert_eq!(r.metrics.checks.fails, 0, "{:?}", r.requests);
+    assert_eq!(r.metrics.checks.passes, 4 * create.http_reqs.count);
+    assert_eq!(r.metrics.http_req_failed.rate, 0.0);
+    assert!(r.thresholds.iter().all(|t| t.ok), "{:?}", r.thresholds);
+    assert_eq!(r.thresholds.len(), 4);
+    // Think time (1..5 s) is part of every iteration.
+    assert!(r.metrics.iteration_duration.min >= 1000.0);
+    assert!(!r.timeline.is_empty());
+    assert!(r.metrics.data_sent.count > 0 && r.metrics.data_received.count > 0);
+    assert!(r.host.cores >= 1 && !r.host.kernel.is_empty());
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.contains("{ name:confirm payment }"), "{text}");
+    assert!(
+        text.contains("✓ http_req_duration{name:confirm payment}: p(99) < 800"),
+        "{text}"
+    );
+}
+
+#[test]
+fn constant_arrival_rate_is_accurate() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "rate",
+        r#"
+[options]
+executor = "constant-arrival-rate"
+rate = 500
+duration = "4s"
+pre_allocated_vus = 20
+max_vus = 100
+
+[[steps]]
+name = "health"
+path = "/health"
+checks = { status = 200 }
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_rate.json")).unwrap();
+    let n = r.metrics.iterations.count as f64;
+    assert!(
+        (1960.0..=2040.0).contains(&n),
+        "iterations {n}, dropped {}",
+        r.metrics.dropped_iterations.count
+    );
+    assert_eq!(
+        srv.state.hits.load(Ordering::Relaxed),
+        r.metrics.http_reqs.count
+    );
+    // Open model: both latency figures are kept.
+    let u = r
+        .metrics
+        .http_req_duration_uncorrected
+        .as_ref()
+        .expect("uncorrected latency kept");
+    assert!(r.metrics.http_req_duration.med >= u.med);
+    assert!(r.requests["health"].histogram_uncorrected.is_some());
+}
+
+#[test]
+fn a_slow_server_makes_the_open_model_drop_iterations() {
+    let _g = serial();
+    let srv = TestServer::start();
+    srv.state.slow_ms.store(200, Ordering::Relaxed);
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "drop",
+        r#"
+[options]
+executor = "constant-arrival-rate"
+rate = 50
+duration = "2s"
+pre_allocated_vus = 2
+max_vus = 2
+
+[[steps]]
+name = "slow"
+path = "/slow"
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_drop.json")).unwrap();
+    let done = r.metrics.iterations.count;
+    let dropped = r.metrics.dropped_iterations.count;
+    // Two VUs at 200 ms each manage about 10 of the 100 planned iterations.
+    assert!(dropped >= 70, "dropped {dropped}, done {done}");
+    assert!(
+        (95..=100).contains(&(done + dropped + r.metrics.interrupted_iterations)),
+        "{done} + {dropped}"
+    );
+    assert!(r.metrics.http_req_duration.min >= 200.0);
+    let text = std::fs::read_to_string(dir.path().join("baseline_drop.summary")).unwrap();
+    assert!(text.contains("dropped_iterations"), "{text}");
+}
+
+#[test]
+fn crossed_thresholds_exit_99_and_abort_on_fail_stops_early() {
+    let _g = serial();
+    let srv = TestServer::start();
+    srv.state.slow_ms.store(20, Ordering::Relaxed);
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "slow",
+        r#"
+[options]
+executor = "constant-vus"
+vus = 2
+duration = "2s"
+
+[[steps]]
+name = "slow"
+path = "/slow"
+
+[thresholds]
+http_req_duration = ["p(90) < 5", "max < 10000"]
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 99, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_slow.json")).unwrap();
+    assert!(
+        !r.thresholds[0].ok && r.thresholds[0].value.unwrap() >= 20.0,
+        "{:?}",
+        r.thresholds
+    );
+    assert!(r.thresholds[1].ok);
+    assert!(stderr(&o).contains("p(90) < 5"));
+
+    let sc = scenario_file(
+        dir.path(),
+        "abort",
+        r#"
+[options]
+executor = "constant-vus"
+vus = 2
+duration = "30s"
+
+[[steps]]
+name = "slow"
+path = "/slow"
+
+[thresholds]
+http_req_duration = [{ threshold = "p(90) < 5", abort_on_fail = true }]
+"#,
+    );
+    let started = std::time::Instant::now();
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 99, "{}", stderr(&o));
+    assert!(started.elapsed().as_secs() < 10);
+    let r = RunResult::load(&dir.path().join("baseline_abort.json")).unwrap();
+    assert_eq!(
+        r.aborted_by.as_deref(),
+        Some("http_req_duration: p(90) < 5")
+    );
+    assert!(r.duration_s < 10.0);
+}
+
+#[test]
+fn results_round_trip_and_histograms_hold_every_response() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "rt",
+        r#"
+[options]
+executor = "per-vu-iterations"
+vus = 3
+iterations = 50
+
+[[steps]]
+name = "health"
+path = "/health"
+checks = { status = 200, "$.status" = "ok", body_contains = "ok", "header.content-type" = "application/json" }
+
+[[steps]]
+name = "fail"
+path = "/fail"
+checks = { status = 200 }
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let path = dir.path().join("baseline_rt.json");
+    let r = RunResult::load(&path).unwrap();
+    let again: RunResult = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(again, r);
+    assert_eq!(r.metrics.iterations.count, 150);
+    assert_eq!(r.metrics.http_reqs.count, 300);
+    // Status >= 400 counts as failed.
+    assert_eq!(r.requests["fail"].http_req_failed.passes, 150);
+    assert!((r.metrics.http_req_failed.rate - 0.5).abs() < 1e-9);
+    assert_eq!(r.metrics.checks.passes, 600);
+    assert_eq!(r.metrics.checks.fails, 150);
+    for name in ["health", "fail"] {
+        let h = r.histogram(name).unwrap();
+        assert_eq!(h.len(), 150);
+        assert!((h.max() as f64 / 1000.0 - r.requests[name].http_req_duration.max).abs() < 0.01);
+    }
+    // The JSON has the documented shape.
+    let v = read_json(&path);
+    for key in ["p90", "p95", "p99", "p999", "med", "avg", "min", "max"] {
+        assert!(v["metrics"]["http_req_duration"][key].is_number(), "{key}");
+    }
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["metrics"]["vus_max"].as_u64().unwrap() == 3);
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn ramping_vus_follow_the_stages() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "ramp",
+        r#"
+[options]
+executor = "ramping-vus"
+start_vus = 0
+stages = [{ duration = "2s", target = 6 }, { duration = "2s", target = 6 }, { duration = "1s", target = 0 }]
+think_time = "100ms"
+
+[[steps]]
+name = "health"
+path = "/health"
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_ramp.json")).unwrap();
+    assert_eq!(r.metrics.vus_max, 6);
+    let tl = &r.timeline;
+    assert!(tl.len() >= 5, "{tl:?}");
+    // The plateau runs 6 VUs, each ~10 iterations/s; the first second of the ramp far fewer.
+    assert!(tl[2].requests > tl[0].requests * 2, "{tl:?}");
+    assert!((40..=70).contains(&tl[2].requests), "{tl:?}");
+}
+
+#[test]
+fn a_refusing_target_still_completes_and_groups_errors() {
+    let _g = serial();
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempdir();
+    let target = format!("http://127.0.0.1:{port}");
+    let o = loadtest(&[
+        "run",
+        "-s",
+        "health",
+        "--scenarios-dir",
+        repo_root().join("scenarios").to_str().unwrap(),
+        "-t",
+        &target,
+        "--vus",
+        "2",
+        "--duration",
+        "1s",
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    // The run completes; its failure-rate threshold is crossed.
+    assert_eq!(code(&o), 99, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_health.json")).unwrap();
+    assert!(r.metrics.http_reqs.count > 0);
+    assert_eq!(r.metrics.http_req_failed.rate, 1.0);
+    let want = format!("connection refused (127.0.0.1:{port})");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].error.contains(&want), "{:?}", r.errors);
+    assert_eq!(r.errors[0].count, r.metrics.http_reqs.count);
+    let text = std::fs::read_to_string(dir.path().join("baseline_health.summary")).unwrap();
+    assert!(text.contains(&want), "{text}");
+}
+
+#[test]
+fn ctrl_c_stops_quickly_and_keeps_partial_results() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-s",
+            "health",
+            "--scenarios-dir",
+            repo_root().join("scenarios").to_str().unwrap(),
+            "-t",
+            &srv.url,
+            "--vus",
+            "4",
+            "--duration",
+            "60s",
+            "-o",
+            dir.path().to_str().unwrap(),
+            "-q",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let sent = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    assert!(took.as_secs_f64() < 2.0, "stopping took {took:?}");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_health.json")).unwrap();
+    assert!(r.interrupted);
+    assert!(r.duration_s < 10.0);
+    assert!(r.metrics.http_reqs.count > 0);
+    assert!(stderr(&o).contains("interrupted"));
+}
