@@ -117,7 +117,7 @@ impl Progress {
 
     fn update(&self, elapsed: u64, vus: u64, entry: &TimelineEntry) {
         if let Some(b) = &self.bar {
-            b.set_position(elapsed);
+            b.set_position(elapsed.min(self.planned.as_secs().max(1)));
             let p95 = entry
                 .p95
                 .map(|v| format!("{v:.2}ms"))
@@ -129,7 +129,7 @@ impl Progress {
             };
             b.set_message(format!(
                 "{}s/{}s  VUs {vus}  {:.0} req/s  p95 {p95}  errors {err:.2}%",
-                elapsed,
+                elapsed.min(self.planned.as_secs()),
                 self.planned.as_secs(),
                 entry.requests as f64
             ));

@@ -42,6 +42,8 @@ pub struct Worker {
     pub busy: Cell<u64>,
     pub allocated: Cell<u64>,
     last_bytes: Cell<(u64, u64)>,
+    /// The last second reported, so the final (partial) window follows it.
+    last_second: Cell<Option<u64>>,
 }
 
 impl Worker {
@@ -63,6 +65,7 @@ impl Worker {
             busy: Cell::new(0),
             allocated: Cell::new(0),
             last_bytes: Cell::new((0, 0)),
+            last_second: Cell::new(None),
         }
     }
 
@@ -117,6 +120,7 @@ impl Worker {
     }
 
     fn report(&self, tx: &mpsc::UnboundedSender<Report>, second: u64) {
+        self.last_second.set(Some(second));
         let _ = tx.send(Report::Window {
             worker: self.index,
             second,
@@ -161,7 +165,9 @@ pub fn run(worker: Worker, tx: mpsc::UnboundedSender<Report>, mut stop: watch::R
     // Dropping the LocalSet drops the VU tasks still running.
     drop(local);
     w2.mark_interrupted();
-    let second = w2.t0.elapsed().as_secs();
+    // The window after the last one reported: when the load ends right on a
+    // second boundary, before that second's tick, its data still lands in order.
+    let second = w2.last_second.get().map_or(0, |s| s + 1);
     w2.report(&tx2, second);
     let _ = tx2.send(Report::Done { worker: w2.index });
 }
