@@ -21,16 +21,13 @@ fn the_example_scenario_runs_end_to_end() {
     let srv = TestServer::start();
     let out = tempdir();
     let scenario = repo_root().join("scenarios/payment-create-and-confirm.toml");
+    // Verbatim: the file's own 30 s ramp to 25 VUs with 1..5 s think time.
     let o = loadtest(&[
         "run",
         "-s",
         scenario.to_str().unwrap(),
         "-t",
         &srv.url,
-        "--vus",
-        "4",
-        "--duration",
-        "3s",
         "-o",
         out.path().to_str().unwrap(),
         "-r",
@@ -51,11 +48,13 @@ fn the_example_scenario_runs_end_to_end() {
     assert_eq!(r.run, "e2e");
     assert_eq!(r.scenario, "payment-create-and-confirm");
     assert_eq!(r.scenario_sha256.len(), 64);
-    assert_eq!(r.options["executor"], "constant-vus");
-    assert!(!r.overrides.is_empty());
+    assert_eq!(r.options["executor"], "ramping-vus");
+    assert!(r.overrides.is_empty());
+    assert_eq!(r.metrics.vus_max, 25);
     let create = &r.requests["create payment"];
     let confirm = &r.requests["confirm payment"];
-    assert!(create.http_reqs.count >= 4, "{create:?}");
+    // 25 VUs, ~20 s at full strength, one iteration every ~3 s each.
+    assert!(create.http_reqs.count >= 100, "{create:?}");
     assert_eq!(create.http_reqs.count, confirm.http_reqs.count);
     assert_eq!(
         confirm.status_codes.get("200"),
@@ -132,6 +131,48 @@ checks = { status = 200 }
         .expect("uncorrected latency kept");
     assert!(r.metrics.http_req_duration.med >= u.med);
     assert!(r.requests["health"].histogram_uncorrected.is_some());
+}
+
+#[test]
+fn ramping_arrival_rate_follows_its_stages() {
+    let _g = serial();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "ramp-rate",
+        r#"
+[options]
+executor = "ramping-arrival-rate"
+start_rate = 0
+stages = [{ duration = "2s", target = 200 }, { duration = "1s", target = 200 }]
+pre_allocated_vus = 10
+max_vus = 50
+
+[[steps]]
+name = "health"
+path = "/health"
+"#,
+    );
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("baseline_ramp-rate.json")).unwrap();
+    // 200 during the ramp (its integral) plus 200 on the plateau.
+    let n = r.metrics.iterations.count as f64 + r.metrics.dropped_iterations.count as f64;
+    assert!((392.0..=408.0).contains(&n), "{n}");
+    let tl = &r.timeline;
+    // The first second of the ramp carries a quarter of its iterations, the second three quarters.
+    assert!((40..=60).contains(&tl[0].iterations), "{tl:?}");
+    assert!((140..=160).contains(&tl[1].iterations), "{tl:?}");
 }
 
 #[test]
@@ -285,6 +326,10 @@ checks = { status = 200, "$.status" = "ok", body_contains = "ok", "header.conten
 name = "fail"
 path = "/fail"
 checks = { status = 200 }
+
+[[teardown]]
+name = "cleanup"
+path = "/health"
 "#,
     );
     let o = loadtest(&[
@@ -304,6 +349,8 @@ checks = { status = 200 }
     assert_eq!(again, r);
     assert_eq!(r.metrics.iterations.count, 150);
     assert_eq!(r.metrics.http_reqs.count, 300);
+    // 150 load requests to /health, then the teardown's one (not in the metrics).
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), 151);
     // Status >= 400 counts as failed.
     assert_eq!(r.requests["fail"].http_req_failed.passes, 150);
     assert!((r.metrics.http_req_failed.rate - 0.5).abs() < 1e-9);
