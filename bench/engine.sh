@@ -75,38 +75,44 @@ rss_of() { awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$1
 
 declare -A RPS P99 RSS
 
+# Keeps a tool's figures from its best round (by req/s).
+keep() { # tool rps p99 rss
+  if [ -z "${RPS[$1]:-}" ] || [ "$2" -gt "${RPS[$1]}" ]; then
+    RPS[$1]=$2; P99[$1]=$3; RSS[$1]=$4
+  fi
+}
+
 run_loadtest() { # name seconds
   local name=$1 secs=$2
   /usr/bin/time -v -o "$WORK/$name.time" "$LOADTEST" run -s health --scenarios-dir "$ROOT/scenarios" \
     -t "$URL" --vus $CONNS --duration "${secs}s" -r "$name" -o "$WORK" -q >/dev/null 2>&1 || true
-  RPS[$name]=$(python3 -c "import json;print(round(json.load(open('$WORK/${name}_health.json'))['metrics']['http_reqs']['rate']))")
-  P99[$name]=$(python3 -c "import json;print(json.load(open('$WORK/${name}_health.json'))['metrics']['http_req_duration']['p99'])")
-  RSS[$name]=$(rss_of "$WORK/$name.time")
+  keep "$name" \
+    "$(python3 -c "import json;print(round(json.load(open('$WORK/${name}_health.json'))['metrics']['http_reqs']['rate']))")" \
+    "$(python3 -c "import json;print(json.load(open('$WORK/${name}_health.json'))['metrics']['http_req_duration']['p99'])")" \
+    "$(rss_of "$WORK/$name.time")"
 }
 
-say "loadtest ${DUR}s"
-run_loadtest loadtest "$DUR"
+run_wrk() {
+  /usr/bin/time -v -o "$WORK/wrk.time" wrk -t2 -c$CONNS -d${DUR}s --latency "$URL/health" > "$WORK/wrk.txt"
+  keep wrk "$(awk '/Requests\/sec/ {printf "%d", $2}' "$WORK/wrk.txt")" \
+    "$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")" \
+    "$(rss_of "$WORK/wrk.time")"
+}
 
-say "wrk -t2 ${DUR}s"
-/usr/bin/time -v -o "$WORK/wrk.time" wrk -t2 -c$CONNS -d${DUR}s --latency "$URL/health" > "$WORK/wrk.txt"
-RPS[wrk]=$(awk '/Requests\/sec/ {printf "%d", $2}' "$WORK/wrk.txt")
-P99[wrk]=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$WORK/wrk.txt")
-RSS[wrk]=$(rss_of "$WORK/wrk.time")
+run_oha() {
+  /usr/bin/time -v -o "$WORK/oha.time" oha -z ${DUR}s -c $CONNS --no-tui --output-format json "$URL/health" > "$WORK/oha.json" 2>/dev/null \
+    || /usr/bin/time -v -o "$WORK/oha.time" oha -z ${DUR}s -c $CONNS --no-tui -j "$URL/health" > "$WORK/oha.json"
+  keep oha "$(python3 -c "import json;print(round(json.load(open('$WORK/oha.json'))['summary']['requestsPerSec']))")" \
+    "$(python3 -c "import json;d=json.load(open('$WORK/oha.json'));print(round(d['latencyPercentiles']['p99']*1000,3))")" \
+    "$(rss_of "$WORK/oha.time")"
+}
 
-say "oha ${DUR}s"
-/usr/bin/time -v -o "$WORK/oha.time" oha -z ${DUR}s -c $CONNS --no-tui --output-format json "$URL/health" > "$WORK/oha.json" 2>/dev/null \
-  || /usr/bin/time -v -o "$WORK/oha.time" oha -z ${DUR}s -c $CONNS --no-tui -j "$URL/health" > "$WORK/oha.json"
-RPS[oha]=$(python3 -c "import json;print(round(json.load(open('$WORK/oha.json'))['summary']['requestsPerSec']))")
-P99[oha]=$(python3 -c "import json;d=json.load(open('$WORK/oha.json'));print(round(d['latencyPercentiles']['p99']*1000,3))")
-RSS[oha]=$(rss_of "$WORK/oha.time")
+run_hey() {
+  /usr/bin/time -v -o "$WORK/hey.time" hey -z ${DUR}s -c $CONNS "$URL/health" > "$WORK/hey.txt"
+  keep hey "$(awk '/Requests\/sec/ {printf "%d", $2}' "$WORK/hey.txt")" \
+    "$(awk '/99% in/ {print $3*1000}' "$WORK/hey.txt")" "$(rss_of "$WORK/hey.time")"
+}
 
-say "hey ${DUR}s"
-/usr/bin/time -v -o "$WORK/hey.time" hey -z ${DUR}s -c $CONNS "$URL/health" > "$WORK/hey.txt"
-RPS[hey]=$(awk '/Requests\/sec/ {printf "%d", $2}' "$WORK/hey.txt")
-P99[hey]=$(awk '/99% in/ {print $3*1000}' "$WORK/hey.txt")
-RSS[hey]=$(rss_of "$WORK/hey.time")
-
-say "k6 ${DUR}s"
 cat > "$WORK/k6.js" <<JS
 import http from 'k6/http';
 import { check } from 'k6';
@@ -116,12 +122,27 @@ export default function () {
   check(r, { 'status is 200': (x) => x.status === 200 });
 }
 JS
-/usr/bin/time -v -o "$WORK/k6.time" k6 run --quiet --summary-export "$WORK/k6.json" "$WORK/k6.js" >/dev/null 2>&1
-RPS[k6]=$(python3 -c "import json;print(round(json.load(open('$WORK/k6.json'))['metrics']['http_reqs']['rate']))")
-P99[k6]=$(python3 -c "import json;print(round(json.load(open('$WORK/k6.json'))['metrics']['http_req_duration']['p(99)'],3))")
-RSS[k6]=$(rss_of "$WORK/k6.time")
+run_k6() {
+  /usr/bin/time -v -o "$WORK/k6.time" k6 run --quiet --summary-export "$WORK/k6.json" "$WORK/k6.js" >/dev/null 2>&1
+  keep k6 "$(python3 -c "import json;print(round(json.load(open('$WORK/k6.json'))['metrics']['http_reqs']['rate']))")" \
+    "$(python3 -c "import json;print(round(json.load(open('$WORK/k6.json'))['metrics']['http_req_duration']['p(99)'],3))")" \
+    "$(rss_of "$WORK/k6.time")"
+}
 
-say "loadtest memory: ${DUR}s vs ${LONG}s"
+say "warm-up (3 s, not counted)"
+wrk -t2 -c$CONNS -d3s "$URL/health" >/dev/null
+
+ROUNDS=${ROUNDS:-2}
+for round in $(seq "$ROUNDS"); do
+  say "round $round/$ROUNDS: loadtest, wrk, oha, hey, k6 (${DUR}s each)"
+  run_loadtest loadtest "$DUR"
+  run_wrk
+  run_oha
+  run_hey
+  run_k6
+done
+
+say "loadtest memory: 10s vs ${LONG}s"
 run_loadtest short 10
 run_loadtest long "$LONG"
 
@@ -133,6 +154,7 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
   echo "Target: nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker, fixed 200 JSON body, on the same machine."
   echo "Every tool: $CONNS connections, ${DUR}s, GET /health. loadtest runs scenarios/health.toml (status check,"
   echo "per-request HDR histograms, 1 s timeline: everything on) with --vus $CONNS --duration ${DUR}s."
+  echo "After a 3 s warm-up, tools run in turn for $ROUNDS rounds; each row is the tool's best round by req/s."
   echo
   echo "| tool | req/s | p99 (ms) | peak RSS (MB) |"
   echo "|---|---:|---:|---:|"
