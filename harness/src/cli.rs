@@ -71,6 +71,10 @@ pub struct RunCmd {
     /// No live progress line
     #[arg(short, long)]
     pub quiet: bool,
+    /// Run the load phase N times (after one setup) and keep every trial's figures;
+    /// `loadtest compare` then judges between-trial variance (use 5 or more)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -39,6 +39,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 run_name: r.run_name,
                 out: r.out,
                 quiet: r.quiet,
+                repeat: r.repeat,
             })?;
             Ok(report.code)
         }

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use crate::engine::{self, client::Target, LoadOutput};
 use crate::exit::{self, Classify, Failure};
 use crate::metrics::{self, encode_histogram};
-use crate::results::{self, *};
+use crate::results::{self, history, *};
 use crate::scenario::{self, Scenario};
 
 pub struct RunArgs {
@@ -22,6 +22,8 @@ pub struct RunArgs {
     pub run_name: String,
     pub out: PathBuf,
     pub quiet: bool,
+    /// Run the load phase this many times (trials) and keep each trial's figures.
+    pub repeat: u32,
 }
 
 /// Result of `loadtest run`: the exit code and where the files went.
@@ -92,14 +94,38 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
     vars.extend(setup_vars);
 
     let started_at = chrono::Utc::now();
-    let out = rt
-        .block_on(engine::run_load(
-            sc.clone(),
-            target.clone(),
-            vars.clone(),
-            !args.quiet,
-        ))
-        .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+    let repeat = args.repeat.max(1);
+    let mut outs = Vec::new();
+    for trial in 0..repeat {
+        if repeat > 1 && !args.quiet {
+            eprintln!("trial {}/{repeat}", trial + 1);
+        }
+        let mut out = rt
+            .block_on(engine::run_load(
+                sc.clone(),
+                target.clone(),
+                vars.clone(),
+                !args.quiet,
+            ))
+            .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+        for e in &mut out.timeline {
+            e.trial = trial;
+        }
+        let stop = out.interrupted || out.aborted_by.is_some();
+        outs.push(out);
+        if stop {
+            break;
+        }
+    }
+    let trials: Vec<TrialResult> = if repeat > 1 {
+        outs.iter()
+            .enumerate()
+            .map(|(i, o)| trial_result(i as u32, &sc, o))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let out = combine(&sc, outs);
 
     if !out.interrupted && !sc.teardown.is_empty() {
         if let Err(e) = rt.block_on(engine::run_once(
@@ -113,7 +139,8 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
     }
 
-    let result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
+    let mut result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
+    result.trials = trials;
     let json = result_path(&args.out, &args.run_name, &sc.name, "json");
     let summary_path = result_path(&args.out, &args.run_name, &sc.name, "summary");
     let text = results::summary(&result);
@@ -125,6 +152,9 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         json.display(),
         summary_path.display()
     );
+    if let Err(e) = history::append(&args.out, &result, &json) {
+        eprintln!("warning: could not append to the run history: {e:#}");
+    }
 
     let code = if out.interrupted {
         eprintln!("interrupted: partial results were written, marked \"interrupted\": true");
@@ -146,6 +176,71 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         json,
         summary: summary_path,
     })
+}
+
+/// Merges the trials of a `--repeat` run into one output.
+fn combine(sc: &Scenario, outs: Vec<LoadOutput>) -> LoadOutput {
+    let mut total = metrics::MetricsSet::new(
+        sc.steps.len(),
+        sc.check_count(),
+        sc.options.executor.is_open_model(),
+    );
+    let mut combined = LoadOutput {
+        total: total.clone(),
+        timeline: Vec::new(),
+        duration: Duration::ZERO,
+        interrupted: false,
+        aborted_by: None,
+        vus_max: 0,
+        workers: 0,
+    };
+    for o in outs {
+        total.merge(&o.total);
+        combined.timeline.extend(o.timeline);
+        combined.duration += o.duration;
+        combined.interrupted |= o.interrupted;
+        combined.aborted_by = combined.aborted_by.or(o.aborted_by);
+        combined.vus_max = combined.vus_max.max(o.vus_max);
+        combined.workers = combined.workers.max(o.workers);
+    }
+    combined.total = total;
+    combined
+}
+
+fn checks_of(set: &metrics::MetricsSet, range: std::ops::Range<usize>) -> (u64, u64) {
+    set.checks[range]
+        .iter()
+        .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]))
+}
+
+fn trial_result(trial: u32, sc: &Scenario, o: &LoadOutput) -> TrialResult {
+    let secs = o.duration.as_secs_f64();
+    let t = &o.total;
+    let requests = sc
+        .steps
+        .iter()
+        .zip(&t.requests)
+        .map(|(step, r)| {
+            let checks = checks_of(t, step.first_check..step.first_check + step.checks.len());
+            (
+                step.name.clone(),
+                Figures::new(&r.duration, r.count, r.failed, checks, secs),
+            )
+        })
+        .collect();
+    TrialResult {
+        trial,
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        interrupted: o.interrupted,
+        overall: Figures::new(
+            &t.all_durations(),
+            t.total_requests(),
+            t.total_failed(),
+            checks_of(t, 0..t.checks.len()),
+            secs,
+        ),
+        requests,
+    }
 }
 
 fn build_result(
@@ -288,5 +383,6 @@ fn build_result(
         errors,
         thresholds,
         timeline: out.timeline.clone(),
+        trials: Vec::new(),
     }
 }

@@ -192,6 +192,11 @@ pub async fn run_load(
         .map(|s| s.first_check..s.first_check + s.checks.len())
         .collect();
     let n_checks = scenario.check_count();
+    let steps: Vec<(String, std::ops::Range<usize>)> = names
+        .iter()
+        .cloned()
+        .zip(check_ranges.iter().cloned())
+        .collect();
     let open = scenario.options.executor.is_open_model();
     let progress = Progress::new(show_progress, scenario.options.executor.planned_duration());
 
@@ -248,7 +253,7 @@ pub async fn run_load(
             }
             let p = pending.remove(&second).expect("present");
             total.merge(&p.set);
-            let entry = TimelineEntry::from_window(second, &p.set, p.vus);
+            let entry = TimelineEntry::from_window(second, &p.set, p.vus, &steps);
             progress.update(second + 1, p.vus, &entry);
             timeline.push(entry);
             if aborted_by.is_none() {
@@ -276,10 +281,16 @@ pub async fn run_load(
     for h in handles {
         let _ = h.join();
     }
+    let duration = t0.elapsed();
+    // The last window usually covers less than a second.
+    if let Some(last) = timeline.last_mut() {
+        last.span_s = (duration.as_secs_f64() - last.t as f64).clamp(0.001, 1.0);
+        last.span_s = (last.span_s * 1000.0).round() / 1000.0;
+    }
     Ok(LoadOutput {
         total,
         timeline,
-        duration: t0.elapsed(),
+        duration,
         interrupted,
         aborted_by,
         vus_max,

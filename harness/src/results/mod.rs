@@ -2,6 +2,7 @@
 //! `<out>/<run>_<scenario>.json` (versioned) with a text summary beside it.
 //! Compare and report read this model; they never re-run anything.
 
+pub mod history;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,9 @@ pub struct RunResult {
     pub errors: Vec<ErrorCount>,
     pub thresholds: Vec<ThresholdResult>,
     pub timeline: Vec<TimelineEntry>,
+    /// One entry per trial when run with `--repeat N` (N > 1); empty otherwise.
+    #[serde(default)]
+    pub trials: Vec<TrialResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,11 +186,31 @@ pub struct ThresholdResult {
     pub abort_on_fail: bool,
 }
 
+/// One request name's figures within one second.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestWindow {
+    pub requests: u64,
+    pub failures: u64,
+    pub checks_passes: u64,
+    pub checks_fails: u64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
 /// One second of the run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TimelineEntry {
+    /// Trial number (0-based) under `--repeat`.
+    #[serde(default)]
+    pub trial: u32,
     /// Seconds since the start of the load phase.
     pub t: u64,
+    /// Length of the window in seconds: 1, except for the last one of a trial.
+    pub span_s: f64,
     pub requests: u64,
     pub failures: u64,
     pub iterations: u64,
@@ -195,13 +219,48 @@ pub struct TimelineEntry {
     pub p95: Option<f64>,
     pub p99: Option<f64>,
     pub vus: u64,
+    /// The same second per request name.
+    pub by_request: BTreeMap<String, RequestWindow>,
 }
 
 impl TimelineEntry {
-    pub fn from_window(t: u64, set: &MetricsSet, vus: u64) -> TimelineEntry {
+    /// `steps` pairs each request name with the range of its checks.
+    pub fn from_window(
+        t: u64,
+        set: &MetricsSet,
+        vus: u64,
+        steps: &[(String, std::ops::Range<usize>)],
+    ) -> TimelineEntry {
         let h = set.all_durations();
+        let by_request = steps
+            .iter()
+            .zip(&set.requests)
+            .map(|((name, checks), r)| {
+                let (cp, cf) = set.checks[checks.clone()]
+                    .iter()
+                    .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]));
+                let d = &r.duration;
+                (
+                    name.clone(),
+                    RequestWindow {
+                        requests: r.count,
+                        failures: r.failed,
+                        checks_passes: cp,
+                        checks_fails: cf,
+                        mean: metrics::trend_value(d, Agg::Avg).map(round3),
+                        p50: metrics::trend_value(d, Agg::Med),
+                        p90: metrics::trend_value(d, Agg::P(90.0)),
+                        p95: metrics::trend_value(d, Agg::P(95.0)),
+                        p99: metrics::trend_value(d, Agg::P(99.0)),
+                        max: metrics::trend_value(d, Agg::Max),
+                    },
+                )
+            })
+            .collect();
         TimelineEntry {
+            trial: 0,
             t,
+            span_s: 1.0,
             requests: set.total_requests(),
             failures: set.total_failed(),
             iterations: set.iterations,
@@ -210,6 +269,62 @@ impl TimelineEntry {
             p95: metrics::trend_value(&h, Agg::P(95.0)),
             p99: metrics::trend_value(&h, Agg::P(99.0)),
             vus,
+            by_request,
+        }
+    }
+}
+
+/// Key figures of one trial (under `--repeat`), overall and per request name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrialResult {
+    pub trial: u32,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub overall: Figures,
+    pub requests: BTreeMap<String, Figures>,
+}
+
+/// The figures `compare` judges, for one trial or one request name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Figures {
+    pub requests: u64,
+    pub failures: u64,
+    pub checks_passes: u64,
+    pub checks_fails: u64,
+    pub rps: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Figures {
+    pub fn new(
+        h: &hdrhistogram::Histogram<u64>,
+        requests: u64,
+        failures: u64,
+        checks: (u64, u64),
+        secs: f64,
+    ) -> Figures {
+        let t = Trend::from_histogram(h);
+        Figures {
+            requests,
+            failures,
+            checks_passes: checks.0,
+            checks_fails: checks.1,
+            rps: if secs > 0.0 {
+                round3(requests as f64 / secs)
+            } else {
+                0.0
+            },
+            mean: t.avg,
+            p50: t.med,
+            p90: t.p90,
+            p95: t.p95,
+            p99: t.p99,
+            max: t.max,
         }
     }
 }
