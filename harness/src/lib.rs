@@ -2,6 +2,7 @@
 //! records HDR latency histograms and writes comparable result files.
 
 pub mod cli;
+pub mod compare;
 pub mod duration;
 pub mod engine;
 pub mod exit;

@@ -218,6 +218,16 @@ pub struct TimelineEntry {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
+    #[serde(default)]
+    pub p90: Option<f64>,
+    #[serde(default)]
+    pub mean: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub checks_passes: u64,
+    #[serde(default)]
+    pub checks_fails: u64,
     pub vus: u64,
     /// The same second per request name.
     pub by_request: BTreeMap<String, RequestWindow>,
@@ -268,6 +278,11 @@ impl TimelineEntry {
             p50: metrics::trend_value(&h, Agg::Med),
             p95: metrics::trend_value(&h, Agg::P(95.0)),
             p99: metrics::trend_value(&h, Agg::P(99.0)),
+            p90: metrics::trend_value(&h, Agg::P(90.0)),
+            mean: metrics::trend_value(&h, Agg::Avg).map(round3),
+            max: metrics::trend_value(&h, Agg::Max),
+            checks_passes: set.checks.iter().map(|c| c[0]).sum(),
+            checks_fails: set.checks.iter().map(|c| c[1]).sum(),
             vus,
             by_request,
         }

@@ -1,0 +1,647 @@
+//! Baseline vs current: per request name and overall, each metric gets a
+//! change with a bootstrap confidence interval, a rank-test p-value and a
+//! verdict. A metric regresses only when the change is significant **and** the
+//! whole interval lies beyond its tolerance in the bad direction.
+
+pub mod config;
+pub mod stats;
+
+use serde::Serialize;
+
+use crate::results::{Figures, RunResult, TimelineEntry};
+pub use config::GateConfig;
+use stats::{Change, Samples};
+
+/// Resamples per bootstrap interval.
+pub const RESAMPLES: usize = 2000;
+/// Fixed so that comparing the same two files always prints the same thing.
+const SEED: u64 = 0x10ad_7e57;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Rps,
+    P50,
+    P90,
+    P95,
+    P99,
+    Max,
+    Mean,
+    ErrorRate,
+    ChecksRate,
+}
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 9] = [
+        MetricKind::Rps,
+        MetricKind::P50,
+        MetricKind::P90,
+        MetricKind::P95,
+        MetricKind::P99,
+        MetricKind::Max,
+        MetricKind::Mean,
+        MetricKind::ErrorRate,
+        MetricKind::ChecksRate,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            MetricKind::Rps => "rps",
+            MetricKind::P50 => "p50",
+            MetricKind::P90 => "p90",
+            MetricKind::P95 => "p95",
+            MetricKind::P99 => "p99",
+            MetricKind::Max => "max",
+            MetricKind::Mean => "mean",
+            MetricKind::ErrorRate => "error_rate",
+            MetricKind::ChecksRate => "checks_rate",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            MetricKind::Rps => "req/s",
+            MetricKind::P50 => "p50 (ms)",
+            MetricKind::P90 => "p90 (ms)",
+            MetricKind::P95 => "p95 (ms)",
+            MetricKind::P99 => "p99 (ms)",
+            MetricKind::Max => "max (ms)",
+            MetricKind::Mean => "mean (ms)",
+            MetricKind::ErrorRate => "error rate",
+            MetricKind::ChecksRate => "checks rate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<MetricKind, String> {
+        MetricKind::ALL
+            .into_iter()
+            .find(|m| m.key() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = MetricKind::ALL.iter().map(|m| m.key()).collect();
+                format!("unknown metric `{s}` (known: {})", known.join(", "))
+            })
+    }
+
+    /// Built-in tolerance: percent, or percentage points for rates.
+    pub fn default_tolerance(self) -> f64 {
+        match self {
+            MetricKind::P99 | MetricKind::Max => 10.0,
+            MetricKind::ErrorRate | MetricKind::ChecksRate => 0.5,
+            _ => 5.0,
+        }
+    }
+
+    /// Whether a larger value is worse (latency, errors) or better (throughput, checks).
+    pub fn higher_is_worse(self) -> bool {
+        !matches!(self, MetricKind::Rps | MetricKind::ChecksRate)
+    }
+
+    pub fn change(self) -> Change {
+        match self {
+            MetricKind::ErrorRate | MetricKind::ChecksRate => Change::Points,
+            _ => Change::Percent,
+        }
+    }
+
+    fn of_figures(self, f: &Figures) -> f64 {
+        match self {
+            MetricKind::Rps => f.rps,
+            MetricKind::P50 => f.p50,
+            MetricKind::P90 => f.p90,
+            MetricKind::P95 => f.p95,
+            MetricKind::P99 => f.p99,
+            MetricKind::Max => f.max,
+            MetricKind::Mean => f.mean,
+            MetricKind::ErrorRate => ratio(f.failures, f.requests),
+            MetricKind::ChecksRate => ratio(f.checks_passes, f.checks_passes + f.checks_fails),
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b > 0 {
+        a as f64 / b as f64
+    } else {
+        0.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Improved,
+    Regressed,
+    NoSignificantChange,
+    /// Fewer than three observations on a side: nothing can be judged.
+    InsufficientData,
+}
+
+impl Verdict {
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "regressed",
+            Verdict::NoSignificantChange => "no significant change",
+            Verdict::InsufficientData => "insufficient data",
+        }
+    }
+}
+
+/// Where the observations come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// One-second windows of a single run.
+    Windows,
+    /// Whole trials of `--repeat` runs (between-trial variance).
+    Trials,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricVerdict {
+    pub metric: MetricKind,
+    /// Whole-run figures (percent for rates).
+    pub baseline: Option<f64>,
+    pub current: Option<f64>,
+    /// Change of the judged statistic: percent, or percentage points for rates.
+    pub change: Option<f64>,
+    pub interval: Option<(f64, f64)>,
+    pub p_value: Option<f64>,
+    pub tolerance: f64,
+    pub gate: bool,
+    pub verdict: Verdict,
+    pub n_baseline: usize,
+    pub n_current: usize,
+}
+
+impl MetricVerdict {
+    pub fn regressed_gate(&self) -> bool {
+        self.gate && self.verdict == Verdict::Regressed
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScopeComparison {
+    /// `None` for all requests together.
+    pub request: Option<String>,
+    pub metrics: Vec<MetricVerdict>,
+}
+
+impl ScopeComparison {
+    pub fn title(&self) -> &str {
+        self.request.as_deref().unwrap_or("overall")
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRef {
+    pub run: String,
+    pub file: String,
+    pub commit: Option<String>,
+    pub started_at: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub scenario: String,
+    pub baseline: RunRef,
+    pub current: RunRef,
+    pub method: Method,
+    pub alpha: f64,
+    pub confidence: f64,
+    pub resamples: usize,
+    pub scopes: Vec<ScopeComparison>,
+    /// Differences that make the runs hard to compare (accepted with --allow-mismatch).
+    pub mismatches: Vec<String>,
+    /// Reasons to distrust a run's figures.
+    pub warnings: Vec<String>,
+}
+
+impl Comparison {
+    pub fn regressed_gates(&self) -> Vec<(&ScopeComparison, &MetricVerdict)> {
+        self.scopes
+            .iter()
+            .flat_map(|s| s.metrics.iter().map(move |m| (s, m)))
+            .filter(|(_, m)| m.regressed_gate())
+            .collect()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.regressed_gates().is_empty()
+    }
+}
+
+/// What makes two runs incomparable: scenario, executor settings, thresholds.
+pub fn mismatches(base: &RunResult, cur: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if base.scenario != cur.scenario {
+        out.push(format!("scenario: {} vs {}", base.scenario, cur.scenario));
+    }
+    if base.scenario_sha256 != cur.scenario_sha256 {
+        out.push(format!(
+            "scenario file changed (sha256 {}… vs {}…)",
+            &base.scenario_sha256[..12.min(base.scenario_sha256.len())],
+            &cur.scenario_sha256[..12.min(cur.scenario_sha256.len())]
+        ));
+    }
+    let (bo, co) = (base.options.as_object(), cur.options.as_object());
+    if let (Some(bo), Some(co)) = (bo, co) {
+        let mut keys: Vec<&String> = bo.keys().chain(co.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (a, b) = (bo.get(k), co.get(k));
+            if a != b {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map(|v| v.to_string()).unwrap_or_else(|| "unset".into())
+                };
+                out.push(format!("options.{k}: {} vs {}", show(a), show(b)));
+            }
+        }
+    }
+    let th = |r: &RunResult| -> Vec<String> {
+        r.thresholds
+            .iter()
+            .map(|t| format!("{}: {}", t.metric, t.expression))
+            .collect()
+    };
+    if th(base) != th(cur) {
+        out.push(format!(
+            "thresholds: [{}] vs [{}]",
+            th(base).join("; "),
+            th(cur).join("; ")
+        ));
+    }
+    if base.trials.len().max(1) != cur.trials.len().max(1) {
+        out.push(format!(
+            "trials (--repeat): {} vs {}",
+            base.trials.len().max(1),
+            cur.trials.len().max(1)
+        ));
+    }
+    out
+}
+
+/// Reasons to distrust a run's figures, named by role (baseline/current).
+pub fn warnings(role: &str, r: &RunResult) -> Vec<String> {
+    let mut w = Vec::new();
+    let m = &r.metrics;
+    if r.interrupted {
+        w.push(format!(
+            "{role} run was interrupted (Ctrl-C): its figures cover part of the plan"
+        ));
+    }
+    if let Some(t) = &r.aborted_by {
+        w.push(format!("{role} run was aborted by threshold `{t}`"));
+    }
+    if m.dropped_iterations.count > 0 {
+        w.push(format!(
+            "{role} run dropped {} iterations: the VU pool or the load generator fell behind the schedule, so throughput understates the offered load",
+            m.dropped_iterations.count
+        ));
+    }
+    if r.loadgen.cpu_saturation > 0.85 {
+        w.push(format!(
+            "{role} run: the loadtest process used {:.0}% of the machine's CPU; latencies include its own queueing",
+            r.loadgen.cpu_saturation * 100.0
+        ));
+    }
+    if m.http_req_failed.rate > 0.05 {
+        w.push(format!(
+            "{role} run: {:.1}% of requests failed, so latencies describe mostly error responses",
+            m.http_req_failed.rate * 100.0
+        ));
+    }
+    w
+}
+
+/// Observations of a metric: per trial when the run has trials, else per one-second window.
+pub fn samples(r: &RunResult, request: Option<&str>, m: MetricKind) -> Samples {
+    if r.trials.len() >= 2 {
+        let figs: Vec<&Figures> = r
+            .trials
+            .iter()
+            .filter_map(|t| match request {
+                Some(n) => t.requests.get(n),
+                None => Some(&t.overall),
+            })
+            .collect();
+        return match m {
+            MetricKind::ErrorRate => Samples::Ratios(
+                figs.iter()
+                    .map(|f| (f.failures as f64, f.requests as f64))
+                    .collect(),
+            ),
+            MetricKind::ChecksRate => Samples::Ratios(
+                figs.iter()
+                    .filter(|f| f.checks_passes + f.checks_fails > 0)
+                    .map(|f| {
+                        (
+                            f.checks_passes as f64,
+                            (f.checks_passes + f.checks_fails) as f64,
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => Samples::Values(
+                figs.iter()
+                    .filter(|f| f.requests > 0 || m == MetricKind::Rps)
+                    .map(|f| m.of_figures(f))
+                    .collect(),
+            ),
+        };
+    }
+    // (requests, failures, checks passes, checks fails, value) of one window.
+    let window = |e: &TimelineEntry| -> Option<(u64, u64, u64, u64, Option<f64>)> {
+        match request {
+            None => Some((
+                e.requests,
+                e.failures,
+                e.checks_passes,
+                e.checks_fails,
+                match m {
+                    MetricKind::P50 => e.p50,
+                    MetricKind::P90 => e.p90,
+                    MetricKind::P95 => e.p95,
+                    MetricKind::P99 => e.p99,
+                    MetricKind::Max => e.max,
+                    MetricKind::Mean => e.mean,
+                    _ => None,
+                },
+            )),
+            Some(n) => {
+                let w = e.by_request.get(n)?;
+                Some((
+                    w.requests,
+                    w.failures,
+                    w.checks_passes,
+                    w.checks_fails,
+                    match m {
+                        MetricKind::P50 => w.p50,
+                        MetricKind::P90 => w.p90,
+                        MetricKind::P95 => w.p95,
+                        MetricKind::P99 => w.p99,
+                        MetricKind::Max => w.max,
+                        MetricKind::Mean => w.mean,
+                        _ => None,
+                    },
+                ))
+            }
+        }
+    };
+    let rows = r.timeline.iter().filter_map(|e| Some((e, window(e)?)));
+    match m {
+        // A window much shorter than a second says little about a rate.
+        MetricKind::Rps => Samples::Values(
+            rows.filter(|(e, _)| e.span_s >= 0.5)
+                .map(|(e, w)| w.0 as f64 / e.span_s)
+                .collect(),
+        ),
+        MetricKind::ErrorRate => Samples::Ratios(
+            rows.filter(|(_, w)| w.0 > 0)
+                .map(|(_, w)| (w.1 as f64, w.0 as f64))
+                .collect(),
+        ),
+        MetricKind::ChecksRate => Samples::Ratios(
+            rows.filter(|(_, w)| w.2 + w.3 > 0)
+                .map(|(_, w)| (w.2 as f64, (w.2 + w.3) as f64))
+                .collect(),
+        ),
+        _ => Samples::Values(rows.filter_map(|(_, w)| w.4).collect()),
+    }
+}
+
+/// The whole-run figure shown in tables (rates as percent).
+fn headline(r: &RunResult, request: Option<&str>, m: MetricKind) -> Option<f64> {
+    let (reqs, dur, failed, checks) = match request {
+        None => (
+            &r.metrics.http_reqs,
+            &r.metrics.http_req_duration,
+            &r.metrics.http_req_failed,
+            (r.metrics.checks.passes, r.metrics.checks.fails),
+        ),
+        Some(n) => {
+            let q = r.requests.get(n)?;
+            let c = q
+                .checks
+                .iter()
+                .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
+            (&q.http_reqs, &q.http_req_duration, &q.http_req_failed, c)
+        }
+    };
+    Some(match m {
+        MetricKind::Rps => reqs.rate,
+        MetricKind::P50 => dur.med,
+        MetricKind::P90 => dur.p90,
+        MetricKind::P95 => dur.p95,
+        MetricKind::P99 => dur.p99,
+        MetricKind::Max => dur.max,
+        MetricKind::Mean => dur.avg,
+        MetricKind::ErrorRate => failed.rate * 100.0,
+        MetricKind::ChecksRate => {
+            if checks.0 + checks.1 == 0 {
+                return None;
+            }
+            100.0 * checks.0 as f64 / (checks.0 + checks.1) as f64
+        }
+    })
+}
+
+/// Judges one metric from the two runs' observations.
+pub fn judge(
+    base: &Samples,
+    cur: &Samples,
+    m: MetricKind,
+    tolerance: f64,
+    alpha: f64,
+    confidence: f64,
+    seed: u64,
+) -> (Option<f64>, Option<(f64, f64)>, Option<f64>, Verdict) {
+    let change = match (base.statistic(), cur.statistic()) {
+        (Some(b), Some(c)) => m.change().of(b, c),
+        _ => None,
+    };
+    if base.len() < 3 || cur.len() < 3 {
+        return (change, None, None, Verdict::InsufficientData);
+    }
+    let interval = stats::bootstrap_interval(base, cur, m.change(), RESAMPLES, confidence, seed);
+    let p = stats::rank_test(&base.points(), &cur.points()).map(|(_, p)| p);
+    let verdict = match (interval, p) {
+        (Some((lo, hi)), Some(p)) if p < alpha => {
+            // Worse means up for latency and errors, down for throughput and checks.
+            let (worse, better) = if m.higher_is_worse() {
+                (lo > tolerance, hi < -tolerance)
+            } else {
+                (hi < -tolerance, lo > tolerance)
+            };
+            if worse {
+                Verdict::Regressed
+            } else if better {
+                Verdict::Improved
+            } else {
+                Verdict::NoSignificantChange
+            }
+        }
+        (None, _) | (_, None) => Verdict::InsufficientData,
+        _ => Verdict::NoSignificantChange,
+    };
+    (change, interval, p, verdict)
+}
+
+/// Compares two results. Mismatches are returned for the caller to refuse or accept.
+pub fn compare(
+    base: &RunResult,
+    cur: &RunResult,
+    base_file: &str,
+    cur_file: &str,
+    cfg: &GateConfig,
+) -> Comparison {
+    let method = if base.trials.len() >= 2 && cur.trials.len() >= 2 {
+        Method::Trials
+    } else {
+        Method::Windows
+    };
+    let mut names: Vec<(&String, usize)> = cur.requests.iter().map(|(n, q)| (n, q.index)).collect();
+    names.sort_by_key(|(_, i)| *i);
+    let scopes_list: Vec<Option<&str>> = std::iter::once(None)
+        .chain(names.iter().map(|(n, _)| Some(n.as_str())))
+        .collect();
+    let mut scopes = Vec::new();
+    for (si, scope) in scopes_list.into_iter().enumerate() {
+        if let Some(n) = scope {
+            if !base.requests.contains_key(n) {
+                continue;
+            }
+        }
+        let metrics = MetricKind::ALL
+            .iter()
+            .enumerate()
+            .filter_map(|(mi, &m)| {
+                let (bs, cs) = (samples(base, scope, m), samples(cur, scope, m));
+                let (b, c) = (headline(base, scope, m), headline(cur, scope, m));
+                if m == MetricKind::ChecksRate && (b.is_none() || c.is_none()) {
+                    return None;
+                }
+                let tolerance = cfg.tolerance(&cur.scenario, scope, m);
+                let seed = SEED ^ ((si as u64) << 8) ^ mi as u64;
+                let (change, interval, p_value, verdict) =
+                    judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed);
+                Some(MetricVerdict {
+                    metric: m,
+                    baseline: b,
+                    current: c,
+                    change,
+                    interval,
+                    p_value,
+                    tolerance,
+                    gate: cfg.is_gate(&cur.scenario, scope, m),
+                    verdict,
+                    n_baseline: bs.len(),
+                    n_current: cs.len(),
+                })
+            })
+            .collect();
+        scopes.push(ScopeComparison {
+            request: scope.map(str::to_string),
+            metrics,
+        });
+    }
+    let mut warnings = warnings("baseline", base);
+    warnings.extend(self::warnings("current", cur));
+    if method == Method::Windows && (base.trials.len() >= 2) != (cur.trials.len() >= 2) {
+        warnings.push("only one of the runs has trials: judged on one-second windows".into());
+    }
+    let rref = |r: &RunResult, f: &str| RunRef {
+        run: r.run.clone(),
+        file: f.to_string(),
+        commit: r
+            .git
+            .as_ref()
+            .map(|g| format!("{}{}", g.commit, if g.dirty { "-dirty" } else { "" })),
+        started_at: r.started_at.clone(),
+    };
+    Comparison {
+        scenario: cur.scenario.clone(),
+        baseline: rref(base, base_file),
+        current: rref(cur, cur_file),
+        method,
+        alpha: cfg.alpha(),
+        confidence: cfg.confidence(),
+        resamples: RESAMPLES,
+        scopes,
+        mismatches: mismatches(base, cur),
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(center: f64, n: usize) -> Samples {
+        Samples::Values(
+            (0..n)
+                .map(|i| center * (1.0 + ((i % 7) as f64 - 3.0) * 0.004))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn verdicts_need_significance_and_the_whole_interval_beyond_tolerance() {
+        let j =
+            |b: &Samples, c: &Samples, m| judge(b, c, m, m.default_tolerance(), 0.05, 0.95, 7).3;
+        // +30% latency: regressed. -30%: improved.
+        assert_eq!(
+            j(&vals(10.0, 30), &vals(13.0, 30), MetricKind::P95),
+            Verdict::Regressed
+        );
+        assert_eq!(
+            j(&vals(10.0, 30), &vals(7.0, 30), MetricKind::P95),
+            Verdict::Improved
+        );
+        // +2%: significant but inside the 5% tolerance.
+        assert_eq!(
+            j(&vals(10.0, 30), &vals(10.2, 30), MetricKind::P95),
+            Verdict::NoSignificantChange
+        );
+        // Throughput down 30% is a regression; up is an improvement.
+        assert_eq!(
+            j(&vals(1000.0, 30), &vals(700.0, 30), MetricKind::Rps),
+            Verdict::Regressed
+        );
+        assert_eq!(
+            j(&vals(1000.0, 30), &vals(1300.0, 30), MetricKind::Rps),
+            Verdict::Improved
+        );
+        // Same distribution: nothing.
+        assert_eq!(
+            j(&vals(10.0, 30), &vals(10.0, 30), MetricKind::P95),
+            Verdict::NoSignificantChange
+        );
+        // Too few observations.
+        assert_eq!(
+            j(&vals(10.0, 2), &vals(20.0, 2), MetricKind::P95),
+            Verdict::InsufficientData
+        );
+    }
+
+    #[test]
+    fn error_rate_is_judged_in_points() {
+        let base = Samples::Ratios((0..20).map(|_| (0.0, 100.0)).collect());
+        let cur = Samples::Ratios(
+            (0..20)
+                .map(|i| (if i % 2 == 0 { 3.0 } else { 2.0 }, 100.0))
+                .collect(),
+        );
+        let (change, _, _, v) = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
+        assert!((change.unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!(v, Verdict::Regressed);
+        let cur = Samples::Ratios(
+            (0..20)
+                .map(|i| (if i % 2 == 0 { 0.0 } else { 0.4 }, 100.0))
+                .collect(),
+        );
+        let (_, _, _, v) = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
+        assert_eq!(v, Verdict::NoSignificantChange);
+    }
+}
