@@ -28,6 +28,21 @@ pub enum Command {
     /// Run a scenario against a target and write <out>/<run>_<scenario>.json and .summary
     #[command(after_help = EXIT_CODES)]
     Run(RunCmd),
+    /// Compare a run with its baseline; writes <current-run>_<scenario>.diff next to the current result
+    #[command(after_help = COMPARE_HELP)]
+    Compare(CompareCmd),
+    /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
+    History {
+        /// Scenario name
+        #[arg(short, long)]
+        scenario: String,
+        /// Folder holding history.jsonl
+        #[arg(short, long, default_value = "benchmark")]
+        dir: PathBuf,
+        /// Only the last N runs
+        #[arg(long)]
+        last: Option<usize>,
+    },
     /// Check a scenario file without sending anything
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -43,6 +58,44 @@ pub enum Command {
         #[arg(long, default_value = "scenarios", env = "LOADTEST_SCENARIOS_DIR")]
         scenarios_dir: PathBuf,
     },
+}
+
+pub const COMPARE_HELP: &str = "BASE and CURRENT are result files, or run names resolved as <dir>/<run>_<scenario>.json.
+
+Each metric (req/s, p50, p90, p95, p99, max, mean, error rate, checks rate), per request name and overall,
+gets a change with a bootstrap confidence interval and a Mann-Whitney U p-value, computed from the runs'
+one-second windows (or from their trials with `run --repeat N`). A metric regresses only when the change is
+significant and the whole interval lies beyond its tolerance. Tolerances and gates: config/regression.toml.
+
+Exit codes:
+  0   no gate regressed
+  2   unusable input: missing or corrupt file, unknown schema_version, runs not comparable
+  98  at least one gate regressed";
+
+#[derive(clap::Args, Debug)]
+pub struct CompareCmd {
+    /// The baseline: a result file or a run name (e.g. baseline)
+    pub base: String,
+    /// The run to judge: a result file or a run name (e.g. a commit hash)
+    pub current: String,
+    /// Scenario name, to resolve run names
+    #[arg(short, long)]
+    pub scenario: Option<String>,
+    /// Folder of the result files when run names are given
+    #[arg(short, long, default_value = "benchmark")]
+    pub dir: PathBuf,
+    /// What to print
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub format: crate::compare_cmd::Format,
+    /// Tolerances and gates (default: config/regression.toml if present)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Judge even when scenario file, executor settings or thresholds differ
+    #[arg(long)]
+    pub allow_mismatch: bool,
+    /// Also write the printed report to this file
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

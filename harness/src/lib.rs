@@ -3,10 +3,12 @@
 
 pub mod cli;
 pub mod compare;
+pub mod compare_cmd;
 pub mod duration;
 pub mod engine;
 pub mod exit;
 pub mod metrics;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use loadtest::cli::{Cli, Command};
 use loadtest::exit::{self, Classify, Failure};
-use loadtest::{run, scenario};
+use loadtest::{compare_cmd, run, scenario};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -43,6 +43,21 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             })?;
             Ok(report.code)
         }
+        Command::Compare(c) => compare_cmd::execute(compare_cmd::CompareArgs {
+            base: c.base,
+            current: c.current,
+            scenario: c.scenario,
+            dir: c.dir,
+            format: c.format,
+            config: c.config,
+            allow_mismatch: c.allow_mismatch,
+            report: c.report,
+        }),
+        Command::History {
+            scenario: s,
+            dir,
+            last,
+        } => compare_cmd::history(&s, &dir, last),
         Command::Validate {
             scenario: s,
             scenarios_dir,

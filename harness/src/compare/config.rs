@@ -16,6 +16,7 @@ struct Scope {
     #[serde(default)]
     tolerance: BTreeMap<String, f64>,
     gates: Option<Vec<String>>,
+    min_change_ms: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +25,7 @@ struct ScenarioScope {
     #[serde(default)]
     tolerance: BTreeMap<String, f64>,
     gates: Option<Vec<String>>,
+    min_change_ms: Option<f64>,
     #[serde(default)]
     requests: BTreeMap<String, Scope>,
 }
@@ -33,6 +35,7 @@ struct ScenarioScope {
 struct RawConfig {
     alpha: Option<f64>,
     confidence: Option<f64>,
+    min_change_ms: Option<f64>,
     #[serde(default)]
     tolerance: BTreeMap<String, f64>,
     gates: Option<Vec<String>>,
@@ -46,6 +49,8 @@ pub struct GateConfig {
     /// Where it came from, for messages.
     pub source: Option<String>,
 }
+
+pub const DEFAULT_MIN_CHANGE_MS: f64 = 0.1;
 
 /// Metrics that fail the check by default; the others are informational.
 pub const DEFAULT_GATES: &[MetricKind] = &[
@@ -147,6 +152,18 @@ impl GateConfig {
             .or_else(|| sc.and_then(|s| s.tolerance.get(key).copied()))
             .or_else(|| self.raw.tolerance.get(key).copied())
             .unwrap_or_else(|| m.default_tolerance())
+    }
+
+    /// Smallest latency change (ms) that can count as a regression or an
+    /// improvement: below it, differences are the machine's noise, whatever
+    /// their relative size.
+    pub fn min_change_ms(&self, scenario: &str, request: Option<&str>) -> f64 {
+        let sc = self.raw.scenarios.get(scenario);
+        request
+            .and_then(|r| sc?.requests.get(r)?.min_change_ms)
+            .or_else(|| sc.and_then(|s| s.min_change_ms))
+            .or(self.raw.min_change_ms)
+            .unwrap_or(DEFAULT_MIN_CHANGE_MS)
     }
 
     /// Whether a regression of this metric fails the check.

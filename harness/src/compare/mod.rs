@@ -167,6 +167,8 @@ pub struct MetricVerdict {
     pub change: Option<f64>,
     pub interval: Option<(f64, f64)>,
     pub p_value: Option<f64>,
+    /// The tolerance applied: the configured one, raised for fast requests to
+    /// cover `min_change_ms`.
     pub tolerance: f64,
     pub gate: bool,
     pub verdict: Verdict,
@@ -447,6 +449,15 @@ fn headline(r: &RunResult, request: Option<&str>, m: MetricKind) -> Option<f64> 
     })
 }
 
+/// The outcome of judging one metric.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Judgement {
+    pub change: Option<f64>,
+    pub interval: Option<(f64, f64)>,
+    pub p_value: Option<f64>,
+    pub verdict: Verdict,
+}
+
 /// Judges one metric from the two runs' observations.
 pub fn judge(
     base: &Samples,
@@ -456,13 +467,18 @@ pub fn judge(
     alpha: f64,
     confidence: f64,
     seed: u64,
-) -> (Option<f64>, Option<(f64, f64)>, Option<f64>, Verdict) {
+) -> Judgement {
     let change = match (base.statistic(), cur.statistic()) {
         (Some(b), Some(c)) => m.change().of(b, c),
         _ => None,
     };
     if base.len() < 3 || cur.len() < 3 {
-        return (change, None, None, Verdict::InsufficientData);
+        return Judgement {
+            change,
+            interval: None,
+            p_value: None,
+            verdict: Verdict::InsufficientData,
+        };
     }
     let interval = stats::bootstrap_interval(base, cur, m.change(), RESAMPLES, confidence, seed);
     let p = stats::rank_test(&base.points(), &cur.points()).map(|(_, p)| p);
@@ -485,7 +501,12 @@ pub fn judge(
         (None, _) | (_, None) => Verdict::InsufficientData,
         _ => Verdict::NoSignificantChange,
     };
-    (change, interval, p, verdict)
+    Judgement {
+        change,
+        interval,
+        p_value: p,
+        verdict,
+    }
 }
 
 /// Compares two results. Mismatches are returned for the caller to refuse or accept.
@@ -522,10 +543,21 @@ pub fn compare(
                 if m == MetricKind::ChecksRate && (b.is_none() || c.is_none()) {
                     return None;
                 }
-                let tolerance = cfg.tolerance(&cur.scenario, scope, m);
+                let mut tolerance = cfg.tolerance(&cur.scenario, scope, m);
+                if m.change() == Change::Percent && m != MetricKind::Rps {
+                    // A latency change below the floor is noise however large in percent.
+                    if let Some(b) = bs.statistic().filter(|b| *b > 0.0) {
+                        let floor = 100.0 * cfg.min_change_ms(&cur.scenario, scope) / b;
+                        tolerance = tolerance.max((floor * 10.0).ceil() / 10.0);
+                    }
+                }
                 let seed = SEED ^ ((si as u64) << 8) ^ mi as u64;
-                let (change, interval, p_value, verdict) =
-                    judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed);
+                let Judgement {
+                    change,
+                    interval,
+                    p_value,
+                    verdict,
+                } = judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed);
                 Some(MetricVerdict {
                     metric: m,
                     baseline: b,
@@ -588,8 +620,9 @@ mod tests {
 
     #[test]
     fn verdicts_need_significance_and_the_whole_interval_beyond_tolerance() {
-        let j =
-            |b: &Samples, c: &Samples, m| judge(b, c, m, m.default_tolerance(), 0.05, 0.95, 7).3;
+        let j = |b: &Samples, c: &Samples, m| {
+            judge(b, c, m, m.default_tolerance(), 0.05, 0.95, 7).verdict
+        };
         // +30% latency: regressed. -30%: improved.
         assert_eq!(
             j(&vals(10.0, 30), &vals(13.0, 30), MetricKind::P95),
@@ -633,15 +666,15 @@ mod tests {
                 .map(|i| (if i % 2 == 0 { 3.0 } else { 2.0 }, 100.0))
                 .collect(),
         );
-        let (change, _, _, v) = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
-        assert!((change.unwrap() - 2.5).abs() < 1e-9);
-        assert_eq!(v, Verdict::Regressed);
+        let j = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
+        assert!((j.change.unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!(j.verdict, Verdict::Regressed);
         let cur = Samples::Ratios(
             (0..20)
                 .map(|i| (if i % 2 == 0 { 0.0 } else { 0.4 }, 100.0))
                 .collect(),
         );
-        let (_, _, _, v) = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
-        assert_eq!(v, Verdict::NoSignificantChange);
+        let j = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
+        assert_eq!(j.verdict, Verdict::NoSignificantChange);
     }
 }

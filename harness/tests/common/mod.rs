@@ -26,6 +26,8 @@ pub struct AppState {
     next: AtomicU64,
     /// Extra latency added to /slow, in ms.
     pub slow_ms: AtomicU64,
+    /// Latency of /steady, in ms.
+    pub steady_ms: AtomicU64,
     pub hits: AtomicU64,
 }
 
@@ -153,6 +155,11 @@ async fn slow(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+async fn steady(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    tokio::time::sleep(Duration::from_millis(s.steady_ms.load(Ordering::Relaxed))).await;
+    Json(json!({"status": "ok"}))
+}
+
 async fn fail() -> impl IntoResponse {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -168,6 +175,7 @@ impl TestServer {
             .route("/health", get(health))
             .route("/slow", get(slow))
             .route("/fail", get(fail))
+            .route("/steady", get(steady))
             .route("/accounts", post(accounts))
             .route("/payments", post(create_payment))
             .route("/payments/{id}/confirm", post(confirm))

@@ -1,0 +1,137 @@
+//! `loadtest compare`: reads two result files, judges every metric, writes
+//! `<current-run>_<scenario>.diff` next to the current result and prints the
+//! chosen format.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+use crate::compare::{self, GateConfig};
+use crate::exit::{self, Classify, Failure};
+use crate::report;
+use crate::results::{self, write_atomic, RunResult};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+    Junit,
+}
+
+pub struct CompareArgs {
+    pub base: String,
+    pub current: String,
+    pub scenario: Option<String>,
+    pub dir: PathBuf,
+    pub format: Format,
+    pub config: Option<PathBuf>,
+    pub allow_mismatch: bool,
+    /// Also write the chosen format to this file.
+    pub report: Option<PathBuf>,
+}
+
+/// A path, or a run name resolved as `<dir>/<run>_<scenario>.json`.
+pub fn resolve(
+    arg: &str,
+    scenario: Option<&str>,
+    dir: &Path,
+    role: &str,
+) -> Result<PathBuf, Failure> {
+    let path = if arg.ends_with(".json") || arg.contains('/') {
+        PathBuf::from(arg)
+    } else {
+        let s = scenario.ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "{role} `{arg}` is a run name: give --scenario so it resolves to {}/{arg}_<scenario>.json",
+                dir.display()
+            ))
+        })?;
+        results::result_path(dir, arg, s, "json")
+    };
+    if !path.is_file() {
+        return Err(Failure::Usage(anyhow!(
+            "{role} result {} does not exist (run `loadtest run` with that run name first)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+pub fn execute(a: CompareArgs) -> Result<u8, Failure> {
+    let base_path = resolve(&a.base, a.scenario.as_deref(), &a.dir, "baseline")?;
+    let cur_path = resolve(&a.current, a.scenario.as_deref(), &a.dir, "current")?;
+    let base = RunResult::load(&base_path).usage()?;
+    let cur = RunResult::load(&cur_path).usage()?;
+    let cfg = match &a.config {
+        Some(p) => GateConfig::load(p, true),
+        None => GateConfig::load(Path::new("config/regression.toml"), false),
+    }
+    .usage()?;
+
+    let cmp = compare::compare(
+        &base,
+        &cur,
+        &base_path.display().to_string(),
+        &cur_path.display().to_string(),
+        &cfg,
+    );
+    if !cmp.mismatches.is_empty() && !a.allow_mismatch {
+        let list: Vec<String> = cmp.mismatches.iter().map(|m| format!("  - {m}")).collect();
+        return Err(Failure::Usage(anyhow!(
+            "the runs are not comparable:\n{}\nre-run with the same scenario and settings, or pass --allow-mismatch to judge anyway",
+            list.join("\n")
+        )));
+    }
+    let code = if cmp.passed() {
+        exit::OK
+    } else {
+        exit::REGRESSED
+    };
+
+    let text = report::text(&cmp);
+    let diff = report::summary_diff(
+        &results::summary(&base),
+        &results::summary(&cur),
+        &base_path.display().to_string(),
+        &cur_path.display().to_string(),
+    );
+    let diff_path = cur_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{}_{}.diff", cur.run, cur.scenario));
+    let file = format!("{text}\n== summaries (unified diff) ==\n{diff}");
+    write_atomic(&diff_path, file.as_bytes()).runtime()?;
+
+    let out = match a.format {
+        Format::Text => format!("{text}\n  diff written to {}", diff_path.display()),
+        Format::Markdown => report::markdown(&cmp),
+        Format::Json => report::json(&cmp, code),
+        Format::Junit => report::junit(&cmp),
+    };
+    if let Some(p) = &a.report {
+        write_atomic(p, out.as_bytes()).runtime()?;
+    }
+    println!("{out}");
+    Ok(code)
+}
+
+/// `loadtest history`.
+pub fn history(scenario: &str, dir: &Path, last: Option<usize>) -> Result<u8, Failure> {
+    let (mut lines, problems) = results::history::read(dir, scenario).usage()?;
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    if lines.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "{} has no runs of scenario `{scenario}`",
+            dir.join(results::history::FILE).display()
+        )));
+    }
+    if let Some(n) = last {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    print!("{}", report::history::render(scenario, &lines));
+    Ok(exit::OK)
+}
