@@ -219,6 +219,22 @@ gates = ["p99"]
     }
 
     #[test]
+    fn the_shipped_config_holds_the_defaults() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/regression.toml");
+        let c = GateConfig::load(&p, true).unwrap();
+        for m in MetricKind::ALL {
+            assert_eq!(c.tolerance("any", None, m), m.default_tolerance(), "{m:?}");
+            assert_eq!(
+                c.is_gate("any", None, m),
+                DEFAULT_GATES.contains(&m),
+                "{m:?}"
+            );
+        }
+        assert_eq!(c.alpha(), 0.05);
+        assert_eq!(c.min_change_ms("any", None), DEFAULT_MIN_CHANGE_MS);
+    }
+
+    #[test]
     fn bad_metric_names_point_at_the_file() {
         let (_d, p) = write("[tolerance]\np95 = 7\np42 = 1\n");
         let e = GateConfig::load(&p, true).unwrap_err().to_string();
