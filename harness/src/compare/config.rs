@@ -74,13 +74,7 @@ impl GateConfig {
             Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
         };
         let loc = Locator::new(path, &text);
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| loc.at_offset(s.start))
-                .unwrap_or_else(|| path.display().to_string());
-            anyhow!("{at}: {}", e.message().trim())
-        })?;
+        let raw: RawConfig = loc.deserialize()?;
         let check_metrics =
             |tol: &BTreeMap<String, f64>, gates: &Option<Vec<String>>, at: &[Seg]| -> Result<()> {
                 for (k, v) in tol {

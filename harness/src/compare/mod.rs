@@ -8,7 +8,7 @@ pub mod stats;
 
 use serde::Serialize;
 
-use crate::results::{Figures, RunResult, TimelineEntry};
+use crate::results::{Figures, RunResult};
 pub use config::GateConfig;
 use stats::{Change, Samples};
 
@@ -353,63 +353,44 @@ pub fn samples(r: &RunResult, request: Option<&str>, m: MetricKind) -> Samples {
             ),
         };
     }
-    // (requests, failures, checks passes, checks fails, value) of one window.
-    let window = |e: &TimelineEntry| -> Option<(u64, u64, u64, u64, Option<f64>)> {
-        match request {
-            None => Some((
-                e.requests,
-                e.failures,
-                e.checks_passes,
-                e.checks_fails,
-                match m {
-                    MetricKind::P50 => e.p50,
-                    MetricKind::P90 => e.p90,
-                    MetricKind::P95 => e.p95,
-                    MetricKind::P99 => e.p99,
-                    MetricKind::Max => e.max,
-                    MetricKind::Mean => e.mean,
-                    _ => None,
-                },
-            )),
-            Some(n) => {
-                let w = e.by_request.get(n)?;
-                Some((
-                    w.requests,
-                    w.failures,
-                    w.checks_passes,
-                    w.checks_fails,
-                    match m {
-                        MetricKind::P50 => w.p50,
-                        MetricKind::P90 => w.p90,
-                        MetricKind::P95 => w.p95,
-                        MetricKind::P99 => w.p99,
-                        MetricKind::Max => w.max,
-                        MetricKind::Mean => w.mean,
-                        _ => None,
-                    },
-                ))
-            }
-        }
-    };
-    let rows = r.timeline.iter().filter_map(|e| Some((e, window(e)?)));
+    let rows = r.timeline.iter().filter_map(|e| {
+        let w = match request {
+            None => e.overall(),
+            Some(n) => e.by_request.get(n)?.clone(),
+        };
+        Some((e, w))
+    });
     match m {
         // A window much shorter than a second says little about a rate.
         MetricKind::Rps => Samples::Values(
             rows.filter(|(e, _)| e.span_s >= 0.5)
-                .map(|(e, w)| w.0 as f64 / e.span_s)
+                .map(|(e, w)| w.requests as f64 / e.span_s)
                 .collect(),
         ),
         MetricKind::ErrorRate => Samples::Ratios(
-            rows.filter(|(_, w)| w.0 > 0)
-                .map(|(_, w)| (w.1 as f64, w.0 as f64))
+            rows.filter(|(_, w)| w.requests > 0)
+                .map(|(_, w)| (w.failures as f64, w.requests as f64))
                 .collect(),
         ),
         MetricKind::ChecksRate => Samples::Ratios(
-            rows.filter(|(_, w)| w.2 + w.3 > 0)
-                .map(|(_, w)| (w.2 as f64, (w.2 + w.3) as f64))
+            rows.filter(|(_, w)| w.checks_passes + w.checks_fails > 0)
+                .map(|(_, w)| {
+                    let n = w.checks_passes + w.checks_fails;
+                    (w.checks_passes as f64, n as f64)
+                })
                 .collect(),
         ),
-        _ => Samples::Values(rows.filter_map(|(_, w)| w.4).collect()),
+        _ => Samples::Values(
+            rows.filter_map(|(_, w)| match m {
+                MetricKind::P50 => w.p50,
+                MetricKind::P90 => w.p90,
+                MetricKind::P95 => w.p95,
+                MetricKind::P99 => w.p99,
+                MetricKind::Max => w.max,
+                _ => w.mean,
+            })
+            .collect(),
+        ),
     }
 }
 

@@ -234,6 +234,22 @@ pub struct TimelineEntry {
 }
 
 impl TimelineEntry {
+    /// The figures of all requests together, shaped like a request's.
+    pub fn overall(&self) -> RequestWindow {
+        RequestWindow {
+            requests: self.requests,
+            failures: self.failures,
+            checks_passes: self.checks_passes,
+            checks_fails: self.checks_fails,
+            mean: self.mean,
+            p50: self.p50,
+            p90: self.p90,
+            p95: self.p95,
+            p99: self.p99,
+            max: self.max,
+        }
+    }
+
     /// `steps` pairs each request name with the range of its checks.
     pub fn from_window(
         t: u64,

@@ -26,6 +26,18 @@ impl Locator {
         }
     }
 
+    /// Deserialises the whole file, turning a TOML or serde error into
+    /// `file:line:col: message`.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
+        toml::from_str(&self.source).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| self.at_offset(s.start))
+                .unwrap_or_else(|| self.file.display().to_string());
+            anyhow::anyhow!("{at}: {}", e.message().trim())
+        })
+    }
+
     /// `file:line:col` of a byte offset.
     pub fn at_offset(&self, offset: usize) -> String {
         let (line, col) = line_col(&self.source, offset);

@@ -187,13 +187,7 @@ pub fn load(path: &Path) -> Result<Scenario> {
 /// Parses and validates scenario text; `path` is used for error positions and the name.
 pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
     let loc = Locator::new(path, source);
-    let raw: RawScenario = toml::from_str(source).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| loc.at_offset(s.start))
-            .unwrap_or_else(|| path.display().to_string());
-        anyhow!("{at}: {}", e.message().trim())
-    })?;
+    let raw: RawScenario = loc.deserialize()?;
     let fail = |segs: &[Seg], msg: String| anyhow!("{}: {msg}", loc.at(segs));
 
     let present: Vec<String> = {
