@@ -12,3 +12,4 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod stack;

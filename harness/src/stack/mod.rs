@@ -1,0 +1,5 @@
+//! The system under test's stack: the compose model, interpolation, Docker
+//! Engine calls (bollard) and local stand-in images. Knows nothing of HTTP load.
+
+pub mod compose;
+pub mod interpolate;
