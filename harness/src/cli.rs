@@ -43,6 +43,39 @@ pub enum Command {
         #[arg(long)]
         last: Option<usize>,
     },
+    /// Bring the compose stack up through the Docker Engine (build, create, start, wait healthy)
+    Up {
+        #[command(flatten)]
+        stack: crate::stack_cmd::StackArgs,
+        /// Take the project down (-v) first, for a fresh database
+        #[arg(long)]
+        fresh: bool,
+        /// Keep the containers of a failed up for debugging
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// How long services may take to become healthy
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove the project's containers, network and volumes (like `docker compose down -v`)
+    Down {
+        #[command(flatten)]
+        stack: crate::stack_cmd::StackArgs,
+    },
+    /// List the project's services: state, health, published ports
+    Ps {
+        #[command(flatten)]
+        stack: crate::stack_cmd::StackArgs,
+    },
+    /// List the local stand-in images (Postgres, Debian base); --build makes the missing ones
+    Images {
+        #[arg(long)]
+        build: bool,
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Check a scenario file without sending anything
     #[command(after_help = EXIT_CODES)]
     Validate {

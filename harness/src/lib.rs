@@ -13,3 +13,4 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod stack;
+pub mod stack_cmd;

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use loadtest::cli::{Cli, Command};
 use loadtest::exit::{self, Classify, Failure};
-use loadtest::{compare_cmd, run, scenario};
+use loadtest::{compare_cmd, run, scenario, stack_cmd};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -58,6 +58,16 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             dir,
             last,
         } => compare_cmd::history(&s, &dir, last),
+        Command::Up {
+            stack,
+            fresh,
+            keep_on_failure,
+            timeout,
+            quiet,
+        } => stack_cmd::up_cmd(&stack, fresh, keep_on_failure, timeout, quiet),
+        Command::Down { stack } => stack_cmd::down_cmd(&stack),
+        Command::Ps { stack } => stack_cmd::ps_cmd(&stack),
+        Command::Images { build, quiet } => stack_cmd::images_cmd(build, quiet),
         Command::Validate {
             scenario: s,
             scenarios_dir,

@@ -2,4 +2,8 @@
 //! Engine calls (bollard) and local stand-in images. Knows nothing of HTTP load.
 
 pub mod compose;
+pub mod context;
+pub mod engine;
+pub mod images;
 pub mod interpolate;
+pub mod up;

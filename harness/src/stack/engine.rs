@@ -1,0 +1,487 @@
+//! Docker Engine calls through bollard: `down -v`, `up` (build, networks,
+//! volumes, containers in dependency order, health waits) and `ps`. Names and
+//! labels follow docker compose's conventions so that `docker-compose -p P ps`
+//! and `down -v` see the same world.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::compose::{Condition, MountSource, Project, ServiceSpec};
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+/// Written on every object so compose's version checks accept them.
+const COMPOSE_VERSION: &str = "1.29.2";
+
+pub struct Engine {
+    pub docker: Docker,
+}
+
+/// Where the Engine is expected, for error messages.
+fn engine_address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+impl Engine {
+    /// Connects (DOCKER_HOST or the local socket) and checks the Engine answers.
+    pub async fn connect() -> Result<Engine> {
+        let addr = engine_address();
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| anyhow!("cannot use the Docker Engine at {addr} (DOCKER_HOST): {e}"))?;
+        let docker = docker.with_timeout(Duration::from_secs(600));
+        match tokio::time::timeout(Duration::from_secs(10), docker.version()).await {
+            Ok(Ok(_)) => Ok(Engine { docker }),
+            Ok(Err(e)) => Err(anyhow!(
+                "the Docker Engine at {addr} does not answer: {e}; is the daemon running, and is DOCKER_HOST right?"
+            )),
+            Err(_) => Err(anyhow!("the Docker Engine at {addr} did not answer within 10 s")),
+        }
+    }
+
+    fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_PROJECT}={project}")],
+        )])
+    }
+
+    /// Like `docker compose down -v`: removes the project's containers (killed,
+    /// the data is discarded), network and volumes. Returns what was removed.
+    pub async fn down(&self, project: &str) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(Self::project_filter(project)),
+                ..Default::default()
+            }))
+            .await?;
+        let removals = containers.iter().filter_map(|c| {
+            let id = c.id.clone()?;
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_else(|| id.clone());
+            Some(async move {
+                let r = self
+                    .docker
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+                (name.trim_start_matches('/').to_string(), r)
+            })
+        });
+        for (name, r) in futures_util::future::join_all(removals).await {
+            match r {
+                Ok(()) => removed.push(format!("container {name}")),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(anyhow!("cannot remove container {name}: {e}")),
+            }
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(Self::project_filter(project)),
+            }))
+            .await?;
+        for n in networks {
+            let name = n.name.unwrap_or_default();
+            self.docker
+                .remove_network(&name)
+                .await
+                .with_context(|| format!("cannot remove network {name}"))?;
+            removed.push(format!("network {name}"));
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(Self::project_filter(project)),
+            }))
+            .await?;
+        for v in volumes.volumes.unwrap_or_default() {
+            self.docker
+                .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+                .await
+                .with_context(|| format!("cannot remove volume {}", v.name))?;
+            removed.push(format!("volume {}", v.name));
+        }
+        Ok(removed)
+    }
+
+    pub async fn image_id(&self, image: &str) -> Option<String> {
+        self.docker
+            .inspect_image(image)
+            .await
+            .ok()
+            .and_then(|i| i.id)
+    }
+
+    /// Builds an image from a tar context; returns its id. Build output goes to `log`.
+    pub async fn build(
+        &self,
+        tag: &str,
+        context: Vec<u8>,
+        dockerfile: &str,
+        args: HashMap<String, String>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let opts = BuildImageOptions {
+            dockerfile: dockerfile.to_string(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(args),
+            ..Default::default()
+        };
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(context.into())));
+        let mut last = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info =
+                item.map_err(|e| anyhow!("building {tag} failed: {e}\n{}", last.join("")))?;
+            if let Some(s) = info.stream {
+                log(&s);
+                last.push(s);
+                if last.len() > 20 {
+                    last.remove(0);
+                }
+            }
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                bail!("building {tag} failed: {e}\n{}", last.join(""));
+            }
+        }
+        self.image_id(tag)
+            .await
+            .ok_or_else(|| anyhow!("the build of {tag} finished but the image is missing"))
+    }
+
+    fn labels(p: &Project, extra: &[(&str, String)]) -> HashMap<String, String> {
+        let mut m = HashMap::from([
+            (LABEL_PROJECT.to_string(), p.name.clone()),
+            (
+                "com.docker.compose.version".to_string(),
+                COMPOSE_VERSION.to_string(),
+            ),
+        ]);
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.clone());
+        }
+        m
+    }
+
+    /// Creates the project's default network and named volumes.
+    pub async fn create_shared(&self, p: &Project) -> Result<()> {
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: p.network_name(),
+                driver: Some("bridge".into()),
+                labels: Some(Self::labels(
+                    p,
+                    &[("com.docker.compose.network", "default".into())],
+                )),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create network {}", p.network_name()))?;
+        for v in &p.volumes {
+            self.docker
+                .create_volume(VolumeCreateRequest {
+                    name: Some(p.volume_name(v)),
+                    labels: Some(Self::labels(p, &[("com.docker.compose.volume", v.clone())])),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("cannot create volume {}", p.volume_name(v)))?;
+        }
+        Ok(())
+    }
+
+    /// Creates and starts one service's container.
+    pub async fn start_service(&self, p: &Project, s: &ServiceSpec) -> Result<String> {
+        let name = p.container_name(&s.name);
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = Vec::new();
+        for port in &s.ports {
+            let key = format!("{}/{}", port.container_port, port.protocol);
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(port.host_ip.clone()),
+                    host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
+                });
+        }
+        let binds: Vec<String> = s
+            .mounts
+            .iter()
+            .map(|m| {
+                let src = match &m.source {
+                    MountSource::Volume(v) => p.volume_name(v),
+                    MountSource::Bind(path) => path.display().to_string(),
+                };
+                format!("{src}:{}{}", m.target, if m.read_only { ":ro" } else { "" })
+            })
+            .collect();
+        let labels = Self::labels(
+            p,
+            &[
+                (LABEL_SERVICE, s.name.clone()),
+                ("com.docker.compose.container-number", "1".into()),
+                ("com.docker.compose.oneoff", "False".into()),
+                ("com.docker.compose.config-hash", s.config_hash()),
+                (
+                    "com.docker.compose.project.working_dir",
+                    p.working_dir.display().to_string(),
+                ),
+                (
+                    "com.docker.compose.project.config_files",
+                    p.config_file.display().to_string(),
+                ),
+            ],
+        );
+        let body = ContainerCreateBody {
+            image: Some(s.image.clone()),
+            env: Some(s.environment.clone()),
+            cmd: s.command.clone(),
+            entrypoint: s.entrypoint.clone(),
+            labels: Some(labels),
+            exposed_ports: Some(exposed),
+            healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(h.test.clone()),
+                interval: Some(h.interval_ns),
+                timeout: Some(h.timeout_ns),
+                retries: Some(h.retries),
+                start_period: Some(h.start_period_ns),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                port_bindings: Some(bindings),
+                network_mode: Some(p.network_name()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    p.network_name(),
+                    EndpointSettings {
+                        aliases: Some(vec![s.name.clone(), name.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| anyhow!("service `{}`: cannot create container {name}: {e}", s.name))?;
+        self.docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| {
+                let msg = e.to_string();
+                if msg.contains("address already in use") || msg.contains("port is already allocated") {
+                    let ports: Vec<String> = s.ports.iter().filter_map(|p| p.host_port.map(|h| format!("{}:{h}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }))).collect();
+                    anyhow!("service `{}`: a published port is already taken ({}); stop what uses it or change the port", s.name, ports.join(", "))
+                } else {
+                    anyhow!("service `{}`: cannot start container {name}: {msg}", s.name)
+                }
+            })?;
+        Ok(created.id)
+    }
+
+    /// The last `n` log lines of a container.
+    pub async fn last_logs(&self, container: &str, n: usize) -> String {
+        let mut s = self.docker.logs(
+            container,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: n.to_string(),
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = s.next().await {
+            out.push_str(&chunk.to_string());
+        }
+        out
+    }
+
+    /// Waits until a service satisfies a `depends_on` condition.
+    pub async fn wait_for(
+        &self,
+        p: &Project,
+        service: &str,
+        cond: &Condition,
+        timeout: Duration,
+    ) -> Result<()> {
+        let name = p.container_name(service);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self
+                .docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .with_context(|| format!("service `{service}`: container {name} disappeared"))?;
+            let state = info.state.unwrap_or_default();
+            let running = state.running.unwrap_or(false);
+            let exit = state.exit_code.unwrap_or(0);
+            let health = state.health.and_then(|h| h.status);
+            use bollard::models::HealthStatusEnum as H;
+            let done = match cond {
+                Condition::Started => true,
+                Condition::Healthy => match health {
+                    Some(H::HEALTHY) => true,
+                    Some(H::UNHEALTHY) => {
+                        bail!(
+                            "service `{service}` is unhealthy; last log lines of {name}:\n{}",
+                            self.last_logs(&name, 20).await
+                        )
+                    }
+                    None | Some(H::NONE) | Some(H::EMPTY) => running,
+                    _ => false,
+                },
+                Condition::CompletedSuccessfully => {
+                    if !running
+                        && state
+                            .finished_at
+                            .as_deref()
+                            .is_some_and(|f| !f.starts_with("0001"))
+                    {
+                        if exit != 0 {
+                            bail!(
+                                "service `{service}` exited with code {exit}; last log lines of {name}:\n{}",
+                                self.last_logs(&name, 20).await
+                            );
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if done {
+                return Ok(());
+            }
+            if !running && *cond != Condition::CompletedSuccessfully {
+                bail!(
+                    "service `{service}` stopped (exit code {exit}) before it was ready; last log lines of {name}:\n{}",
+                    self.last_logs(&name, 20).await
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "service `{service}` was not {} within {}s; last log lines of {name}:\n{}",
+                    match cond {
+                        Condition::Healthy => "healthy",
+                        Condition::Started => "started",
+                        Condition::CompletedSuccessfully => "finished",
+                    },
+                    timeout.as_secs(),
+                    self.last_logs(&name, 20).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Services of the project: `(service, container, state, health, ports)`.
+    pub async fn ps(&self, project: &str) -> Result<Vec<PsRow>> {
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(Self::project_filter(project)),
+                ..Default::default()
+            }))
+            .await?;
+        let mut rows: Vec<PsRow> = containers
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let status = c.status.unwrap_or_default();
+                let health = if status.contains("(healthy)") {
+                    "healthy"
+                } else if status.contains("(unhealthy)") {
+                    "unhealthy"
+                } else if status.contains("(health: starting)") {
+                    "starting"
+                } else {
+                    "-"
+                };
+                let mut ports: Vec<String> = c
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| {
+                        Some(format!(
+                            "{}:{}->{}",
+                            p.ip.clone().unwrap_or_default(),
+                            p.public_port?,
+                            p.private_port
+                        ))
+                    })
+                    .collect();
+                ports.sort();
+                ports.dedup();
+                PsRow {
+                    service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+                    container: c
+                        .names
+                        .and_then(|n| n.first().cloned())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    health: health.to_string(),
+                    ports: ports.join(", "),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.service.cmp(&b.service));
+        Ok(rows)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PsRow {
+    pub service: String,
+    pub container: String,
+    pub state: String,
+    pub health: String,
+    pub ports: String,
+}

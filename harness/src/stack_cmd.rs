@@ -1,0 +1,169 @@
+//! `loadtest up | down | ps | images`: the stack commands.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::exit::{self, Classify, Failure};
+use crate::stack::compose::{self, Project, Vars};
+use crate::stack::engine::Engine;
+use crate::stack::{images, interpolate, up};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StackArgs {
+    /// Compose file
+    #[arg(
+        short = 'f',
+        long = "file",
+        default_value = "compose/docker-compose.yml",
+        env = "LOADTEST_COMPOSE_FILE"
+    )]
+    pub file: PathBuf,
+    /// Project name (default: the file's `name:`, else its folder)
+    #[arg(short = 'p', long = "project", env = "LOADTEST_PROJECT")]
+    pub project: Option<String>,
+    /// Variables for interpolation, under the process environment
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
+    /// Enable services under this compose profile (repeatable)
+    #[arg(long = "profile")]
+    pub profiles: Vec<String>,
+}
+
+pub fn read_dotenv(path: &Path) -> Result<Vars, Failure> {
+    let dotenv = match std::fs::read_to_string(path) {
+        Ok(t) => interpolate::parse_dotenv(&t)
+            .map_err(|e| Failure::Usage(anyhow!("{}: {e}", path.display())))?,
+        Err(_) => Default::default(),
+    };
+    Ok(Vars { dotenv })
+}
+
+pub fn load_project(a: &StackArgs) -> Result<Project, Failure> {
+    let vars = read_dotenv(&a.env_file)?;
+    compose::load(&a.file, a.project.as_deref(), &vars, &a.profiles).usage()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .runtime()
+}
+
+fn stderr_log(quiet: bool) -> impl FnMut(&str) {
+    move |s: &str| {
+        if !quiet {
+            eprint!("{s}");
+        }
+    }
+}
+
+pub fn up_cmd(
+    a: &StackArgs,
+    fresh: bool,
+    keep: bool,
+    timeout: Duration,
+    quiet: bool,
+) -> Result<u8, Failure> {
+    let p = load_project(a)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.runtime()?;
+        if fresh {
+            let removed = engine.down(&p.name).await.runtime()?;
+            if !quiet && !removed.is_empty() {
+                eprintln!("down: removed {}", removed.join(", "));
+            }
+        }
+        let mut log = stderr_log(quiet);
+        let report = up::up(
+            &engine,
+            &p,
+            &up::UpOptions {
+                timeout,
+                keep_on_failure: keep,
+            },
+            &mut log,
+        )
+        .await
+        .runtime()?;
+        println!(
+            "project {} is up in {:.1}s",
+            p.name,
+            report.elapsed.as_secs_f64()
+        );
+        print_ps(&engine, &p.name).await?;
+        Ok(exit::OK)
+    })
+}
+
+pub fn down_cmd(a: &StackArgs) -> Result<u8, Failure> {
+    let name = match &a.project {
+        Some(n) => n.clone(),
+        None => load_project(a)?.name,
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.runtime()?;
+        let removed = engine.down(&name).await.runtime()?;
+        if removed.is_empty() {
+            println!("project {name}: nothing to remove");
+        } else {
+            println!("project {name}: removed {}", removed.join(", "));
+        }
+        Ok(exit::OK)
+    })
+}
+
+async fn print_ps(engine: &Engine, project: &str) -> Result<(), Failure> {
+    let rows = engine.ps(project).await.runtime()?;
+    println!(
+        "{:<12} {:<28} {:<10} {:<10} ports",
+        "service", "container", "state", "health"
+    );
+    for r in rows {
+        println!(
+            "{:<12} {:<28} {:<10} {:<10} {}",
+            r.service, r.container, r.state, r.health, r.ports
+        );
+    }
+    Ok(())
+}
+
+pub fn ps_cmd(a: &StackArgs) -> Result<u8, Failure> {
+    let name = match &a.project {
+        Some(n) => n.clone(),
+        None => load_project(a)?.name,
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.runtime()?;
+        print_ps(&engine, &name).await?;
+        Ok(exit::OK)
+    })
+}
+
+/// Lists the stand-in images and builds the missing ones when asked.
+pub fn images_cmd(build: bool, quiet: bool) -> Result<u8, Failure> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let engine = Engine::connect().await.runtime()?;
+        for s in images::STAND_INS {
+            match engine.image_id(s.image).await {
+                Some(id) => println!("{:<28} present {}", s.image, &id[..19.min(id.len())]),
+                None if build => {
+                    let mut log = stderr_log(quiet);
+                    let id = images::build_stand_in(&engine, s, &mut log)
+                        .await
+                        .runtime()?;
+                    println!("{:<28} built   {}", s.image, &id[..19.min(id.len())]);
+                }
+                None => println!("{:<28} missing (loadtest images --build makes it)", s.image),
+            }
+        }
+        Ok(exit::OK)
+    })
+}
