@@ -76,6 +76,19 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Apply the sqlx migrations to the stack's database
+    Migrate {
+        /// Postgres URL (default: the stack's published database)
+        #[arg(
+            long,
+            env = "LOADTEST_DATABASE_URL",
+            default_value = "postgres://demo:demo@127.0.0.1:5433/demo"
+        )]
+        database_url: String,
+        /// Folder of <version>_<name>.sql files
+        #[arg(long, default_value = "demo/migrations")]
+        migrations: PathBuf,
+    },
     /// Check a scenario file without sending anything
     #[command(after_help = EXIT_CODES)]
     Validate {

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compare;
 pub mod compare_cmd;
+pub mod db;
 pub mod duration;
 pub mod engine;
 pub mod exit;

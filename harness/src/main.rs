@@ -66,6 +66,10 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             quiet,
         } => stack_cmd::up_cmd(&stack, fresh, keep_on_failure, timeout, quiet),
         Command::Down { stack } => stack_cmd::down_cmd(&stack),
+        Command::Migrate {
+            database_url,
+            migrations,
+        } => stack_cmd::migrate_cmd(&database_url, &migrations),
         Command::Ps { stack } => stack_cmd::ps_cmd(&stack),
         Command::Images { build, quiet } => stack_cmd::images_cmd(build, quiet),
         Command::Validate {

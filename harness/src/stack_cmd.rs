@@ -167,3 +167,17 @@ pub fn images_cmd(build: bool, quiet: bool) -> Result<u8, Failure> {
         Ok(exit::OK)
     })
 }
+
+/// `loadtest migrate`.
+pub fn migrate_cmd(url: &str, dir: &Path) -> Result<u8, Failure> {
+    let rt = runtime()?;
+    let r = rt.block_on(crate::db::migrate::run(url, dir)).runtime()?;
+    println!(
+        "migrations: {} applied ({} in {}) in {:.2}s",
+        r.applied,
+        r.total,
+        dir.display(),
+        r.elapsed.as_secs_f64()
+    );
+    Ok(exit::OK)
+}

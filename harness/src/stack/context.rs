@@ -11,6 +11,13 @@ pub struct Ignore {
 }
 
 impl Ignore {
+    /// Whether some `!` rule may re-include a path below an excluded folder.
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|(_, neg)| *neg)
+    }
+}
+
+impl Ignore {
     pub fn parse(text: &str) -> Result<Ignore> {
         let mut rules = Vec::new();
         for line in text.lines() {
@@ -68,6 +75,8 @@ pub fn tar_context(dir: &Path, extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     };
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
+    // The Engine cannot unpack GNU sparse entries.
+    builder.sparse(false);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&d)
@@ -84,13 +93,19 @@ pub fn tar_context(dir: &Path, extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
                 .replace('\\', "/");
             // The Dockerfile and .dockerignore always go, as docker does.
             let always = rel == "Dockerfile" || rel == ".dockerignore";
-            if !always && ignore.excluded(&rel) {
-                continue;
-            }
+            let excluded = !always && ignore.excluded(&rel);
             let ft = e.file_type()?;
             if ft.is_dir() {
-                builder.append_dir(&rel, &path)?;
+                // An excluded folder is still walked when an exception may bring back something inside.
+                if excluded && !ignore.has_exceptions() {
+                    continue;
+                }
+                if !excluded {
+                    builder.append_dir(&rel, &path)?;
+                }
                 stack.push(path);
+            } else if excluded {
+                continue;
             } else if ft.is_file() || ft.is_symlink() {
                 builder
                     .append_path_with_name(&path, &rel)
@@ -146,5 +161,35 @@ mod tests {
         assert!(names.contains(&"src/a.rs".to_string()), "{names:?}");
         assert!(names.contains(&"Dockerfile".to_string()));
         assert!(!names.iter().any(|n| n == "secret"), "{names:?}");
+    }
+
+    #[test]
+    fn exceptions_reach_inside_excluded_folders() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(".dockerignore"),
+            "*\n!target/release/app\n!migrations\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.path().join("target/release/deps")).unwrap();
+        std::fs::write(d.path().join("target/release/app"), "bin").unwrap();
+        std::fs::write(d.path().join("target/release/deps/x"), "no").unwrap();
+        std::fs::create_dir(d.path().join("migrations")).unwrap();
+        std::fs::write(d.path().join("migrations/1_a.sql"), "select 1;").unwrap();
+        std::fs::write(d.path().join("README"), "no").unwrap();
+        let bytes = tar_context(d.path(), &[]).unwrap();
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        let mut files: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.header().entry_type().is_file())
+            .map(|e| e.path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            vec![".dockerignore", "migrations/1_a.sql", "target/release/app"]
+        );
     }
 }

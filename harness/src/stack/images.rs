@@ -44,6 +44,19 @@ pub fn stand_in(image: &str) -> Option<&'static StandIn> {
     STAND_INS.iter().find(|s| s.image == image)
 }
 
+/// The stand-in that can replace an official image that cannot be pulled.
+pub fn stand_in_for(image: &str) -> Option<&'static StandIn> {
+    let repo = image.split(':').next().unwrap_or(image);
+    let repo = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("library/");
+    match repo {
+        "postgres" => stand_in("loadtest/postgres:15"),
+        "debian" => stand_in("loadtest/debian:bookworm"),
+        _ => None,
+    }
+}
+
 /// Makes a stand-in image: mmdebstrap, then a build from scratch. Returns the image id.
 pub async fn build_stand_in(
     engine: &Engine,
@@ -100,6 +113,7 @@ pub async fn build_stand_in(
 
 fn stand_in_context(s: &StandIn, rootfs: &Path) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
+    b.sparse(false);
     let dockerfile = format!("FROM scratch\nADD rootfs.tar /\n{}", s.dockerfile_tail);
     let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
         let mut h = tar::Header::new_gnu();
@@ -150,5 +164,14 @@ mod tests {
         let b: Vec<&str> = stand_in_bases(df).iter().map(|s| s.image).collect();
         assert_eq!(b, vec!["loadtest/debian:bookworm"]);
         assert!(stand_in("postgres:16").is_none());
+        assert_eq!(
+            stand_in_for("postgres:16").unwrap().image,
+            "loadtest/postgres:15"
+        );
+        assert_eq!(
+            stand_in_for("docker.io/library/postgres").unwrap().image,
+            "loadtest/postgres:15"
+        );
+        assert!(stand_in_for("grafana/grafana").is_none());
     }
 }

@@ -27,10 +27,47 @@ pub struct UpReport {
     pub elapsed: Duration,
 }
 
+/// An image ready to run: the reference to create containers from, and its id.
+pub struct Ready {
+    pub image: String,
+    pub id: String,
+}
+
 /// Makes sure a service's image exists: builds `build:` services (every time,
 /// so the image reflects the checkout; the Engine's cache keeps it quick),
-/// makes stand-ins, or pulls.
+/// pulls, or, when the pull fails, makes and uses the local stand-in.
 pub async fn ensure_image(
+    engine: &Engine,
+    p: &Project,
+    s: &ServiceSpec,
+    log: &mut dyn FnMut(&str),
+) -> Result<Ready> {
+    match ensure_image_id(engine, p, s, log).await {
+        Ok(id) => Ok(Ready {
+            image: s.image.clone(),
+            id,
+        }),
+        Err(e) => match images::stand_in_for(&s.image) {
+            Some(si) if s.build.is_none() => {
+                log(&format!(
+                    "service `{}`: {} cannot be pulled; using the local stand-in {}\n",
+                    s.name, s.image, si.image
+                ));
+                let id = match engine.image_id(si.image).await {
+                    Some(id) => id,
+                    None => images::build_stand_in(engine, si, log).await?,
+                };
+                Ok(Ready {
+                    image: si.image.to_string(),
+                    id,
+                })
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+async fn ensure_image_id(
     engine: &Engine,
     p: &Project,
     s: &ServiceSpec,
@@ -79,7 +116,7 @@ pub async fn ensure_image(
         }
         Ok::<_, bollard::errors::Error>(())
     };
-    match tokio::time::timeout(Duration::from_secs(60), pull).await {
+    match tokio::time::timeout(Duration::from_secs(30), pull).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => bail!(
             "service `{}`: image {} is not present and cannot be pulled ({e}); without a registry, point the \
@@ -87,7 +124,7 @@ pub async fn ensure_image(
             s.name,
             s.image
         ),
-        Err(_) => bail!("service `{}`: pulling image {} took over 60 s; is a registry reachable?", s.name, s.image),
+        Err(_) => bail!("service `{}`: pulling image {} took over 30 s; is a registry reachable?", s.name, s.image),
     }
     engine.image_id(&s.image).await.ok_or_else(|| {
         anyhow!(
@@ -181,10 +218,14 @@ pub async fn up(
     }
     p.start_order()?;
     let mut images = BTreeMap::new();
-    for s in &p.services {
-        let id = ensure_image(engine, p, s, log).await?;
-        images.insert(s.name.clone(), id);
+    // Services may end up on a stand-in image: run from a copy that says so.
+    let mut owned = p.clone();
+    for i in 0..owned.services.len() {
+        let ready = ensure_image(engine, &owned, &owned.services[i], log).await?;
+        images.insert(owned.services[i].name.clone(), ready.id);
+        owned.services[i].image = ready.image;
     }
+    let p = &owned;
     check_ports(p)?;
     let result = async {
         engine.create_shared(p).await?;
