@@ -43,6 +43,9 @@ pub enum Command {
         #[arg(long)]
         last: Option<usize>,
     },
+    /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
+    #[command(after_help = EXIT_CODES)]
+    Bench(BenchCmd),
     /// Bring the compose stack up through the Docker Engine (build, create, start, wait healthy)
     Up {
         #[command(flatten)]
@@ -142,6 +145,38 @@ pub struct CompareCmd {
     /// Also write the printed report to this file
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchCmd {
+    /// Scenario name or path (default: LOADTEST_SCENARIO, else health)
+    #[arg(short, long)]
+    pub scenario: Option<String>,
+    /// Run name (default: LOADTEST_RUN_NAME, else baseline)
+    #[arg(short, long)]
+    pub run_name: Option<String>,
+    /// Compare with benchmark/baseline_<scenario>.json afterwards (exit 98 on a regression)
+    #[arg(short, long)]
+    pub compare: bool,
+    /// Take the stack down after the run (default: leave it up for viewing)
+    #[arg(long)]
+    pub down: bool,
+    /// Keep the containers when bringing the stack up fails
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    #[arg(long)]
+    pub vus: Option<u32>,
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Settings file
+    #[arg(long, default_value = "config/loadtest.toml")]
+    pub config: PathBuf,
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]

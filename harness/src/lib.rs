@@ -1,9 +1,11 @@
 //! loadtest: a benchmarking harness that runs declarative HTTP load scenarios,
 //! records HDR latency histograms and writes comparable result files.
 
+pub mod bench_cmd;
 pub mod cli;
 pub mod compare;
 pub mod compare_cmd;
+pub mod config;
 pub mod db;
 pub mod duration;
 pub mod engine;

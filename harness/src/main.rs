@@ -4,7 +4,7 @@ use clap::Parser;
 
 use loadtest::cli::{Cli, Command};
 use loadtest::exit::{self, Classify, Failure};
-use loadtest::{compare_cmd, run, scenario, stack_cmd};
+use loadtest::{bench_cmd, compare_cmd, run, scenario, stack_cmd};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -40,6 +40,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 out: r.out,
                 quiet: r.quiet,
                 repeat: r.repeat,
+                stack: None,
             })?;
             Ok(report.code)
         }
@@ -58,6 +59,19 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             dir,
             last,
         } => compare_cmd::history(&s, &dir, last),
+        Command::Bench(b) => bench_cmd::execute(bench_cmd::BenchArgs {
+            config: b.config,
+            env_file: b.env_file,
+            scenario: b.scenario,
+            run_name: b.run_name,
+            compare: b.compare,
+            down: b.down,
+            keep_on_failure: b.keep_on_failure,
+            vus: b.vus,
+            duration: b.duration,
+            repeat: b.repeat,
+            quiet: b.quiet,
+        }),
         Command::Up {
             stack,
             fresh,

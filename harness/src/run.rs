@@ -24,6 +24,8 @@ pub struct RunArgs {
     pub quiet: bool,
     /// Run the load phase this many times (trials) and keep each trial's figures.
     pub repeat: u32,
+    /// Recorded in the result when the stack was brought up for this run.
+    pub stack: Option<StackInfo>,
 }
 
 /// Result of `loadtest run`: the exit code and where the files went.
@@ -141,6 +143,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
 
     let mut result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
     result.trials = trials;
+    result.stack = args.stack.clone();
     let json = result_path(&args.out, &args.run_name, &sc.name, "json");
     let summary_path = result_path(&args.out, &args.run_name, &sc.name, "summary");
     let text = results::summary(&result);
@@ -384,5 +387,6 @@ fn build_result(
         thresholds,
         timeline: out.timeline.clone(),
         trials: Vec::new(),
+        stack: None,
     }
 }

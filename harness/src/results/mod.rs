@@ -55,6 +55,22 @@ pub struct RunResult {
     /// One entry per trial when run with `--repeat N` (N > 1); empty otherwise.
     #[serde(default)]
     pub trials: Vec<TrialResult>,
+    /// The stack the run was measured on, when `loadtest bench` brought it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackInfo>,
+}
+
+/// What `loadtest bench` did to the stack before the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StackInfo {
+    pub project: String,
+    pub compose_file: String,
+    /// Service -> image id it ran (the app's reflects the checkout).
+    pub images: BTreeMap<String, String>,
+    pub down_s: f64,
+    pub up_s: f64,
+    pub migrations_applied: usize,
+    pub migrate_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

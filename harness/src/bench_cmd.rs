@@ -1,0 +1,198 @@
+//! `loadtest bench`: the full cycle. down -v -> up (fresh database, app image
+//! from the checkout) -> migrate -> run -> save -> compare when asked -> leave
+//! the stack up for viewing, or take it down with --down.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+
+use crate::compare_cmd::{self, CompareArgs, Format};
+use crate::config::Config;
+use crate::exit::{self, Classify, Failure};
+use crate::results::{result_path, StackInfo};
+use crate::run::{self, RunArgs};
+use crate::scenario;
+use crate::stack::compose;
+use crate::stack::engine::Engine;
+use crate::stack::up::{self, UpOptions};
+use crate::stack_cmd::read_dotenv;
+
+pub struct BenchArgs {
+    pub config: PathBuf,
+    pub env_file: PathBuf,
+    pub scenario: Option<String>,
+    pub run_name: Option<String>,
+    pub compare: bool,
+    pub down: bool,
+    pub keep_on_failure: bool,
+    pub vus: Option<u32>,
+    pub duration: Option<Duration>,
+    pub repeat: u32,
+    pub quiet: bool,
+}
+
+fn say(quiet: bool, msg: &str) {
+    if !quiet {
+        eprintln!("{msg}");
+    }
+}
+
+pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
+    let vars = read_dotenv(&a.env_file)?;
+    let cfg = Config::load(&a.config, &vars).usage()?;
+    let scenario_name = a.scenario.clone().unwrap_or(cfg.scenario.clone());
+    let run_name = a.run_name.clone().unwrap_or(cfg.run_name.clone());
+    // Everything that can be checked without Docker is checked first.
+    let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
+    let sc = scenario::load(&path).usage()?;
+    let baseline = result_path(&cfg.results, "baseline", &sc.name, "json");
+    if a.compare {
+        if run_name == "baseline" {
+            return Err(Failure::Usage(anyhow!(
+                "--compare judges a run against the baseline: give it another run name (-r), e.g. the commit"
+            )));
+        }
+        if !baseline.is_file() {
+            return Err(Failure::Usage(anyhow!(
+                "no baseline for scenario `{}`: {} is missing; record one first with `loadtest bench -s {}` (run name baseline)",
+                sc.name,
+                baseline.display(),
+                sc.name
+            )));
+        }
+    }
+    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &[]).usage()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .runtime()?;
+    let quiet = a.quiet;
+    let stack = rt.block_on(async {
+        let engine = Engine::connect().await.runtime()?;
+        let t = Instant::now();
+        let removed = engine.down(&project.name).await.runtime()?;
+        let down_s = t.elapsed().as_secs_f64();
+        say(
+            quiet,
+            &format!(
+                "down -v: project {}: removed {} objects in {down_s:.1}s",
+                project.name,
+                removed.len()
+            ),
+        );
+        let mut log = |s: &str| {
+            if !quiet {
+                eprint!("{s}");
+            }
+        };
+        let opts = UpOptions {
+            timeout: cfg.wait_timeout,
+            keep_on_failure: a.keep_on_failure,
+        };
+        let report = up::up(&engine, &project, &opts, &mut log).await.runtime()?;
+        say(
+            quiet,
+            &format!(
+                "up: {} services healthy in {:.1}s",
+                report.images.len(),
+                report.elapsed.as_secs_f64()
+            ),
+        );
+        let migrated = match crate::db::migrate::run(&cfg.database_url, &cfg.migrations).await {
+            Ok(m) => m,
+            Err(e) => {
+                let kept = if a.keep_on_failure {
+                    "the stack was kept for debugging".to_string()
+                } else {
+                    let _ = engine.down(&project.name).await;
+                    "the stack was removed".to_string()
+                };
+                return Err(Failure::Runtime(e.context(kept)));
+            }
+        };
+        say(
+            quiet,
+            &format!(
+                "migrate: {} of {} applied in {:.2}s",
+                migrated.applied,
+                migrated.total,
+                migrated.elapsed.as_secs_f64()
+            ),
+        );
+        Ok::<_, Failure>(StackInfo {
+            project: project.name.clone(),
+            compose_file: project.config_file.display().to_string(),
+            images: report.images,
+            down_s: (down_s * 1000.0).round() / 1000.0,
+            up_s: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            migrations_applied: migrated.applied,
+            migrate_s: (migrated.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        })
+    })?;
+
+    let report = run::execute(RunArgs {
+        scenario: path.display().to_string(),
+        scenarios_dir: cfg.scenarios.clone(),
+        target: cfg.target.clone(),
+        vus: a.vus,
+        duration: a.duration,
+        run_name: run_name.clone(),
+        out: cfg.results.clone(),
+        quiet: a.quiet,
+        repeat: a.repeat,
+        stack: Some(stack),
+    });
+    let finish = |code: u8| -> Result<u8, Failure> {
+        if a.down {
+            rt.block_on(async {
+                let engine = Engine::connect().await.runtime()?;
+                engine.down(&project.name).await.runtime()
+            })?;
+            say(
+                quiet,
+                &format!("stack: project {} taken down (--down)", project.name),
+            );
+        } else {
+            say(
+                quiet,
+                &format!(
+                    "stack: project {} left up for viewing at {}; `loadtest down -p {}` removes it",
+                    project.name, cfg.target, project.name
+                ),
+            );
+        }
+        Ok(code)
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            finish(e.code())?;
+            return Err(e);
+        }
+    };
+    let mut code = report.code;
+    if a.compare {
+        let c = compare_cmd::execute(CompareArgs {
+            base: baseline.display().to_string(),
+            current: report.json.display().to_string(),
+            scenario: None,
+            dir: cfg.results.clone(),
+            format: Format::Text,
+            config: None,
+            allow_mismatch: false,
+            report: None,
+        });
+        code = match c {
+            Ok(exit::REGRESSED) => exit::REGRESSED,
+            Ok(_) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.code()
+            }
+        };
+    }
+    finish(code)
+}

@@ -1,0 +1,172 @@
+//! `config/loadtest.toml`, with the precedence flags > environment > `.env` > file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use serde::Deserialize;
+
+use crate::scenario::locate::Locator;
+use crate::stack::compose::Vars;
+use crate::stack::interpolate::{interpolate, Lookup};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    stack: RawStack,
+    #[serde(default)]
+    target: RawTarget,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    paths: RawPaths,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStack {
+    project: Option<String>,
+    compose_file: Option<String>,
+    wait_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+    migrations: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    scenarios: Option<String>,
+    results: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub project: String,
+    pub compose_file: PathBuf,
+    pub wait_timeout: Duration,
+    pub target: String,
+    pub database_url: String,
+    pub migrations: PathBuf,
+    pub scenarios: PathBuf,
+    pub results: PathBuf,
+    /// Default run name and scenario (`.env` carries them).
+    pub run_name: String,
+    pub scenario: String,
+}
+
+impl Config {
+    /// Reads the file (optional when missing) and applies environment and `.env`.
+    pub fn load(path: &Path, vars: &Vars) -> Result<Config> {
+        let raw: Raw = match std::fs::read_to_string(path) {
+            Ok(text) => Locator::new(path, &text).deserialize()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Raw::default(),
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        // Environment, then .env, then the file, then the built-in default.
+        let pick = |var: &str, file: Option<&String>, default: &str| -> Result<String> {
+            match vars.get(var) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => {
+                    let v = file.map(String::as_str).unwrap_or(default);
+                    interpolate(v, vars).map_err(|e| anyhow!("{}: {e}", path.display()))
+                }
+            }
+        };
+        let timeout = pick(
+            "LOADTEST_WAIT_TIMEOUT",
+            raw.stack.wait_timeout.as_ref(),
+            "180s",
+        )?;
+        Ok(Config {
+            project: pick("LOADTEST_PROJECT", raw.stack.project.as_ref(), "loadtest")?,
+            compose_file: pick(
+                "LOADTEST_COMPOSE_FILE",
+                raw.stack.compose_file.as_ref(),
+                "compose/docker-compose.yml",
+            )?
+            .into(),
+            wait_timeout: crate::duration::parse(&timeout)
+                .map_err(|e| anyhow!("{}: stack.wait_timeout: {e}", path.display()))?,
+            target: pick(
+                "LOADTEST_TARGET",
+                raw.target.url.as_ref(),
+                "http://127.0.0.1:8080",
+            )?,
+            database_url: pick(
+                "LOADTEST_DATABASE_URL",
+                raw.database.url.as_ref(),
+                "postgres://demo:demo@127.0.0.1:5433/demo",
+            )?,
+            migrations: pick(
+                "LOADTEST_MIGRATIONS",
+                raw.database.migrations.as_ref(),
+                "demo/migrations",
+            )?
+            .into(),
+            scenarios: pick(
+                "LOADTEST_SCENARIOS_DIR",
+                raw.paths.scenarios.as_ref(),
+                "scenarios",
+            )?
+            .into(),
+            results: pick(
+                "LOADTEST_RESULTS_DIR",
+                raw.paths.results.as_ref(),
+                "benchmark",
+            )?
+            .into(),
+            run_name: pick("LOADTEST_RUN_NAME", None, "baseline")?,
+            scenario: pick("LOADTEST_SCENARIO", None, "health")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_env_then_dotenv_then_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("loadtest.toml");
+        std::fs::write(
+            &p,
+            "[stack]\nproject = \"from-file\"\n[target]\nurl = \"http://127.0.0.1:${LT_CFG_TEST_PORT:-9}\"\n[paths]\nresults = \"out\"\n",
+        )
+        .unwrap();
+        let vars = Vars {
+            dotenv: [
+                ("LT_CFG_TEST_PORT", "8181"),
+                ("LOADTEST_SCENARIO", "payment-confirm"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let c = Config::load(&p, &vars).unwrap();
+        assert_eq!(c.project, "from-file");
+        assert_eq!(c.target, "http://127.0.0.1:8181");
+        assert_eq!(c.results, PathBuf::from("out"));
+        assert_eq!(c.scenario, "payment-confirm");
+        assert_eq!(c.run_name, "baseline");
+        std::fs::write(&p, "[stack]\nprojekt = 1\n").unwrap();
+        let e = Config::load(&p, &vars).unwrap_err().to_string();
+        assert!(
+            e.contains("loadtest.toml:2:1") && e.contains("projekt"),
+            "{e}"
+        );
+    }
+}

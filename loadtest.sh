@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The familiar entry point: build the harness and the service from this checkout,
+# then run the full cycle (down -v, up, migrate, run, save, compare) per scenario.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: ./loadtest.sh [-r NAME] [-s SCENARIO] [-c] [-a] [-h]
+
+  -r NAME      run name, the prefix of the result files (default: LOADTEST_RUN_NAME from .env, else baseline)
+  -s SCENARIO  scenario in scenarios/ without .toml (default: LOADTEST_SCENARIO from .env, else health)
+  -c           name the run after the current commit (short hash, -dirty with uncommitted changes) and
+               compare it with benchmark/baseline_<scenario>.json; refuses to start when that file is missing;
+               exits 98 when a gate regressed
+  -a           every scenario in scenarios/ (with -c, every baseline must exist first)
+  -h           this help
+
+Flags combine: ./loadtest.sh -ca. Results go to benchmark/<run>_<scenario>.{json,summary,diff}.
+The stack stays up after the run for viewing; `target/release/loadtest down -p loadtest` removes it.
+Exit codes: 0 ok, 1 runtime error, 2 usage/config error, 98 regressed against the baseline, 99 thresholds crossed.
+USAGE
+}
+
+cd "$(dirname "$0")"
+run_name="" scenario="" compare=0 all=0
+while getopts ":r:s:cah" opt; do
+  case "$opt" in
+    r) run_name=$OPTARG ;;
+    s) scenario=$OPTARG ;;
+    c) compare=1 ;;
+    a) all=1 ;;
+    h) usage; exit 0 ;;
+    :) echo "error: -$OPTARG needs a value" >&2; usage >&2; exit 2 ;;
+    *) echo "error: unknown flag -$OPTARG" >&2; usage >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+if [ $# -gt 0 ]; then
+  echo "error: unexpected argument '$1'" >&2; usage >&2; exit 2
+fi
+
+if [ "$compare" = 1 ]; then
+  if ! commit=$(git show -s --format=%h 2>/dev/null); then
+    echo "error: -c names the run after the current commit, but this is not a git checkout" >&2
+    exit 2
+  fi
+  [ -n "$(git status --porcelain --untracked-files=no)" ] && commit="$commit-dirty"
+  run_name=$commit
+fi
+
+results_dir=${LOADTEST_RESULTS_DIR:-benchmark}
+if [ "$all" = 1 ]; then
+  scenarios=()
+  for f in scenarios/*.toml; do scenarios+=("$(basename "$f" .toml)"); done
+else
+  scenarios=("${scenario:-}")
+fi
+
+# With -c, every baseline must exist before anything starts.
+if [ "$compare" = 1 ]; then
+  missing=0
+  for s in "${scenarios[@]}"; do
+    name=${s:-${LOADTEST_SCENARIO:-$(sed -n 's/^LOADTEST_SCENARIO=//p' .env 2>/dev/null | tail -n1)}}
+    name=${name:-health}
+    if [ ! -f "$results_dir/baseline_$name.json" ]; then
+      echo "error: $results_dir/baseline_$name.json is missing: record it first with ./loadtest.sh -s $name" >&2
+      missing=1
+    fi
+  done
+  [ "$missing" = 1 ] && exit 2
+fi
+
+# The service under test and the harness, from this checkout: a stale image silently tests old code.
+echo "building loadtest and the demo service (cargo build --release)" >&2
+cargo build --release -q -p loadtest -p demo
+
+worst=0
+for s in "${scenarios[@]}"; do
+  args=(bench)
+  [ -n "$s" ] && args+=(-s "$s")
+  [ -n "$run_name" ] && args+=(-r "$run_name")
+  [ "$compare" = 1 ] && args+=(--compare)
+  set +e
+  target/release/loadtest "${args[@]}"
+  code=$?
+  set -e
+  echo "loadtest.sh: scenario ${s:-default} finished with exit code $code" >&2
+  # Usage errors stop everything; otherwise keep the most serious code.
+  if [ "$code" = 2 ]; then exit 2; fi
+  if [ "$code" -gt "$worst" ]; then worst=$code; fi
+done
+exit "$worst"
