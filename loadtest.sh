@@ -74,6 +74,17 @@ fi
 echo "building loadtest and the demo service (cargo build --release)" >&2
 cargo build --release -q -p loadtest -p demo
 
+# Without a registry the stack runs on local stand-in images, made with mmdebstrap once per machine.
+if target/release/loadtest images | grep -q missing && ! command -v mmdebstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing mmdebstrap to build the local stand-in images" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >/dev/null
+  else
+    echo "note: stand-in images are missing and mmdebstrap is not installed (apt-get install mmdebstrap);" >&2
+    echo "      with a registry, set LOADTEST_POSTGRES_IMAGE to an image you can pull" >&2
+  fi
+fi
+
 worst=0
 for s in "${scenarios[@]}"; do
   args=(bench)
