@@ -100,11 +100,16 @@ pub fn up_cmd(
     })
 }
 
+/// The project named by -p, else by the compose file (only read when needed).
+fn project_name(a: &StackArgs) -> Result<String, Failure> {
+    match &a.project {
+        Some(n) => Ok(n.clone()),
+        None => Ok(load_project(a)?.name),
+    }
+}
+
 pub fn down_cmd(a: &StackArgs) -> Result<u8, Failure> {
-    let name = match &a.project {
-        Some(n) => n.clone(),
-        None => load_project(a)?.name,
-    };
+    let name = project_name(a)?;
     let rt = runtime()?;
     rt.block_on(async {
         let engine = Engine::connect().await.runtime()?;
@@ -134,10 +139,7 @@ async fn print_ps(engine: &Engine, project: &str) -> Result<(), Failure> {
 }
 
 pub fn ps_cmd(a: &StackArgs) -> Result<u8, Failure> {
-    let name = match &a.project {
-        Some(n) => n.clone(),
-        None => load_project(a)?.name,
-    };
+    let name = project_name(a)?;
     let rt = runtime()?;
     rt.block_on(async {
         let engine = Engine::connect().await.runtime()?;

@@ -20,7 +20,7 @@ fn the_example_scenario_runs_end_to_end() {
     let _g = serial();
     let srv = TestServer::start();
     let out = tempdir();
-    let scenario = repo_root().join("scenarios/payment-create-and-confirm.toml");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-from-issue.toml");
     // Verbatim: the file's own 30 s ramp to 25 VUs with 1..5 s think time.
     let o = loadtest(&[
         "run",
@@ -41,12 +41,12 @@ fn the_example_scenario_runs_end_to_end() {
         stdout(&o),
         stderr(&o)
     );
-    let json = out.path().join("e2e_payment-create-and-confirm.json");
-    let summary = out.path().join("e2e_payment-create-and-confirm.summary");
+    let json = out.path().join("e2e_example-from-issue.json");
+    let summary = out.path().join("e2e_example-from-issue.summary");
     assert!(summary.is_file());
     let r = RunResult::load(&json).unwrap();
     assert_eq!(r.run, "e2e");
-    assert_eq!(r.scenario, "payment-create-and-confirm");
+    assert_eq!(r.scenario, "example-from-issue");
     assert_eq!(r.scenario_sha256.len(), 64);
     assert_eq!(r.options["executor"], "ramping-vus");
     assert!(r.overrides.is_empty());

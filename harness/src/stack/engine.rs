@@ -58,18 +58,25 @@ impl Engine {
         )])
     }
 
-    /// Like `docker compose down -v`: removes the project's containers (killed,
-    /// the data is discarded), network and volumes. Returns what was removed.
-    pub async fn down(&self, project: &str) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        let containers = self
+    async fn project_containers(
+        &self,
+        project: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        Ok(self
             .docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(Self::project_filter(project)),
                 ..Default::default()
             }))
-            .await?;
+            .await?)
+    }
+
+    /// Like `docker compose down -v`: removes the project's containers (killed,
+    /// the data is discarded), network and volumes. Returns what was removed.
+    pub async fn down(&self, project: &str) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        let containers = self.project_containers(project).await?;
         let removals = containers.iter().filter_map(|c| {
             let id = c.id.clone()?;
             let name = c
@@ -421,14 +428,7 @@ impl Engine {
 
     /// Services of the project: `(service, container, state, health, ports)`.
     pub async fn ps(&self, project: &str) -> Result<Vec<PsRow>> {
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(Self::project_filter(project)),
-                ..Default::default()
-            }))
-            .await?;
+        let containers = self.project_containers(project).await?;
         let mut rows: Vec<PsRow> = containers
             .into_iter()
             .map(|c| {
