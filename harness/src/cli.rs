@@ -8,7 +8,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   0   ok: the run completed and every threshold held
   1   runtime error: setup failed, files could not be written, or the run was interrupted (Ctrl-C)
   2   usage, config or scenario error, found before any request was sent
-  98  regressed against the baseline (reserved for `loadtest compare`)
+  98  a gate regressed against the baseline (`loadtest compare`, `loadtest bench --compare`)
   99  one or more thresholds were crossed";
 
 #[derive(Parser, Debug)]

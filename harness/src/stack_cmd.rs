@@ -20,7 +20,7 @@ pub struct StackArgs {
         env = "LOADTEST_COMPOSE_FILE"
     )]
     pub file: PathBuf,
-    /// Project name (default: the file's `name:`, else its folder)
+    /// Project name (default: stack.project of config/loadtest.toml, else loadtest)
     #[arg(short = 'p', long = "project", env = "LOADTEST_PROJECT")]
     pub project: Option<String>,
     /// Variables for interpolation, under the process environment
@@ -42,7 +42,16 @@ pub fn read_dotenv(path: &Path) -> Result<Vars, Failure> {
 
 pub fn load_project(a: &StackArgs) -> Result<Project, Failure> {
     let vars = read_dotenv(&a.env_file)?;
-    compose::load(&a.file, a.project.as_deref(), &vars, &a.profiles).usage()
+    // Without -p, the project of config/loadtest.toml, as `loadtest bench` uses.
+    let project = match &a.project {
+        Some(p) => p.clone(),
+        None => {
+            crate::config::Config::load(Path::new("config/loadtest.toml"), &vars)
+                .usage()?
+                .project
+        }
+    };
+    compose::load(&a.file, Some(&project), &vars, &a.profiles).usage()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -20,7 +20,8 @@ fn the_example_scenario_runs_end_to_end() {
     let _g = serial();
     let srv = TestServer::start();
     let out = tempdir();
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/example-from-issue.toml");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/example-from-issue.toml");
     // Verbatim: the file's own 30 s ramp to 25 VUs with 1..5 s think time.
     let o = loadtest(&[
         "run",
