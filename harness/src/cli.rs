@@ -205,6 +205,9 @@ pub struct RunCmd {
     /// No live progress line
     #[arg(short, long)]
     pub quiet: bool,
+    /// Push live metrics to this Prometheus Pushgateway every 5 s and at the end
+    #[arg(long, env = "LOADTEST_PUSH_URL")]
+    pub push_url: Option<String>,
     /// Run the load phase N times (after one setup) and keep every trial's figures;
     /// `loadtest compare` then judges between-trial variance (use 5 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -41,6 +41,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 quiet: r.quiet,
                 repeat: r.repeat,
                 stack: None,
+                push_url: r.push_url,
             })?;
             Ok(report.code)
         }

@@ -26,6 +26,8 @@ pub struct RunArgs {
     pub repeat: u32,
     /// Recorded in the result when the stack was brought up for this run.
     pub stack: Option<StackInfo>,
+    /// Pushgateway for live metrics.
+    pub push_url: Option<String>,
 }
 
 /// Result of `loadtest run`: the exit code and where the files went.
@@ -80,6 +82,12 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
     }
 
+    let exporter = args
+        .push_url
+        .as_deref()
+        .map(|u| crate::metrics::export::Exporter::start(u, &args.run_name, &sc.name))
+        .transpose()
+        .usage()?;
     let env = engine::env_value();
     let mut base: BTreeMap<String, minijinja::Value> = BTreeMap::new();
     base.insert("env".into(), env.clone());
@@ -108,6 +116,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
                 target.clone(),
                 vars.clone(),
                 !args.quiet,
+                exporter.as_ref(),
             ))
             .map_err(|e| Failure::Runtime(anyhow!(e)))?;
         for e in &mut out.timeline {
@@ -128,6 +137,9 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         Vec::new()
     };
     let out = combine(&sc, outs);
+    if let Some(x) = exporter {
+        x.finish();
+    }
 
     if !out.interrupted && !sc.teardown.is_empty() {
         if let Err(e) = rt.block_on(engine::run_once(

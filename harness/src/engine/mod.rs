@@ -155,6 +155,7 @@ pub async fn run_load(
     target: Arc<Target>,
     base_vars: BTreeMap<String, Value>,
     show_progress: bool,
+    exporter: Option<&metrics::export::Exporter>,
 ) -> Result<LoadOutput, String> {
     let prepared = vu::prepare(&scenario.steps, &target)?;
     let shared = Arc::new(Shared {
@@ -201,6 +202,13 @@ pub async fn run_load(
     let progress = Progress::new(show_progress, scenario.options.executor.planned_duration());
 
     let mut total = MetricsSet::new(names.len(), n_checks, open);
+    // The windows since the last push, for per-interval latency.
+    let mut interval = MetricsSet::new(names.len(), n_checks, open);
+    let methods: Vec<String> = scenario
+        .steps
+        .iter()
+        .map(|s| s.method.to_string())
+        .collect();
     let mut timeline = Vec::new();
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut reported: Vec<Option<u64>> = vec![None; workers];
@@ -253,6 +261,21 @@ pub async fn run_load(
             }
             let p = pending.remove(&second).expect("present");
             total.merge(&p.set);
+            if let Some(x) = exporter {
+                interval.merge(&p.set);
+                if (second + 1) % metrics::export::PUSH_EVERY_S == 0 {
+                    x.push(metrics::export::render(&metrics::export::Snapshot {
+                        total: &total,
+                        interval: &interval,
+                        names: &names,
+                        methods: &methods,
+                        check_ranges: &check_ranges,
+                        vus: p.vus,
+                        vus_max,
+                    }));
+                    interval = MetricsSet::new(names.len(), n_checks, open);
+                }
+            }
             let entry = TimelineEntry::from_window(second, &p.set, p.vus, &steps);
             progress.update(second + 1, p.vus, &entry);
             timeline.push(entry);
@@ -278,6 +301,17 @@ pub async fn run_load(
         }
     }
     progress.finish();
+    if let Some(x) = exporter {
+        x.push_final(metrics::export::render(&metrics::export::Snapshot {
+            total: &total,
+            interval: &interval,
+            names: &names,
+            methods: &methods,
+            check_ranges: &check_ranges,
+            vus: 0,
+            vus_max,
+        }));
+    }
     for h in handles {
         let _ = h.join();
     }

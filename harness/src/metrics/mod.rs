@@ -1,6 +1,8 @@
 //! Counters and HDR histograms. Each worker thread records into its own
 //! [`MetricsSet`] without locks; the controller merges them once a second.
 
+pub mod export;
+
 use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
