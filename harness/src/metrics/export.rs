@@ -293,7 +293,7 @@ mod tests {
         interval.requests[0].duration.record(2000).unwrap();
         let names = vec!["confirm payment".to_string()];
         let methods = vec!["POST".to_string()];
-        let ranges = [0..1usize];
+        let ranges: Vec<std::ops::Range<usize>> = std::iter::once(0..1).collect();
         let text = render(&Snapshot {
             total: &total,
             interval: &interval,
