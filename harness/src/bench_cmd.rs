@@ -144,7 +144,7 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
         quiet: a.quiet,
         repeat: a.repeat,
         stack: Some(stack),
-        push_url: std::env::var("LOADTEST_PUSH_URL").ok(),
+        push_url: cfg.push_url.clone(),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

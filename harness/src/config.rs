@@ -21,6 +21,15 @@ struct Raw {
     database: RawDatabase,
     #[serde(default)]
     paths: RawPaths,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    push_url: Option<String>,
+    prometheus_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +74,9 @@ pub struct Config {
     /// Default run name and scenario (`.env` carries them).
     pub run_name: String,
     pub scenario: String,
+    /// Pushgateway for live metrics; `None` turns export off.
+    pub push_url: Option<String>,
+    pub prometheus_url: Option<String>,
 }
 
 impl Config {
@@ -130,6 +142,18 @@ impl Config {
             .into(),
             run_name: pick("LOADTEST_RUN_NAME", None, "baseline")?,
             scenario: pick("LOADTEST_SCENARIO", None, "health")?,
+            push_url: Some(pick(
+                "LOADTEST_PUSH_URL",
+                raw.metrics.push_url.as_ref(),
+                "",
+            )?)
+            .filter(|u| !u.is_empty()),
+            prometheus_url: Some(pick(
+                "LOADTEST_PROMETHEUS_URL",
+                raw.metrics.prometheus_url.as_ref(),
+                "",
+            )?)
+            .filter(|u| !u.is_empty()),
         })
     }
 }

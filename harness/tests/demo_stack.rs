@@ -36,6 +36,8 @@ struct Stack {
     project: String,
     db_port: u16,
     app_port: u16,
+    push_port: u16,
+    prom_port: u16,
 }
 
 impl Stack {
@@ -45,6 +47,8 @@ impl Stack {
             .current_dir(repo_root())
             .env("LOADTEST_DB_PORT", self.db_port.to_string())
             .env("LOADTEST_APP_PORT", self.app_port.to_string())
+            .env("LOADTEST_PUSHGATEWAY_PORT", self.push_port.to_string())
+            .env("LOADTEST_PROMETHEUS_PORT", self.prom_port.to_string())
             .env("LOADTEST_DEMO_BIN", demo_bin())
             .env("LOADTEST_PROJECT", &self.project)
             .output()
@@ -66,6 +70,30 @@ impl Drop for Stack {
     }
 }
 
+/// GET /api/v1/query on the stack's Prometheus (plain HTTP/1.0 over a socket).
+fn prom_query(port: u16, q: &str) -> String {
+    use std::io::{Read, Write};
+    let enc: String = q
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/v1/query?query={enc} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
 fn labelled(project: &str) -> usize {
     let label = format!("label=com.docker.compose.project={project}");
     ["ps -aq", "network ls -q", "volume ls -q"]
@@ -85,6 +113,8 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
         project: format!("ltt-demo-{}", std::process::id()),
         db_port: free_port(),
         app_port: free_port(),
+        push_port: free_port(),
+        prom_port: free_port(),
     };
     let o = s.cmd(&["up", "--fresh", "-q", "--timeout", "180s"]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
@@ -176,6 +206,49 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     let r = RunResult::load(&out.path().join("baseline_payment-confirm.json")).unwrap();
     assert!(r.metrics.http_reqs.count > 50, "{:?}", r.metrics.http_reqs);
     assert_eq!(r.metrics.checks.fails, 0);
+
+    // Live metrics: pushed during the run, scraped by the stack's Prometheus, queryable mid-run.
+    let push = format!("http://127.0.0.1:{}", s.push_port);
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "-s",
+            "health",
+            "-t",
+            &s.url(),
+            "--vus",
+            "2",
+            "--duration",
+            "14s",
+            "-o",
+            out.path().to_str().unwrap(),
+            "-r",
+            "live",
+            "-q",
+            "--push-url",
+            &push,
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let mid = prom_query(
+        s.prom_port,
+        "k6_http_reqs_total{run=\"live\",scenario=\"health\"}",
+    );
+    let server = prom_query(s.prom_port, "http_requests_total{route=\"/health\"}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        mid.contains("\"status\":\"success\"") && mid.contains("\"name\":\"health\""),
+        "mid-run query: {mid}"
+    );
+    assert!(
+        server.contains("\"job\":\"demo\""),
+        "the demo's own metrics are scraped: {server}"
+    );
 
     // The app dies mid-run: the run completes, errors are grouped, the exit says so.
     let child = Command::new(bin())

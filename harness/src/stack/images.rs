@@ -38,6 +38,21 @@ EXPOSE 5432\nSTOPSIGNAL SIGINT\n\
 ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]\nCMD [\"postgres\"]\n",
         files: &[("docker-entrypoint.sh", PG_ENTRYPOINT)],
     },
+    StandIn {
+        image: "loadtest/prometheus:2.42",
+        packages: &["prometheus", "wget"],
+        dockerfile_tail: "RUN mkdir -p /prometheus /etc/prometheus\n\
+EXPOSE 9090\n\
+ENTRYPOINT [\"/usr/bin/prometheus\"]\n\
+CMD [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/prometheus\", \"--web.enable-lifecycle\"]\n",
+        files: &[],
+    },
+    StandIn {
+        image: "loadtest/pushgateway:1.5",
+        packages: &["prometheus-pushgateway", "wget"],
+        dockerfile_tail: "EXPOSE 9091\nENTRYPOINT [\"/usr/bin/prometheus-pushgateway\"]\n",
+        files: &[],
+    },
 ];
 
 pub fn stand_in(image: &str) -> Option<&'static StandIn> {
@@ -53,6 +68,8 @@ pub fn stand_in_for(image: &str) -> Option<&'static StandIn> {
     match repo {
         "postgres" => stand_in("loadtest/postgres:15"),
         "debian" => stand_in("loadtest/debian:bookworm"),
+        "prom/prometheus" => stand_in("loadtest/prometheus:2.42"),
+        "prom/pushgateway" => stand_in("loadtest/pushgateway:1.5"),
         _ => None,
     }
 }
