@@ -20,16 +20,7 @@ fn expect_usage_error(body: &str, want: &[&str]) -> String {
     let dir = tempdir();
     let sc = scenario_file(dir.path(), "bad", body);
     let out = dir.path().join("out");
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, &out, &[]);
     let err = stderr(&o);
     assert_eq!(code(&o), 2, "stderr: {err}");
     for w in want {
@@ -239,16 +230,7 @@ path = "/health"
 headers = { "api-key" = "{{ api_key }}" }
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let e = stderr(&o);
     assert!(

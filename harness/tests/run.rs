@@ -102,16 +102,7 @@ path = "/health"
 checks = { status = 200 }
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = RunResult::load(&dir.path().join("baseline_rate.json")).unwrap();
     let n = r.metrics.iterations.count as f64;
@@ -155,16 +146,7 @@ name = "health"
 path = "/health"
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = RunResult::load(&dir.path().join("baseline_ramp-rate.json")).unwrap();
     // 200 during the ramp (its integral) plus 200 on the plateau.
@@ -198,16 +180,7 @@ name = "slow"
 path = "/slow"
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = RunResult::load(&dir.path().join("baseline_drop.json")).unwrap();
     let done = r.metrics.iterations.count;
@@ -246,16 +219,7 @@ path = "/slow"
 http_req_duration = ["p(90) < 5", "max < 10000"]
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 99, "{}", stderr(&o));
     let r = RunResult::load(&dir.path().join("baseline_slow.json")).unwrap();
     assert!(
@@ -284,16 +248,7 @@ http_req_duration = [{ threshold = "p(90) < 5", abort_on_fail = true }]
 "#,
     );
     let started = std::time::Instant::now();
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 99, "{}", stderr(&o));
     assert!(started.elapsed().as_secs() < 10);
     let r = RunResult::load(&dir.path().join("baseline_abort.json")).unwrap();
@@ -333,16 +288,7 @@ name = "cleanup"
 path = "/health"
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let path = dir.path().join("baseline_rt.json");
     let r = RunResult::load(&path).unwrap();
@@ -398,16 +344,7 @@ name = "health"
 path = "/health"
 "#,
     );
-    let o = loadtest(&[
-        "run",
-        "-s",
-        sc.to_str().unwrap(),
-        "-t",
-        &srv.url,
-        "-o",
-        dir.path().to_str().unwrap(),
-        "-q",
-    ]);
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let r = RunResult::load(&dir.path().join("baseline_ramp.json")).unwrap();
     assert_eq!(r.metrics.vus_max, 6);

@@ -236,6 +236,22 @@ pub fn loadtest(args: &[&str]) -> Output {
         .expect("loadtest runs")
 }
 
+/// `loadtest run -s SCENARIO -t URL -o OUT -q` plus extra flags.
+pub fn run_scenario(scenario: &Path, url: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "-s",
+        scenario.to_str().unwrap(),
+        "-t",
+        url,
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    loadtest(&args)
+}
+
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
