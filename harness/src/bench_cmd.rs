@@ -30,6 +30,8 @@ pub struct BenchArgs {
     pub duration: Option<Duration>,
     pub repeat: u32,
     pub quiet: bool,
+    /// Compose profiles enabled on top of the configured ones.
+    pub profiles: Vec<String>,
 }
 
 fn say(quiet: bool, msg: &str) {
@@ -62,7 +64,9 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
             )));
         }
     }
-    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &[]).usage()?;
+    let mut profiles = cfg.profiles.clone();
+    profiles.extend(a.profiles.iter().cloned());
+    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &profiles).usage()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -145,6 +149,9 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
         repeat: a.repeat,
         stack: Some(stack),
         push_url: cfg.push_url.clone(),
+        prometheus_url: cfg.prometheus_url.clone(),
+        server_metric: cfg.server_metric.clone(),
+        grafana_url: cfg.grafana_url.clone(),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

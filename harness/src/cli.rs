@@ -177,6 +177,9 @@ pub struct BenchCmd {
     pub env_file: PathBuf,
     #[arg(short, long)]
     pub quiet: bool,
+    /// Enable services under this compose profile too, e.g. grafana (repeatable; adds to LOADTEST_PROFILES)
+    #[arg(long = "profile")]
+    pub profiles: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -208,6 +211,15 @@ pub struct RunCmd {
     /// Push live metrics to this Prometheus Pushgateway every 5 s and at the end
     #[arg(long, env = "LOADTEST_PUSH_URL")]
     pub push_url: Option<String>,
+    /// Prometheus with the service's own metrics: adds the server-side view (server vs client p95 per route)
+    #[arg(long, env = "LOADTEST_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Bucket series of the service's latency histogram (needs `route` and `method` labels)
+    #[arg(long, env = "LOADTEST_SERVER_METRIC", default_value = crate::metrics::server::DEFAULT_SELECTOR)]
+    pub server_metric: String,
+    /// Grafana base URL: the "Load test" dashboard link for the run is printed (with --push-url)
+    #[arg(long, env = "LOADTEST_GRAFANA_URL")]
+    pub grafana_url: Option<String>,
     /// Run the load phase N times (after one setup) and keep every trial's figures;
     /// `loadtest compare` then judges between-trial variance (use 5 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]

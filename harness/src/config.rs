@@ -30,6 +30,8 @@ struct Raw {
 struct RawMetrics {
     push_url: Option<String>,
     prometheus_url: Option<String>,
+    server_metric: Option<String>,
+    grafana_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +40,7 @@ struct RawStack {
     project: Option<String>,
     compose_file: Option<String>,
     wait_timeout: Option<String>,
+    profiles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +80,11 @@ pub struct Config {
     /// Pushgateway for live metrics; `None` turns export off.
     pub push_url: Option<String>,
     pub prometheus_url: Option<String>,
+    /// The service's latency histogram buckets, for the server-side view.
+    pub server_metric: String,
+    pub grafana_url: Option<String>,
+    /// Compose profiles to enable (e.g. `grafana`).
+    pub profiles: Vec<String>,
 }
 
 impl Config {
@@ -154,6 +162,26 @@ impl Config {
                 "",
             )?)
             .filter(|u| !u.is_empty()),
+            server_metric: pick(
+                "LOADTEST_SERVER_METRIC",
+                raw.metrics.server_metric.as_ref(),
+                crate::metrics::server::DEFAULT_SELECTOR,
+            )?,
+            grafana_url: Some(pick(
+                "LOADTEST_GRAFANA_URL",
+                raw.metrics.grafana_url.as_ref(),
+                "",
+            )?)
+            .filter(|u| !u.is_empty()),
+            profiles: match vars.get("LOADTEST_PROFILES") {
+                Some(v) => v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from)
+                    .collect(),
+                None => raw.stack.profiles.clone().unwrap_or_default(),
+            },
         })
     }
 }

@@ -42,6 +42,9 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 repeat: r.repeat,
                 stack: None,
                 push_url: r.push_url,
+                prometheus_url: r.prometheus_url.filter(|u| !u.is_empty()),
+                server_metric: r.server_metric,
+                grafana_url: r.grafana_url.filter(|u| !u.is_empty()),
             })?;
             Ok(report.code)
         }
@@ -72,6 +75,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             duration: b.duration,
             repeat: b.repeat,
             quiet: b.quiet,
+            profiles: b.profiles,
         }),
         Command::Up {
             stack,

@@ -28,6 +28,12 @@ pub struct RunArgs {
     pub stack: Option<StackInfo>,
     /// Pushgateway for live metrics.
     pub push_url: Option<String>,
+    /// Prometheus holding the service's own metrics (the server-side view).
+    pub prometheus_url: Option<String>,
+    /// Bucket series of the service's latency histogram, with `route` and `method` labels.
+    pub server_metric: String,
+    /// Grafana base URL, for the dashboard link printed at the end.
+    pub grafana_url: Option<String>,
 }
 
 /// Result of `loadtest run`: the exit code and where the files went.
@@ -137,6 +143,8 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         Vec::new()
     };
     let out = combine(&sc, outs);
+    let ended_at = chrono::Utc::now();
+    let pushed = exporter.is_some();
     if let Some(x) = exporter {
         x.finish();
     }
@@ -156,6 +164,18 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
     let mut result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
     result.trials = trials;
     result.stack = args.stack.clone();
+    if let Some(prom) = &args.prometheus_url {
+        result.server = server_view(&sc, &out, prom, &args.server_metric, started_at, ended_at);
+    }
+    if let (true, Some(g)) = (pushed, &args.grafana_url) {
+        result.dashboard_url = Some(dashboard_url(
+            g,
+            &args.run_name,
+            &sc.name,
+            started_at,
+            ended_at,
+        ));
+    }
     let json = result_path(&args.out, &args.run_name, &sc.name, "json");
     let summary_path = result_path(&args.out, &args.run_name, &sc.name, "summary");
     let text = results::summary(&result);
@@ -167,6 +187,9 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         json.display(),
         summary_path.display()
     );
+    if let Some(u) = &result.dashboard_url {
+        println!("  dashboard: {u}");
+    }
     if let Err(e) = history::append(&args.out, &result, &json) {
         eprintln!("warning: could not append to the run history: {e:#}");
     }
@@ -191,6 +214,74 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         json,
         summary: summary_path,
     })
+}
+
+/// Seconds Prometheus needs after the run to scrape the service's last requests
+/// (config/prometheus.yml scrapes every second).
+const SCRAPE_GRACE: Duration = Duration::from_millis(2500);
+
+/// The server-side view, or `None` with one warning when Prometheus cannot give it.
+fn server_view(
+    sc: &Scenario,
+    out: &LoadOutput,
+    prometheus: &str,
+    selector: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::metrics::server::ServerView> {
+    use crate::metrics::server::{query_view, ClientRequest};
+    let paths: Vec<String> = sc
+        .steps
+        .iter()
+        .map(|s| sc.templates.source(&s.path))
+        .collect();
+    let methods: Vec<String> = sc.steps.iter().map(|s| s.method.to_string()).collect();
+    let clients: Vec<ClientRequest> = sc
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = &out.total.requests[i];
+            ClientRequest {
+                name: &s.name,
+                method: &methods[i],
+                path: &paths[i],
+                // Without the open-model correction: the service cannot see schedule lateness.
+                latency_us: r.uncorrected.as_ref().unwrap_or(&r.duration),
+            }
+        })
+        .collect();
+    let since = chrono::Utc::now() - end;
+    if let Some(wait) = SCRAPE_GRACE.checked_sub(since.to_std().unwrap_or_default()) {
+        std::thread::sleep(wait);
+    }
+    let at = end + chrono::Duration::from_std(SCRAPE_GRACE).unwrap_or_default();
+    match query_view(prometheus, selector, start, at, &clients) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!(
+                "warning: no server-side view: cannot query Prometheus at {prometheus}: {e:#} (the run's own results are complete)"
+            );
+            None
+        }
+    }
+}
+
+/// Grafana's "Load test" dashboard over the run's time range, with the run selected.
+pub fn dashboard_url(
+    grafana: &str,
+    run: &str,
+    scenario: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> String {
+    // A little margin so the first and last pushes are inside the range.
+    let from = start.timestamp_millis() - 5_000;
+    let to = end.timestamp_millis() + 10_000;
+    format!(
+        "{}/d/loadtest/load-test?orgId=1&from={from}&to={to}&var-run={run}&var-scenario={scenario}",
+        grafana.trim_end_matches('/')
+    )
 }
 
 /// Merges the trials of a `--repeat` run into one output.
@@ -400,5 +491,7 @@ fn build_result(
         timeline: out.timeline.clone(),
         trials: Vec::new(),
         stack: None,
+        server: None,
+        dashboard_url: None,
     }
 }

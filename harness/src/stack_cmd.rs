@@ -26,8 +26,8 @@ pub struct StackArgs {
     /// Variables for interpolation, under the process environment
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,
-    /// Enable services under this compose profile (repeatable)
-    #[arg(long = "profile")]
+    /// Enable services under this compose profile, e.g. grafana (repeatable, or comma-separated in LOADTEST_PROFILES)
+    #[arg(long = "profile", env = "LOADTEST_PROFILES", value_delimiter = ',')]
     pub profiles: Vec<String>,
 }
 

@@ -70,11 +70,8 @@ impl Drop for Stack {
     }
 }
 
-/// GET /api/v1/query on the stack's Prometheus (plain HTTP/1.0 over a socket).
-fn prom_query(port: u16, q: &str) -> String {
-    use std::io::{Read, Write};
-    let enc: String = q
-        .bytes()
+fn urlencode(q: &str) -> String {
+    q.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
                 (b as char).to_string()
@@ -82,16 +79,104 @@ fn prom_query(port: u16, q: &str) -> String {
                 format!("%{b:02X}")
             }
         })
+        .collect()
+}
+
+/// GET on the stack's Prometheus HTTP API (plain HTTP/1.0 over a socket); the JSON body.
+fn prom_get(port: u16, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let q: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
         .collect();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET /api/v1/query?query={enc} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+        "GET {path}?{} HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        q.join("&")
     )
     .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"))
+}
+
+fn prom_query(port: u16, q: &str) -> String {
+    prom_get(port, "/api/v1/query", &[("query", q)]).to_string()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Every target of every panel of the Grafana dashboard, with Grafana's
+/// variables filled in, returns data from the real Prometheus over the run.
+fn assert_dashboard_has_data(prom_port: u16, run: &str, scenario: &str, from: f64, to: f64) {
+    let text =
+        std::fs::read_to_string(repo_root().join("grafana/dashboards/loadtest.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let q = expr
+                .replace("$__rate_interval", "15s")
+                .replace("$run", run)
+                .replace("$scenario", scenario);
+            assert!(!q.contains('$'), "unsubstituted variable in {expr}");
+            let v = prom_get(
+                prom_port,
+                "/api/v1/query_range",
+                &[
+                    ("query", &q),
+                    ("start", &format!("{from:.3}")),
+                    ("end", &format!("{to:.3}")),
+                    ("step", "2"),
+                ],
+            );
+            assert_eq!(v["status"], "success", "{q}: {v}");
+            let series = v["data"]["result"].as_array().unwrap();
+            let points: usize = series
+                .iter()
+                .map(|s| s["values"].as_array().map_or(0, |a| a.len()))
+                .sum();
+            if points == 0 {
+                empty.push(format!("{} / {}: {q}", p["title"], t["refId"]));
+            }
+            checked += 1;
+        }
+    }
+    assert!(empty.is_empty(), "panel targets without data: {empty:#?}");
+    assert!(checked >= 13, "only {checked} targets found");
+    // The variables' queries: label_values(k6_vus, run) and label_values(k6_vus{run=~"$run"}, scenario).
+    let runs = prom_get(
+        prom_port,
+        "/api/v1/label/run/values",
+        &[("match[]", "k6_vus")],
+    );
+    assert!(
+        runs["data"].as_array().unwrap().iter().any(|r| r == run),
+        "{runs}"
+    );
+    let sel = format!("k6_vus{{run=~\"{run}\"}}");
+    let scenarios = prom_get(
+        prom_port,
+        "/api/v1/label/scenario/values",
+        &[("match[]", &sel)],
+    );
+    assert!(
+        scenarios["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == scenario),
+        "{scenarios}"
+    );
 }
 
 fn labelled(project: &str) -> usize {
@@ -207,8 +292,96 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     assert!(r.metrics.http_reqs.count > 50, "{:?}", r.metrics.http_reqs);
     assert_eq!(r.metrics.checks.fails, 0);
 
-    // Live metrics: pushed during the run, scraped by the stack's Prometheus, queryable mid-run.
+    // Live metrics: pushed during the run, scraped by the stack's Prometheus, queryable mid-run;
+    // afterwards every dashboard panel has data and the result holds the server-side view.
     let push = format!("http://127.0.0.1:{}", s.push_port);
+    let prom = format!("http://127.0.0.1:{}", s.prom_port);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dashboard.toml");
+    let from = unix_now();
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "-s",
+            fixture.to_str().unwrap(),
+            "-t",
+            &s.url(),
+            "-o",
+            out.path().to_str().unwrap(),
+            "-r",
+            "live",
+            "-q",
+            "--push-url",
+            &push,
+            "--prometheus-url",
+            &prom,
+            "--grafana-url",
+            "http://127.0.0.1:3999",
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let mid = prom_query(
+        s.prom_port,
+        "k6_http_reqs_total{run=\"live\",scenario=\"dashboard\"}",
+    );
+    let server = prom_query(s.prom_port, "http_requests_total{route=\"/health\"}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert!(
+        mid.contains("\"status\":\"success\"") && mid.contains("\"name\":\"create payment\""),
+        "mid-run query: {mid}"
+    );
+    assert!(
+        server.contains("\"job\":\"demo\""),
+        "the demo's own metrics are scraped: {server}"
+    );
+    assert_dashboard_has_data(s.prom_port, "live", "dashboard", from, unix_now());
+
+    let r = RunResult::load(&out.path().join("live_dashboard.json")).unwrap();
+    let v = r.server.as_ref().expect("server-side view in the result");
+    let create = v
+        .routes
+        .iter()
+        .find(|x| x.method == "POST" && x.route == "/payments")
+        .unwrap_or_else(|| panic!("{v:#?}"));
+    assert_eq!(create.requests, vec!["create payment".to_string()]);
+    assert!(
+        create.client_p95_ms > 0.0 && create.server_p95_ms > 0.0,
+        "{create:?}"
+    );
+    // The service counted (within scrape edges) what the client sent.
+    let sent = r.requests["create payment"].http_reqs.count as f64;
+    assert!(
+        (create.server_count as f64) > 0.8 * sent && (create.server_count as f64) < 1.2 * sent,
+        "server {} vs client {sent}",
+        create.server_count
+    );
+    let missing = v
+        .routes
+        .iter()
+        .find(|x| x.route == "/payments/{payment_id}");
+    assert!(
+        missing.is_some_and(|m| m.requests == ["missing payment"]),
+        "{v:#?}"
+    );
+    let summary = stdout(&o);
+    assert!(summary.contains("CLIENT VS SERVER"), "{summary}");
+    let url = r.dashboard_url.as_deref().unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:3999/d/loadtest/load-test?")
+            && url.contains("var-run=live")
+            && url.contains("var-scenario=dashboard")
+            && url.contains("&from=")
+            && url.contains("&to="),
+        "{url}"
+    );
+    assert!(summary.contains(url), "the link is printed: {summary}");
+
+    // Prometheus stops mid-run: one warning, the run completes with its own results.
     let child = Command::new(bin())
         .args([
             "run",
@@ -219,36 +392,36 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
             "--vus",
             "2",
             "--duration",
-            "14s",
+            "6s",
             "-o",
             out.path().to_str().unwrap(),
             "-r",
-            "live",
+            "promgone",
             "-q",
             "--push-url",
             &push,
+            "--prometheus-url",
+            &prom,
         ])
         .current_dir(repo_root())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(9));
-    let mid = prom_query(
-        s.prom_port,
-        "k6_http_reqs_total{run=\"live\",scenario=\"health\"}",
-    );
-    let server = prom_query(s.prom_port, "http_requests_total{route=\"/health\"}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let k = Command::new("docker")
+        .args(["stop", "-t", "1", &format!("{}-prometheus-1", s.project)])
+        .output()
+        .unwrap();
+    assert!(k.status.success(), "{}", String::from_utf8_lossy(&k.stderr));
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        mid.contains("\"status\":\"success\"") && mid.contains("\"name\":\"health\""),
-        "mid-run query: {mid}"
-    );
-    assert!(
-        server.contains("\"job\":\"demo\""),
-        "the demo's own metrics are scraped: {server}"
-    );
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{}", stderr(&o));
+    assert!(warnings[0].contains("server-side view"), "{}", warnings[0]);
+    let r = RunResult::load(&out.path().join("promgone_health.json")).unwrap();
+    assert!(r.server.is_none() && r.metrics.http_reqs.count > 0);
 
     // The app dies mid-run: the run completes, errors are grouped, the exit says so.
     let child = Command::new(bin())

@@ -25,21 +25,8 @@ pub struct Exporter {
 
 /// `http://host:port` and the group path for this run.
 fn target(url: &str, run: &str, scenario: &str) -> Result<(String, String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("--push-url `{url}` must start with http://"))?;
-    let (hostport, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if hostport.is_empty() {
-        bail!("--push-url `{url}` has no host");
-    }
-    let hostport = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
+    let (hostport, prefix) =
+        super::server::split_url(url).map_err(|e| anyhow!("--push-url: {e}"))?;
     let seg = |s: &str| s.replace(['/', '%', ' '], "_");
     let path = format!(
         "{prefix}/metrics/job/loadtest/run/{}/scenario/{}",

@@ -2,6 +2,7 @@
 //! [`MetricsSet`] without locks; the controller merges them once a second.
 
 pub mod export;
+pub mod server;
 
 use std::collections::HashMap;
 

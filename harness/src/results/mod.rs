@@ -58,6 +58,12 @@ pub struct RunResult {
     /// The stack the run was measured on, when `loadtest bench` brought it up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<StackInfo>,
+    /// The service's own latency per route over the run window, from Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::metrics::server::ServerView>,
+    /// The Grafana dashboard showing this run (when live metrics were pushed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
 }
 
 /// What `loadtest bench` did to the stack before the run.

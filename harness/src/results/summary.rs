@@ -221,6 +221,10 @@ pub fn render(r: &RunResult) -> String {
         ),
     );
 
+    if let Some(v) = &r.server {
+        server_section(&mut o, v);
+    }
+
     if !r.errors.is_empty() {
         let _ = writeln!(
             o,
@@ -248,4 +252,43 @@ pub fn render(r: &RunResult) -> String {
         );
     }
     o
+}
+
+/// Client vs server p95 per route; large gaps called out.
+fn server_section(o: &mut String, v: &crate::metrics::server::ServerView) {
+    let _ = writeln!(
+        o,
+        "\n  CLIENT VS SERVER  p95 per route over the run ({} s, from {})",
+        v.window_s, v.prometheus
+    );
+    let _ = writeln!(
+        o,
+        "    {:<36} {:>10} {:>10} {:>10} {:>9}",
+        "route", "client ms", "server ms", "gap ms", "server n"
+    );
+    for r in &v.routes {
+        let bucket = match r.server_p95_bucket_ms.1 {
+            Some(hi) => format!("{}..{hi}", r.server_p95_bucket_ms.0),
+            None => format!("> {}", r.server_p95_bucket_ms.0),
+        };
+        let _ = writeln!(
+            o,
+            "    {:<36} {:>10.2} {:>10.2} {:>10.2} {:>9}  server bucket {bucket} ms{}",
+            format!("{} {}", r.method, r.route),
+            r.client_p95_ms,
+            r.server_p95_ms,
+            r.gap_ms,
+            r.server_count,
+            if r.large_gap { "  <- LARGE GAP" } else { "" }
+        );
+    }
+    if v.routes.iter().any(|r| r.large_gap) {
+        let _ = writeln!(
+            o,
+            "    LARGE GAP: the client waited well beyond anything the service reports for that route: time goes to the network, queues before the handler, or work the service's telemetry does not time"
+        );
+    }
+    if !v.unmatched.is_empty() {
+        let _ = writeln!(o, "    no server route matched: {}", v.unmatched.join(", "));
+    }
 }

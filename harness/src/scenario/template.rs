@@ -76,6 +76,18 @@ impl Templates {
         Ok(Text::Template(name.to_string()))
     }
 
+    /// The text as written in the scenario (the template source for templated text).
+    pub fn source(&self, text: &Text) -> String {
+        match text {
+            Text::Static(s) => s.clone(),
+            Text::Template(name) => self
+                .env
+                .get_template(name)
+                .map(|t| t.source().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Variable names a template reads that are not functions.
     pub fn variables(&self, text: &Text) -> HashSet<String> {
         let Text::Template(name) = text else {
