@@ -188,7 +188,15 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         summary_path.display()
     );
     if let Some(u) = &result.dashboard_url {
-        println!("  dashboard: {u}");
+        let up = args.grafana_url.as_deref().is_some_and(reachable);
+        println!(
+            "  dashboard: {u}{}",
+            if up {
+                ""
+            } else {
+                "\n             (Grafana is not running: `loadtest up --profile grafana` starts it where its image can be pulled)"
+            }
+        );
     }
     if let Err(e) = history::append(&args.out, &result, &json) {
         eprintln!("warning: could not append to the run history: {e:#}");
@@ -265,6 +273,15 @@ fn server_view(
             None
         }
     }
+}
+
+/// Whether something listens at the URL's host and port.
+fn reachable(url: &str) -> bool {
+    use std::net::{TcpStream, ToSocketAddrs};
+    crate::metrics::server::split_url(url)
+        .ok()
+        .and_then(|(hp, _)| hp.to_socket_addrs().ok()?.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
 }
 
 /// Grafana's "Load test" dashboard over the run's time range, with the run selected.

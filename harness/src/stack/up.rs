@@ -120,7 +120,8 @@ async fn ensure_image_id(
         Ok(Ok(())) => {}
         Ok(Err(e)) => bail!(
             "service `{}`: image {} is not present and cannot be pulled ({e}); without a registry, point the \
-             service at a local stand-in (e.g. LOADTEST_POSTGRES_IMAGE=loadtest/postgres:15)",
+             service's image variable in the compose file at a local image (`loadtest images` lists the stand-ins), \
+             or leave out the profile that enables the service",
             s.name,
             s.image
         ),
