@@ -40,6 +40,108 @@ fn say(quiet: bool, msg: &str) {
     }
 }
 
+/// down -v, up, migrate, and seed when a data file is configured: the
+/// `recreate` reset. Leaves nothing half-up unless asked to keep it.
+pub async fn fresh_stack(
+    project: &compose::Project,
+    cfg: &Config,
+    keep_on_failure: bool,
+    quiet: bool,
+) -> Result<StackInfo, Failure> {
+    let engine = Engine::connect().await.runtime()?;
+    let t = Instant::now();
+    let removed = engine.down(&project.name).await.runtime()?;
+    let down_s = t.elapsed().as_secs_f64();
+    say(
+        quiet,
+        &format!(
+            "down -v: project {}: removed {} objects in {down_s:.1}s",
+            project.name,
+            removed.len()
+        ),
+    );
+    let mut log = |s: &str| {
+        if !quiet {
+            eprint!("{s}");
+        }
+    };
+    let opts = UpOptions {
+        timeout: cfg.wait_timeout,
+        keep_on_failure,
+    };
+    let report = up::up(&engine, project, &opts, &mut log).await.runtime()?;
+    say(
+        quiet,
+        &format!(
+            "up: {} services healthy in {:.1}s",
+            report.images.len(),
+            report.elapsed.as_secs_f64()
+        ),
+    );
+    let prepared = async {
+        let m = crate::db::migrate::run(&cfg.database_url, &cfg.migrations).await?;
+        say(
+            quiet,
+            &format!(
+                "migrate: {} of {} applied in {:.2}s",
+                m.applied,
+                m.total,
+                m.elapsed.as_secs_f64()
+            ),
+        );
+        let mut seeded = None;
+        if let Some(data) = &cfg.data {
+            let plan = crate::db::seed::load(data)?;
+            let ids = plan.data.identities.clone().map(PathBuf::from);
+            let r = crate::db::seed::load_into(
+                &cfg.database_url,
+                &plan,
+                plan.data.seed,
+                ids.as_deref(),
+                !quiet,
+            )
+            .await?;
+            say(
+                quiet,
+                &format!(
+                    "seed: {} rows from {} in {:.2}s ({:.0} rows/s)",
+                    r.rows,
+                    data.display(),
+                    r.elapsed.as_secs_f64(),
+                    r.rows_per_s()
+                ),
+            );
+            seeded = Some(r);
+        }
+        Ok::<_, anyhow::Error>((m, seeded))
+    }
+    .await;
+    let (migrated, seeded) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            let kept = if keep_on_failure {
+                "the stack was kept for debugging".to_string()
+            } else {
+                let _ = engine.down(&project.name).await;
+                "the stack was removed".to_string()
+            };
+            return Err(Failure::Runtime(e.context(kept)));
+        }
+    };
+    Ok(StackInfo {
+        project: project.name.clone(),
+        compose_file: project.config_file.display().to_string(),
+        images: report.images,
+        down_s: (down_s * 1000.0).round() / 1000.0,
+        up_s: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        migrations_applied: migrated.applied,
+        migrate_s: (migrated.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        seeded_rows: seeded.as_ref().map(|r| r.rows),
+        seed_s: seeded.map(|r| (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0),
+        reset: None,
+    })
+}
+
 pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
     let vars = read_dotenv(&a.env_file)?;
     let cfg = Config::load(&a.config, &vars).usage()?;
@@ -74,68 +176,7 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
         .build()
         .runtime()?;
     let quiet = a.quiet;
-    let stack = rt.block_on(async {
-        let engine = Engine::connect().await.runtime()?;
-        let t = Instant::now();
-        let removed = engine.down(&project.name).await.runtime()?;
-        let down_s = t.elapsed().as_secs_f64();
-        say(
-            quiet,
-            &format!(
-                "down -v: project {}: removed {} objects in {down_s:.1}s",
-                project.name,
-                removed.len()
-            ),
-        );
-        let mut log = |s: &str| {
-            if !quiet {
-                eprint!("{s}");
-            }
-        };
-        let opts = UpOptions {
-            timeout: cfg.wait_timeout,
-            keep_on_failure: a.keep_on_failure,
-        };
-        let report = up::up(&engine, &project, &opts, &mut log).await.runtime()?;
-        say(
-            quiet,
-            &format!(
-                "up: {} services healthy in {:.1}s",
-                report.images.len(),
-                report.elapsed.as_secs_f64()
-            ),
-        );
-        let migrated = match crate::db::migrate::run(&cfg.database_url, &cfg.migrations).await {
-            Ok(m) => m,
-            Err(e) => {
-                let kept = if a.keep_on_failure {
-                    "the stack was kept for debugging".to_string()
-                } else {
-                    let _ = engine.down(&project.name).await;
-                    "the stack was removed".to_string()
-                };
-                return Err(Failure::Runtime(e.context(kept)));
-            }
-        };
-        say(
-            quiet,
-            &format!(
-                "migrate: {} of {} applied in {:.2}s",
-                migrated.applied,
-                migrated.total,
-                migrated.elapsed.as_secs_f64()
-            ),
-        );
-        Ok::<_, Failure>(StackInfo {
-            project: project.name.clone(),
-            compose_file: project.config_file.display().to_string(),
-            images: report.images,
-            down_s: (down_s * 1000.0).round() / 1000.0,
-            up_s: (report.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-            migrations_applied: migrated.applied,
-            migrate_s: (migrated.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        })
-    })?;
+    let stack = rt.block_on(fresh_stack(&project, &cfg, a.keep_on_failure, quiet))?;
 
     let report = run::execute(RunArgs {
         scenario: path.display().to_string(),

@@ -79,6 +79,8 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// The database: state, prepare (template), reset, restore (snapshot), seed, reset-bench
+    Db(crate::db_cmd::DbArgs),
     /// Apply the sqlx migrations to the stack's database
     Migrate {
         /// Postgres URL (default: the stack's published database)

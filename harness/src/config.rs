@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
-use crate::scenario::locate::Locator;
+use crate::db::reset::{DbSettings, EmptyWith, Strategy};
+use crate::scenario::locate::{Locator, Seg};
 use crate::stack::compose::Vars;
 use crate::stack::interpolate::{interpolate, Lookup};
 
@@ -54,6 +55,13 @@ struct RawTarget {
 struct RawDatabase {
     url: Option<String>,
     migrations: Option<String>,
+    reset: Option<String>,
+    disposable: Option<bool>,
+    template: Option<String>,
+    delete: Option<Vec<String>>,
+    keep: Option<Vec<String>>,
+    empty_with: Option<String>,
+    data: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +93,11 @@ pub struct Config {
     pub grafana_url: Option<String>,
     /// Compose profiles to enable (e.g. `grafana`).
     pub profiles: Vec<String>,
+    /// Reset strategy between runs and the database settings it needs.
+    pub reset: Strategy,
+    pub db: DbSettings,
+    /// Generated data loaded after migrations (`None`: no seeding).
+    pub data: Option<PathBuf>,
 }
 
 impl Config {
@@ -110,7 +123,59 @@ impl Config {
             raw.stack.wait_timeout.as_ref(),
             "180s",
         )?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let loc = Locator::new(path, &text);
+        let choice = |var: &str, file: &Option<String>, default: &str| -> String {
+            match vars.get(var) {
+                Some(v) if !v.is_empty() => v,
+                _ => file.clone().unwrap_or_else(|| default.to_string()),
+            }
+        };
+        let reset_name = choice("LOADTEST_DB_RESET", &raw.database.reset, "recreate");
+        let reset = parse_enum::<Strategy>(&reset_name).map_err(|e| {
+            anyhow!(
+                "{}: reset: {e}",
+                loc.at(&[Seg::Key("database"), Seg::Key("reset")])
+            )
+        })?;
+        let empty_name = choice("LOADTEST_DB_EMPTY_WITH", &raw.database.empty_with, "auto");
+        let empty_with = parse_enum::<EmptyWith>(&empty_name).map_err(|e| {
+            anyhow!(
+                "{}: empty_with: {e}",
+                loc.at(&[Seg::Key("database"), Seg::Key("empty_with")])
+            )
+        })?;
+        let disposable = match vars.get("LOADTEST_DB_DISPOSABLE").as_deref() {
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => {
+                return Err(anyhow!(
+                    "LOADTEST_DB_DISPOSABLE=`{other}`: use true or false"
+                ))
+            }
+            None => raw.database.disposable.unwrap_or(false),
+        };
+        let database_url = pick(
+            "LOADTEST_DATABASE_URL",
+            raw.database.url.as_ref(),
+            "postgres://demo:demo@127.0.0.1:5433/demo",
+        )?;
+        let data = pick("LOADTEST_DATA", raw.database.data.as_ref(), "")?;
         Ok(Config {
+            reset,
+            db: DbSettings {
+                url: database_url.clone(),
+                disposable,
+                template: raw.database.template.clone(),
+                delete: raw.database.delete.clone().unwrap_or_default(),
+                keep: raw
+                    .database
+                    .keep
+                    .clone()
+                    .unwrap_or_else(|| vec!["_sqlx_migrations".into()]),
+                empty_with,
+            },
+            data: Some(PathBuf::from(data)).filter(|d| !d.as_os_str().is_empty()),
             project: pick("LOADTEST_PROJECT", raw.stack.project.as_ref(), "loadtest")?,
             compose_file: pick(
                 "LOADTEST_COMPOSE_FILE",
@@ -125,11 +190,7 @@ impl Config {
                 raw.target.url.as_ref(),
                 "http://127.0.0.1:8080",
             )?,
-            database_url: pick(
-                "LOADTEST_DATABASE_URL",
-                raw.database.url.as_ref(),
-                "postgres://demo:demo@127.0.0.1:5433/demo",
-            )?,
+            database_url,
             migrations: pick(
                 "LOADTEST_MIGRATIONS",
                 raw.database.migrations.as_ref(),
@@ -184,6 +245,17 @@ impl Config {
             },
         })
     }
+}
+
+/// A clap value-enum from its name, with the accepted names in the error.
+pub fn parse_enum<T: clap::ValueEnum>(name: &str) -> Result<T> {
+    T::from_str(name, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        anyhow!("`{name}` is not one of {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]

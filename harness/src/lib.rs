@@ -7,6 +7,7 @@ pub mod compare;
 pub mod compare_cmd;
 pub mod config;
 pub mod db;
+pub mod db_cmd;
 pub mod duration;
 pub mod engine;
 pub mod exit;

@@ -84,6 +84,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             timeout,
             quiet,
         } => stack_cmd::up_cmd(&stack, fresh, keep_on_failure, timeout, quiet),
+        Command::Db(d) => loadtest::db_cmd::execute(d),
         Command::Down { stack } => stack_cmd::down_cmd(&stack),
         Command::Migrate {
             database_url,

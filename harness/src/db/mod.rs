@@ -1,3 +1,85 @@
-//! The database of the stack: migrations now; reset strategies and seeding later.
+//! The database under test: migrations, reset strategies, state checksums,
+//! generated data (COPY) and the reset benchmark.
 
+pub mod bench;
 pub mod migrate;
+pub mod reset;
+pub mod seed;
+pub mod state;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::ConnectOptions;
+
+pub use migrate::redact;
+
+/// Connects one session (no pool: every operation here is sequential).
+pub async fn connect(url: &str) -> Result<PgConnection> {
+    let opts: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("`{}` is not a Postgres URL", redact(url)))?;
+    tokio::time::timeout(Duration::from_secs(10), opts.connect())
+        .await
+        .map_err(|_| anyhow!("connecting to {} timed out after 10 s", redact(url)))?
+        .with_context(|| format!("cannot connect to the database at {}", redact(url)))
+}
+
+/// The database a URL names.
+pub fn database_name(url: &str) -> Result<String> {
+    let opts: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("`{}` is not a Postgres URL", redact(url)))?;
+    match opts.get_database() {
+        Some(d) if !d.is_empty() => Ok(d.to_string()),
+        _ => bail!("{} names no database", redact(url)),
+    }
+}
+
+/// The same server and credentials, on the maintenance database `postgres`:
+/// a database cannot be dropped or copied from a session inside it.
+pub fn admin_url(url: &str) -> Result<String> {
+    let name = database_name(url)?;
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let Some(stem) = base.strip_suffix(&name) else {
+        bail!("cannot find the database name in {}", redact(url));
+    };
+    Ok(match query {
+        Some(q) => format!("{stem}postgres?{q}"),
+        None => format!("{stem}postgres"),
+    })
+}
+
+/// `"name"` with inner quotes doubled.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with inner quotes doubled.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_url_keeps_server_and_options() {
+        assert_eq!(
+            admin_url("postgres://u:p@h:5433/demo").unwrap(),
+            "postgres://u:p@h:5433/postgres"
+        );
+        assert_eq!(
+            admin_url("postgres://u:p@h/demo?sslmode=disable").unwrap(),
+            "postgres://u:p@h/postgres?sslmode=disable"
+        );
+        assert!(admin_url("postgres://u:p@h:5433").is_err());
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

@@ -77,6 +77,14 @@ pub struct StackInfo {
     pub up_s: f64,
     pub migrations_applied: usize,
     pub migrate_s: f64,
+    /// Generated rows loaded after the migrations, and how long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeded_rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_s: Option<f64>,
+    /// How the database was put back before the run when the stack was not recreated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

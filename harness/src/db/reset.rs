@@ -1,0 +1,547 @@
+//! Putting the database back to a known state between runs.
+//!
+//! - `template`: the prepared database (migrated, seeded) is copied once into a
+//!   template; a reset builds a fresh copy beside the live database and swaps it
+//!   in by rename, so the service sees the database missing for milliseconds only.
+//! - `truncate`: every table but the kept ones (the migrations table) emptied in
+//!   one statement, or by DELETE with triggers off where that is faster.
+//! - `delete`: the user's ordered DELETE statements in one transaction with
+//!   triggers off, for databases that hold data to keep.
+//! - `snapshot`: a copy taken before a run and renamed back after it, for an
+//!   environment the harness did not create; only on a database marked disposable.
+//!
+//! The service's connection pool survives all of them: its connections to a
+//! dropped database are closed by the server and sqlx replaces closed
+//! connections when it next hands one out (it pings before each acquire).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::{admin_url, connect, database_name, ident, literal, redact};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// down -v / up of the whole stack (loadtest bench only)
+    Recreate,
+    /// fresh copy of the prepared database from its template
+    Template,
+    /// empty every table but the kept ones
+    Truncate,
+    /// the configured DELETE statements, one transaction, triggers off
+    Delete,
+    /// copy before the run, put back after it (disposable databases only)
+    Snapshot,
+    /// leave the database as it is
+    None,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Recreate => "recreate",
+            Strategy::Template => "template",
+            Strategy::Truncate => "truncate",
+            Strategy::Delete => "delete",
+            Strategy::Snapshot => "snapshot",
+            Strategy::None => "none",
+        }
+    }
+}
+
+/// How `truncate` empties tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyWith {
+    /// DELETE below `AUTO_DELETE_BELOW_ROWS` rows in total, TRUNCATE above
+    Auto,
+    Truncate,
+    Delete,
+}
+
+/// Below this many rows, DELETE with triggers off beats TRUNCATE (which pays a
+/// fixed cost per table for new files); measured by `loadtest db reset-bench`
+/// (bench/results/reset.md).
+pub const AUTO_DELETE_BELOW_ROWS: i64 = 2_000;
+
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    /// Whether the whole database may be replaced or emptied.
+    pub disposable: bool,
+    /// Template name; default `<database>_loadtest_template`.
+    pub template: Option<String>,
+    /// Ordered statements of the `delete` strategy.
+    pub delete: Vec<String>,
+    /// Tables `truncate` leaves alone (name or schema.name).
+    pub keep: Vec<String>,
+    pub empty_with: EmptyWith,
+}
+
+impl DbSettings {
+    pub fn database(&self) -> Result<String> {
+        database_name(&self.url)
+    }
+
+    pub fn template_name(&self) -> Result<String> {
+        Ok(match &self.template {
+            Some(t) => t.clone(),
+            None => format!("{}_loadtest_template", self.database()?),
+        })
+    }
+
+    pub fn snapshot_name(&self) -> Result<String> {
+        Ok(format!("{}_loadtest_snapshot", self.database()?))
+    }
+
+    /// Strategies that replace or empty the whole database need `disposable = true`.
+    pub fn require_disposable(&self, strategy: Strategy) -> Result<()> {
+        if self.disposable || matches!(strategy, Strategy::Delete | Strategy::None) {
+            return Ok(());
+        }
+        bail!(
+            "refusing the `{}` reset: database `{}` at {} is not marked disposable; it would be {}. \
+             Set `disposable = true` under [database] in config/loadtest.toml (or LOADTEST_DB_DISPOSABLE=true) \
+             only for a database nobody else uses, never a shared staging database; `delete` with targeted \
+             statements is the strategy for databases that hold data to keep",
+            strategy.name(),
+            self.database()?,
+            redact(&self.url),
+            match strategy {
+                Strategy::Truncate => "emptied",
+                _ => "replaced as a whole",
+            }
+        )
+    }
+}
+
+async fn exists(admin: &mut PgConnection, name: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut *admin)
+        .await?
+        .is_some())
+}
+
+async fn exec(conn: &mut PgConnection, sql: &str) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("`{sql}` failed"))?;
+    Ok(())
+}
+
+/// `STRATEGY FILE_COPY` where the server has it (15+): it copies the files
+/// instead of WAL-logging every block, several times faster for a seeded database.
+async fn copy_clause(admin: &mut PgConnection) -> Result<&'static str> {
+    let v: String = sqlx::query_scalar("SHOW server_version_num")
+        .fetch_one(&mut *admin)
+        .await?;
+    Ok(if v.parse::<u32>().unwrap_or(0) >= 150000 {
+        " STRATEGY FILE_COPY"
+    } else {
+        ""
+    })
+}
+
+async fn owner_of(admin: &mut PgConnection, db: &str) -> Result<String> {
+    sqlx::query_scalar("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1")
+        .bind(db)
+        .fetch_optional(&mut *admin)
+        .await?
+        .ok_or_else(|| anyhow!("database `{db}` does not exist"))
+}
+
+/// CREATE DATABASE `to` TEMPLATE `from`, where `from` is a live database: new
+/// connections to it are refused and existing ones closed for the moment of the copy.
+async fn copy_live(admin: &mut PgConnection, from: &str, to: &str) -> Result<()> {
+    let owner = owner_of(admin, from).await?;
+    let clause = copy_clause(admin).await?;
+    exec(
+        admin,
+        &format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            ident(from)
+        ),
+    )
+    .await?;
+    let copied = async {
+        let mut last = None;
+        // Terminated sessions take a moment to leave; CREATE fails while any remain.
+        for _ in 0..50 {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(from)
+            .execute(&mut *admin)
+            .await?;
+            let sql = format!(
+                "CREATE DATABASE {} TEMPLATE {} OWNER {}{clause}",
+                ident(to),
+                ident(from),
+                ident(&owner)
+            );
+            match sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut *admin)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().contains("being accessed by other users") => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(anyhow!(e).context(format!("copying `{from}` to `{to}`"))),
+            }
+        }
+        Err(anyhow!(
+            "copying `{from}` to `{to}`: sessions kept connecting to `{from}`: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
+    }
+    .await;
+    let reopened = exec(
+        admin,
+        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", ident(from)),
+    )
+    .await;
+    copied.and(reopened)
+}
+
+async fn admin(s: &DbSettings) -> Result<PgConnection> {
+    connect(&admin_url(&s.url)?).await
+}
+
+/// Keeps the prepared database as the template later `template` resets copy.
+pub async fn save_template(s: &DbSettings) -> Result<Duration> {
+    let t0 = Instant::now();
+    let (db, tpl) = (s.database()?, s.template_name()?);
+    let mut a = admin(s).await?;
+    if exists(&mut a, &tpl).await? {
+        exec(
+            &mut a,
+            &format!("ALTER DATABASE {} WITH IS_TEMPLATE false", ident(&tpl)),
+        )
+        .await?;
+        exec(
+            &mut a,
+            &format!("DROP DATABASE {} WITH (FORCE)", ident(&tpl)),
+        )
+        .await?;
+    }
+    copy_live(&mut a, &db, &tpl).await?;
+    // Nobody connects to the template, so copies from it never wait.
+    exec(
+        &mut a,
+        &format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+            ident(&tpl)
+        ),
+    )
+    .await?;
+    a.close().await.ok();
+    Ok(t0.elapsed())
+}
+
+/// Replaces database `db` by database `by` (renamed into its place).
+async fn swap_in(a: &mut PgConnection, db: &str, by: &str) -> Result<()> {
+    exec(
+        a,
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
+    )
+    .await?;
+    exec(
+        a,
+        &format!("ALTER DATABASE {} RENAME TO {}", ident(by), ident(db)),
+    )
+    .await
+}
+
+/// A fresh copy of the template in place of the live database.
+pub async fn from_template(s: &DbSettings) -> Result<Duration> {
+    s.require_disposable(Strategy::Template)?;
+    let t0 = Instant::now();
+    let (db, tpl) = (s.database()?, s.template_name()?);
+    let incoming = format!("{db}_loadtest_incoming");
+    let mut a = admin(s).await?;
+    if !exists(&mut a, &tpl).await? {
+        bail!(
+            "no template `{tpl}` for database `{db}`: prepare it once after migrating and seeding with `loadtest db prepare`"
+        );
+    }
+    let owner = owner_of(&mut a, &db)
+        .await
+        .unwrap_or_else(|_| "CURRENT_USER".into());
+    let owner = if owner == "CURRENT_USER" {
+        owner
+    } else {
+        ident(&owner)
+    };
+    let clause = copy_clause(&mut a).await?;
+    exec(
+        &mut a,
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
+    )
+    .await?;
+    // The copy is the slow part and happens beside the live database; the swap is two catalog updates.
+    exec(
+        &mut a,
+        &format!(
+            "CREATE DATABASE {} TEMPLATE {} OWNER {owner}{clause}",
+            ident(&incoming),
+            ident(&tpl)
+        ),
+    )
+    .await?;
+    swap_in(&mut a, &db, &incoming).await?;
+    a.close().await.ok();
+    Ok(t0.elapsed())
+}
+
+/// User tables minus the kept ones, as quoted `schema.table`.
+async fn tables_to_empty(conn: &mut PgConnection, keep: &[String]) -> Result<Vec<String>> {
+    let all = super::state::tables(conn).await?;
+    Ok(all
+        .into_iter()
+        .filter(|(schema, table)| {
+            !keep
+                .iter()
+                .any(|k| k == table || *k == format!("{schema}.{table}"))
+        })
+        .map(|(schema, table)| format!("{}.{}", ident(&schema), ident(&table)))
+        .collect())
+}
+
+/// Empties every table but the kept ones; returns the time and the method used.
+pub async fn empty_tables(s: &DbSettings, with: EmptyWith) -> Result<(Duration, EmptyWith)> {
+    s.require_disposable(Strategy::Truncate)?;
+    let t0 = Instant::now();
+    let mut c = connect(&s.url).await?;
+    let tables = tables_to_empty(&mut c, &s.keep).await?;
+    if tables.is_empty() {
+        return Ok((t0.elapsed(), with));
+    }
+    let with = match with {
+        EmptyWith::Auto => {
+            // The statistics collector's live-row estimate: cheap and close enough to choose.
+            let list: Vec<String> = tables.iter().map(|t| literal(t)).collect();
+            let q = format!(
+                "SELECT coalesce(sum(n_live_tup), 0)::bigint FROM pg_stat_user_tables \
+                 WHERE relid IN (SELECT x::regclass FROM unnest(ARRAY[{}]) x)",
+                list.join(",")
+            );
+            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(q))
+                .fetch_one(&mut c)
+                .await?;
+            if rows < AUTO_DELETE_BELOW_ROWS {
+                EmptyWith::Delete
+            } else {
+                EmptyWith::Truncate
+            }
+        }
+        w => w,
+    };
+    let sql = match with {
+        EmptyWith::Delete => {
+            // Triggers (foreign-key checks included) off: order does not matter and nothing cascades.
+            let mut sql = String::from("BEGIN; SET LOCAL session_replication_role = replica;");
+            for t in &tables {
+                sql.push_str(&format!(" DELETE FROM {t};"));
+            }
+            for seq in owned_sequences(&mut c, &tables).await? {
+                sql.push_str(&format!(" ALTER SEQUENCE {seq} RESTART;"));
+            }
+            sql.push_str(" COMMIT;");
+            sql
+        }
+        _ => format!(
+            "TRUNCATE TABLE {} RESTART IDENTITY CASCADE",
+            tables.join(", ")
+        ),
+    };
+    exec(&mut c, &sql).await?;
+    c.close().await.ok();
+    Ok((t0.elapsed(), with))
+}
+
+/// Sequences owned by the tables (serial and identity columns).
+async fn owned_sequences(c: &mut PgConnection, tables: &[String]) -> Result<Vec<String>> {
+    let list: Vec<String> = tables.iter().map(|t| literal(t)).collect();
+    let q = format!(
+        "SELECT s.oid::regclass::text FROM pg_class s \
+         JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') \
+         WHERE s.relkind = 'S' AND d.refobjid IN (SELECT x::regclass FROM unnest(ARRAY[{}]) x)",
+        list.join(",")
+    );
+    Ok(sqlx::query(AssertSqlSafe(q))
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect())
+}
+
+/// Runs the configured DELETE statements in order, in one transaction with triggers off.
+/// Returns the time and the rows each statement removed.
+pub async fn delete(s: &DbSettings) -> Result<(Duration, Vec<u64>)> {
+    if s.delete.is_empty() {
+        bail!(
+            "the `delete` reset has no statements: list them, in order, as `delete = [\"DELETE FROM ... WHERE ...\", ...]` under [database] in config/loadtest.toml"
+        );
+    }
+    let t0 = Instant::now();
+    let mut c = connect(&s.url).await?;
+    let mut tx = c.begin().await?;
+    sqlx::raw_sql("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .context("turning triggers off (needs a superuser or the table owners' rights)")?;
+    let mut counts = Vec::new();
+    for (i, stmt) in s.delete.iter().enumerate() {
+        let r = sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
+            .execute(&mut *tx)
+            .await
+            .with_context(|| {
+                format!(
+                    "delete statement {} of {} failed (nothing was deleted): `{stmt}`",
+                    i + 1,
+                    s.delete.len()
+                )
+            })?;
+        counts.push(r.rows_affected());
+    }
+    tx.commit().await?;
+    c.close().await.ok();
+    Ok((t0.elapsed(), counts))
+}
+
+/// A copy of the database taken before a run, put back after it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub database: String,
+    pub copy: String,
+    pub admin_url: String,
+}
+
+impl Snapshot {
+    /// The commands that put the snapshot back by hand.
+    pub fn manual_restore(&self) -> String {
+        format!(
+            "psql \"{}\" -c 'DROP DATABASE IF EXISTS {} WITH (FORCE)' -c 'ALTER DATABASE {} RENAME TO {}'",
+            redact(&self.admin_url),
+            ident(&self.database),
+            ident(&self.copy),
+            ident(&self.database)
+        )
+    }
+}
+
+pub async fn take_snapshot(s: &DbSettings) -> Result<(Snapshot, Duration)> {
+    s.require_disposable(Strategy::Snapshot)?;
+    let t0 = Instant::now();
+    let snap = Snapshot {
+        database: s.database()?,
+        copy: s.snapshot_name()?,
+        admin_url: admin_url(&s.url)?,
+    };
+    let mut a = admin(s).await?;
+    if exists(&mut a, &snap.copy).await? {
+        bail!(
+            "a snapshot `{}` of `{}` from an earlier run is still there (its restore failed or was cut off): \
+             put it back with `loadtest db restore`, or drop it if the current state is the one to keep",
+            snap.copy,
+            snap.database
+        );
+    }
+    copy_live(&mut a, &snap.database, &snap.copy).await?;
+    a.close().await.ok();
+    Ok((snap, t0.elapsed()))
+}
+
+/// Puts the snapshot back. On failure the snapshot is kept and the error says
+/// how to restore by hand.
+pub async fn restore_snapshot(snap: &Snapshot) -> Result<Duration> {
+    let t0 = Instant::now();
+    let r = async {
+        let mut a = connect(&snap.admin_url).await?;
+        if !exists(&mut a, &snap.copy).await? {
+            bail!("the snapshot `{}` is gone", snap.copy);
+        }
+        swap_in(&mut a, &snap.database, &snap.copy).await?;
+        a.close().await.ok();
+        Ok(())
+    }
+    .await;
+    r.map_err(|e| {
+        e.context(format!(
+            "restoring `{}` from its snapshot failed; the snapshot `{}` is kept. Restore by hand with:\n  {}",
+            snap.database,
+            snap.copy,
+            snap.manual_restore()
+        ))
+    })?;
+    Ok(t0.elapsed())
+}
+
+/// The snapshot left by an earlier run, if any (for `loadtest db restore`).
+pub async fn pending_snapshot(s: &DbSettings) -> Result<Option<Snapshot>> {
+    let snap = Snapshot {
+        database: s.database()?,
+        copy: s.snapshot_name()?,
+        admin_url: admin_url(&s.url)?,
+    };
+    let mut a = admin(s).await?;
+    let found = exists(&mut a, &snap.copy).await?;
+    a.close().await.ok();
+    Ok(found.then_some(snap))
+}
+
+/// Applies a strategy that acts before a run (template, truncate, delete).
+/// Returns a one-line account of what was done.
+pub async fn reset(s: &DbSettings, strategy: Strategy) -> Result<String> {
+    s.require_disposable(strategy)?;
+    match strategy {
+        Strategy::Template => {
+            let t = from_template(s).await?;
+            Ok(format!(
+                "reset (template): `{}` copied from `{}` in {} ms",
+                s.database()?,
+                s.template_name()?,
+                t.as_millis()
+            ))
+        }
+        Strategy::Truncate => {
+            let (t, with) = empty_tables(s, s.empty_with).await?;
+            Ok(format!(
+                "reset (truncate, by {}): tables of `{}` emptied in {} ms",
+                if with == EmptyWith::Delete {
+                    "DELETE"
+                } else {
+                    "TRUNCATE"
+                },
+                s.database()?,
+                t.as_millis()
+            ))
+        }
+        Strategy::Delete => {
+            let (t, counts) = delete(s).await?;
+            Ok(format!(
+                "reset (delete): {} statements removed {} rows in {} ms",
+                counts.len(),
+                counts.iter().sum::<u64>(),
+                t.as_millis()
+            ))
+        }
+        Strategy::None => Ok("reset: none".into()),
+        Strategy::Recreate => bail!(
+            "`recreate` takes the whole stack down and up again: it is what `loadtest bench` does (and `loadtest up --fresh`)"
+        ),
+        Strategy::Snapshot => bail!(
+            "`snapshot` wraps a run (taken before, restored after): use it with `loadtest run --reset snapshot` or `loadtest bench --reset snapshot`"
+        ),
+    }
+}
