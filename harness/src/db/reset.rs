@@ -57,16 +57,17 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EmptyWith {
-    /// DELETE below `AUTO_DELETE_BELOW_ROWS` rows in total, TRUNCATE above
+    /// DELETE below `AUTO_DELETE_BELOW_BYTES` of table data, TRUNCATE above
     Auto,
     Truncate,
     Delete,
 }
 
-/// Below this many rows, DELETE with triggers off beats TRUNCATE (which pays a
-/// fixed cost per table for new files); measured by `loadtest db reset-bench`
-/// (bench/results/reset.md).
-pub const AUTO_DELETE_BELOW_ROWS: i64 = 2_000;
+/// Below this much table data, DELETE with triggers off beats TRUNCATE (which
+/// pays a fixed cost per table for new files); measured by `loadtest db
+/// reset-bench` (bench/results/reset.md). Judged by size on disk because row
+/// statistics are missing right after a copy or a COPY.
+pub const AUTO_DELETE_BELOW_BYTES: i64 = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct DbSettings {
@@ -327,17 +328,16 @@ pub async fn empty_tables(s: &DbSettings, with: EmptyWith) -> Result<(Duration, 
     }
     let with = match with {
         EmptyWith::Auto => {
-            // The statistics collector's live-row estimate: cheap and close enough to choose.
             let list: Vec<String> = tables.iter().map(|t| literal(t)).collect();
             let q = format!(
-                "SELECT coalesce(sum(n_live_tup), 0)::bigint FROM pg_stat_user_tables \
-                 WHERE relid IN (SELECT x::regclass FROM unnest(ARRAY[{}]) x)",
+                "SELECT coalesce(sum(pg_relation_size(x::regclass)), 0)::bigint \
+                 FROM unnest(ARRAY[{}]) x",
                 list.join(",")
             );
-            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(q))
+            let bytes: i64 = sqlx::query_scalar(AssertSqlSafe(q))
                 .fetch_one(&mut c)
                 .await?;
-            if rows < AUTO_DELETE_BELOW_ROWS {
+            if bytes < AUTO_DELETE_BELOW_BYTES {
                 EmptyWith::Delete
             } else {
                 EmptyWith::Truncate
