@@ -9,6 +9,7 @@ use anyhow::anyhow;
 
 use crate::compare_cmd::{self, CompareArgs, Format};
 use crate::config::Config;
+use crate::db::reset::{self, Strategy};
 use crate::exit::{self, Classify, Failure};
 use crate::results::{result_path, StackInfo};
 use crate::run::{self, RunArgs};
@@ -32,6 +33,8 @@ pub struct BenchArgs {
     pub quiet: bool,
     /// Compose profiles enabled on top of the configured ones.
     pub profiles: Vec<String>,
+    /// Database reset before the run (default: [database] reset).
+    pub reset: Option<Strategy>,
 }
 
 fn say(quiet: bool, msg: &str) {
@@ -142,6 +145,86 @@ pub async fn fresh_stack(
     })
 }
 
+/// Whether every service of the project runs (and is healthy where it has a check).
+async fn stack_is_up(project: &compose::Project) -> Result<bool, Failure> {
+    let engine = Engine::connect().await.runtime()?;
+    let rows = engine.ps(&project.name).await.runtime()?;
+    Ok(project.services.iter().all(|svc| {
+        rows.iter().any(|r| {
+            r.service == svc.name
+                && r.state == "running"
+                && (svc.healthcheck.is_none() || r.health == "healthy")
+        })
+    }))
+}
+
+/// The stack and database the run starts from. `recreate` (or a stack that is
+/// not up, or a missing template) goes through down -v / up / migrate / seed;
+/// the other strategies reuse the running stack and only reset the database.
+async fn prepare_stack(
+    project: &compose::Project,
+    cfg: &Config,
+    strategy: Strategy,
+    keep_on_failure: bool,
+    quiet: bool,
+) -> Result<StackInfo, Failure> {
+    let reuse = strategy != Strategy::Recreate
+        && stack_is_up(project).await?
+        && (strategy != Strategy::Template
+            || reset::template_exists(&cfg.db).await.unwrap_or(false));
+    if !reuse {
+        let mut info = fresh_stack(project, cfg, keep_on_failure, quiet).await?;
+        if strategy == Strategy::Template {
+            let t = reset::save_template(&cfg.db).await.runtime()?;
+            say(
+                quiet,
+                &format!("template: prepared state saved in {} ms", t.as_millis()),
+            );
+            info.reset = Some(format!(
+                "recreate, then template saved ({})",
+                strategy.name()
+            ));
+        }
+        return Ok(info);
+    }
+    let t = Instant::now();
+    let msg = match strategy {
+        // Taken right before the load by the run itself, and put back after it.
+        Strategy::Snapshot | Strategy::None => format!("{}: stack reused", strategy.name()),
+        s => reset::reset(&cfg.db, s).await.runtime()?,
+    };
+    say(
+        quiet,
+        &format!("{msg} (the running stack is reused: the app is not rebuilt)"),
+    );
+    // A migration added since the template was saved must not be silently missing.
+    let m = crate::db::migrate::run(&cfg.database_url, &cfg.migrations)
+        .await
+        .runtime()?;
+    if m.applied > 0 && strategy == Strategy::Template {
+        reset::save_template(&cfg.db).await.runtime()?;
+        say(
+            quiet,
+            &format!(
+                "migrate: {} new migrations applied; template saved again",
+                m.applied
+            ),
+        );
+    }
+    Ok(StackInfo {
+        project: project.name.clone(),
+        compose_file: project.config_file.display().to_string(),
+        images: Default::default(),
+        down_s: 0.0,
+        up_s: 0.0,
+        migrations_applied: m.applied,
+        migrate_s: (m.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        seeded_rows: None,
+        seed_s: None,
+        reset: Some(format!("{msg} in {} ms", t.elapsed().as_millis())),
+    })
+}
+
 pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
     let vars = read_dotenv(&a.env_file)?;
     let cfg = Config::load(&a.config, &vars).usage()?;
@@ -176,7 +259,15 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
         .build()
         .runtime()?;
     let quiet = a.quiet;
-    let stack = rt.block_on(fresh_stack(&project, &cfg, a.keep_on_failure, quiet))?;
+    let strategy = a.reset.unwrap_or(cfg.reset);
+    crate::db_cmd::check_strategy(&cfg.db, strategy)?;
+    let stack = rt.block_on(prepare_stack(
+        &project,
+        &cfg,
+        strategy,
+        a.keep_on_failure,
+        quiet,
+    ))?;
 
     let report = run::execute(RunArgs {
         scenario: path.display().to_string(),
@@ -193,6 +284,7 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
         prometheus_url: cfg.prometheus_url.clone(),
         server_metric: cfg.server_metric.clone(),
         grafana_url: cfg.grafana_url.clone(),
+        db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

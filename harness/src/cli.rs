@@ -182,6 +182,10 @@ pub struct BenchCmd {
     /// Enable services under this compose profile too, e.g. grafana (repeatable; adds to LOADTEST_PROFILES)
     #[arg(long = "profile")]
     pub profiles: Vec<String>,
+    /// Database reset before the run (default: [database] reset, recreate). All but recreate
+    /// reuse a running stack (the app is not rebuilt)
+    #[arg(long, value_enum)]
+    pub reset: Option<crate::db::reset::Strategy>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -222,6 +226,16 @@ pub struct RunCmd {
     /// Grafana base URL: the "Load test" dashboard link for the run is printed (with --push-url)
     #[arg(long, env = "LOADTEST_GRAFANA_URL")]
     pub grafana_url: Option<String>,
+    /// Database step: template, truncate or delete before the run; snapshot = copy before, restore after
+    /// (the database and its settings come from [database] of --config)
+    #[arg(long, value_enum)]
+    pub reset: Option<crate::db::reset::Strategy>,
+    /// Database for --reset (default: [database] url of --config)
+    #[arg(long, env = "LOADTEST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Settings file read for --reset
+    #[arg(long, default_value = "config/loadtest.toml")]
+    pub config: PathBuf,
     /// Run the load phase N times (after one setup) and keep every trial's figures;
     /// `loadtest compare` then judges between-trial variance (use 5 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]

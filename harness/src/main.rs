@@ -30,7 +30,20 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Command) -> Result<u8, Failure> {
     match cmd {
         Command::Run(r) => {
+            let db_reset = match r.reset {
+                None => None,
+                Some(strategy) => {
+                    let vars = stack_cmd::read_dotenv(std::path::Path::new(".env"))?;
+                    let cfg = loadtest::config::Config::load(&r.config, &vars).usage()?;
+                    let mut db = cfg.db;
+                    if let Some(u) = &r.database_url {
+                        db.url = u.clone();
+                    }
+                    Some((strategy, db))
+                }
+            };
             let report = run::execute(run::RunArgs {
+                db_reset,
                 scenario: r.scenario,
                 scenarios_dir: r.scenarios_dir,
                 target: r.target,
@@ -76,6 +89,7 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             repeat: b.repeat,
             quiet: b.quiet,
             profiles: b.profiles,
+            reset: b.reset,
         }),
         Command::Up {
             stack,

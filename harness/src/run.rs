@@ -34,6 +34,8 @@ pub struct RunArgs {
     pub server_metric: String,
     /// Grafana base URL, for the dashboard link printed at the end.
     pub grafana_url: Option<String>,
+    /// Database reset before the run (snapshot: taken before, restored after).
+    pub db_reset: Option<(crate::db::reset::Strategy, crate::db::reset::DbSettings)>,
 }
 
 /// Result of `loadtest run`: the exit code and where the files went.
@@ -88,6 +90,74 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
     }
 
+    // The database step: a reset before the run, or a snapshot put back after it whatever happens.
+    use crate::db::reset::{self as dbreset, Strategy};
+    let mut snapshot = None;
+    if let Some((strategy, db)) = &args.db_reset {
+        crate::db_cmd::check_strategy(db, *strategy)?;
+        match strategy {
+            Strategy::Snapshot => {
+                let (snap, t) = rt.block_on(dbreset::take_snapshot(db)).runtime()?;
+                if !args.quiet {
+                    eprintln!(
+                        "snapshot: `{}` copied to `{}` in {} ms; it is put back after the run",
+                        snap.database,
+                        snap.copy,
+                        t.as_millis()
+                    );
+                }
+                snapshot = Some(snap);
+            }
+            Strategy::None => {}
+            Strategy::Recreate => {
+                return Err(Failure::Usage(anyhow!(
+                    "`--reset recreate` rebuilds the whole stack: that is `loadtest bench` (or `loadtest up --fresh`)"
+                )))
+            }
+            s => {
+                let msg = rt.block_on(dbreset::reset(db, *s)).runtime()?;
+                if !args.quiet {
+                    eprintln!("{msg}");
+                }
+            }
+        }
+    }
+    let outcome = run_phase(&args, sc, &path, target, overrides, &rt);
+    let Some(snap) = snapshot else {
+        return outcome;
+    };
+    match rt.block_on(dbreset::restore_snapshot(&snap)) {
+        Ok(t) => {
+            if !args.quiet {
+                eprintln!(
+                    "snapshot: `{}` restored in {} ms",
+                    snap.database,
+                    t.as_millis()
+                );
+            }
+            outcome
+        }
+        Err(e) => {
+            // The run's own outcome still stands; the restore failure must not go unseen.
+            eprintln!("error: {e:#}");
+            match outcome {
+                Ok(_) => Err(Failure::Runtime(anyhow!(
+                    "the run finished but its database could not be restored (see above)"
+                ))),
+                err => err,
+            }
+        }
+    }
+}
+
+fn run_phase(
+    args: &RunArgs,
+    sc: Arc<Scenario>,
+    path: &Path,
+    target: Arc<Target>,
+    overrides: Vec<String>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<RunReport, Failure> {
     let exporter = args
         .push_url
         .as_deref()
@@ -161,7 +231,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
     }
 
-    let mut result = build_result(&sc, &path, &args, &target, overrides, started_at, &out);
+    let mut result = build_result(&sc, path, args, &target, overrides, started_at, &out);
     result.trials = trials;
     result.stack = args.stack.clone();
     if let Some(prom) = &args.prometheus_url {

@@ -7,68 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::stack::Stack;
 use common::*;
 use loadtest::results::RunResult;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn demo_bin() -> String {
-    let root = repo_root();
-    let bin = root.join("target/debug/demo");
-    if !bin.is_file() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "demo"])
-            .current_dir(&root)
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the demo failed");
-    }
-    "target/debug/demo".to_string()
-}
-
-struct Stack {
-    project: String,
-    db_port: u16,
-    app_port: u16,
-    push_port: u16,
-    prom_port: u16,
-}
-
-impl Stack {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bin())
-            .args(args)
-            .current_dir(repo_root())
-            .env("LOADTEST_DB_PORT", self.db_port.to_string())
-            .env("LOADTEST_APP_PORT", self.app_port.to_string())
-            .env("LOADTEST_PUSHGATEWAY_PORT", self.push_port.to_string())
-            .env("LOADTEST_PROMETHEUS_PORT", self.prom_port.to_string())
-            .env("LOADTEST_DEMO_BIN", demo_bin())
-            .env("LOADTEST_PROJECT", &self.project)
-            .output()
-            .unwrap()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.app_port)
-    }
-
-    fn db_url(&self) -> String {
-        format!("postgres://demo:demo@127.0.0.1:{}/demo", self.db_port)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["down"]);
-    }
-}
 
 fn urlencode(q: &str) -> String {
     q.bytes()
@@ -194,13 +135,7 @@ fn labelled(project: &str) -> usize {
 
 #[test]
 fn the_stack_serves_the_contract_and_a_payment_run() {
-    let s = Stack {
-        project: format!("ltt-demo-{}", std::process::id()),
-        db_port: free_port(),
-        app_port: free_port(),
-        push_port: free_port(),
-        prom_port: free_port(),
-    };
+    let s = Stack::new("demo");
     let o = s.cmd(&["up", "--fresh", "-q", "--timeout", "180s"]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("healthy"), "{}", stdout(&o));

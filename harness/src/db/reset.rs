@@ -262,6 +262,13 @@ async fn swap_in(a: &mut PgConnection, db: &str, by: &str) -> Result<()> {
     .await
 }
 
+pub async fn template_exists(s: &DbSettings) -> Result<bool> {
+    let mut a = admin(s).await?;
+    let found = exists(&mut a, &s.template_name()?).await?;
+    a.close().await.ok();
+    Ok(found)
+}
+
 /// A fresh copy of the template in place of the live database.
 pub async fn from_template(s: &DbSettings) -> Result<Duration> {
     s.require_disposable(Strategy::Template)?;

@@ -1,0 +1,282 @@
+//! Reset strategies against the stack's real Postgres: after a run that wrote
+//! data, each one gives back exactly the prepared state (row counts and a
+//! checksum of every table); snapshot refuses a database not marked
+//! disposable and puts the database back after an interrupted run.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::stack::Stack;
+use common::*;
+use serde_json::Value;
+
+const DATA: &str = r#"
+seed = 7
+days = 30
+until = "2026-11-01"
+[merchants]
+count = 3
+[customers]
+per_merchant = 4
+[payments]
+per_customer = 25
+currencies = ["USD", "EUR"]
+[cards]
+"4242424242424242" = 0.9
+"4000000000000002" = 0.1
+"#;
+
+fn state(s: &Stack) -> Value {
+    let o = s.cmd(&["db", "state", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+fn rows(state: &Value, table: &str) -> i64 {
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("no {table} in {state}"))["rows"]
+        .as_i64()
+        .unwrap()
+}
+
+/// A short payment run: creates a merchant and payments through the API.
+fn write_run(s: &Stack, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "-s",
+        "payment-confirm",
+        "-t",
+        "",
+        "--vus",
+        "2",
+        "--duration",
+        "2s",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let url = s.url();
+    args[4] = &url;
+    args.extend_from_slice(extra);
+    s.cmd(&args)
+}
+
+fn assert_wrote(s: &Stack, out: &Path, before: &Value) {
+    let o = write_run(s, out, &[]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let after = state(s);
+    assert!(
+        rows(&after, "public.payments") > rows(before, "public.payments"),
+        "the run wrote payments"
+    );
+}
+
+#[test]
+fn every_strategy_restores_the_prepared_state() {
+    let s = Stack::new("db");
+    let o = s.cmd(&["up", "--fresh", "-q", "--timeout", "180s"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let o = s.cmd(&["migrate", "--database-url", &s.db_url()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let dir = tempdir();
+    let data = dir.path().join("data.toml");
+    std::fs::write(&data, DATA).unwrap();
+    let ids = dir.path().join("ids.csv");
+    let o = s.cmd(&[
+        "db",
+        "seed",
+        "--data",
+        data.to_str().unwrap(),
+        "--identities",
+        ids.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("300 payments"), "{}", stdout(&o));
+    let csv = std::fs::read_to_string(&ids).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    // Seeding twice is refused, the data stays.
+    let o = s.cmd(&["db", "seed", "--data", data.to_str().unwrap(), "-q"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("already holds generated data"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = s.cmd(&["db", "prepare"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let prepared = state(&s);
+    assert_eq!(rows(&prepared, "public.payments"), 300);
+    assert_eq!(rows(&prepared, "public.merchants"), 3);
+
+    let out = dir.path().join("out");
+    // template: a fresh copy; the app's pool survives (no failed request right after).
+    assert_wrote(&s, &out, &prepared);
+    let o = s.cmd(&["db", "reset", "--strategy", "template"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(state(&s), prepared);
+    let o = write_run(&s, &out, &["-r", "after-template"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("after-template_payment-confirm.json"));
+    assert_eq!(
+        r["metrics"]["http_req_failed"]["passes"], 0,
+        "{}",
+        r["errors"]
+    );
+    assert!(r["metrics"]["http_reqs"]["count"].as_u64().unwrap() > 10);
+
+    // delete: the configured statements remove what runs wrote, the seeded rows stay.
+    let o = s.cmd(&["db", "reset", "--strategy", "delete"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(state(&s), prepared);
+
+    // truncate, both ways: every table but the migrations table empty.
+    for how in ["truncate", "delete"] {
+        assert_wrote(&s, &out, &prepared);
+        let o = s.cmd(&["db", "reset", "--strategy", "truncate", "--empty-with", how]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let st = state(&s);
+        for t in st.as_array().unwrap() {
+            if t["table"] == "public._sqlx_migrations" {
+                assert_eq!(t, &prepared[0], "migrations kept");
+            } else {
+                assert_eq!(t["rows"], 0, "{how}: {t}");
+            }
+        }
+        let o = s.cmd(&["db", "reset", "--strategy", "template"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(state(&s), prepared);
+    }
+
+    // snapshot around a run: the run's writes are gone afterwards.
+    let o = write_run(&s, &out, &["--reset", "snapshot", "-r", "snap"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(out.join("snap_payment-confirm.json").is_file());
+    assert_eq!(state(&s), prepared);
+
+    // Interrupted (SIGINT) mid-run: partial results, and the database is put back.
+    let child = s
+        .command(&[
+            "run",
+            "-s",
+            "payment-confirm",
+            "-t",
+            &s.url(),
+            "--vus",
+            "2",
+            "--duration",
+            "20s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-r",
+            "cut",
+            "--reset",
+            "snapshot",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let r = read_json(&out.join("cut_payment-confirm.json"));
+    assert_eq!(r["interrupted"], true);
+    assert!(r["metrics"]["http_reqs"]["count"].as_u64().unwrap() > 0);
+    assert_eq!(state(&s), prepared, "restored after the interrupted run");
+
+    // A run killed outright leaves its snapshot; the next snapshot run refuses, `db restore` puts it back.
+    let mut child = s
+        .command(&[
+            "run",
+            "-s",
+            "payment-confirm",
+            "-t",
+            &s.url(),
+            "--vus",
+            "2",
+            "--duration",
+            "20s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-r",
+            "killed",
+            "--reset",
+            "snapshot",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ne!(state(&s), prepared, "the killed run wrote data");
+    let o = write_run(&s, &out, &["--reset", "snapshot"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("loadtest db restore"), "{}", stderr(&o));
+    let o = s.cmd(&["db", "restore"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(state(&s), prepared);
+    let o = s.cmd(&["db", "restore"]);
+    assert!(stdout(&o).contains("nothing to restore"), "{}", stdout(&o));
+
+    // A database not marked disposable: snapshot, truncate and template refuse; nothing changes.
+    assert_wrote(&s, &out, &prepared);
+    let written = state(&s);
+    let no = [("LOADTEST_DB_DISPOSABLE", "false")];
+    let o = s.cmd_env(
+        &[
+            "run",
+            "-s",
+            "health",
+            "-t",
+            &s.url(),
+            "--duration",
+            "1s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-r",
+            "refused",
+            "--reset",
+            "snapshot",
+        ],
+        &no,
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not marked disposable"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("refused_health.json").exists(), "nothing ran");
+    for strategy in ["truncate", "template"] {
+        let o = s.cmd_env(&["db", "reset", "--strategy", strategy], &no);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not marked disposable"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(state(&s), written, "a refused reset changes nothing");
+    // ...while targeted deletes are allowed there.
+    let o = s.cmd_env(&["db", "reset", "--strategy", "delete"], &no);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(state(&s), prepared);
+
+    let o = s.cmd(&["down"]);
+    assert_eq!(code(&o), 0);
+}
