@@ -90,6 +90,14 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
     }
 
+    // Data rows are checked against the VUs before anything is sent or reset.
+    let feed = sc
+        .data
+        .as_ref()
+        .map(|d| crate::scenario::data::load(d, &path, sc.options.executor.max_vus()).map(Arc::new))
+        .transpose()
+        .usage()?;
+
     // The database step: a reset before the run, or a snapshot put back after it whatever happens.
     use crate::db::reset::{self as dbreset, Strategy};
     let mut snapshot = None;
@@ -122,7 +130,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
             }
         }
     }
-    let outcome = run_phase(&args, sc, &path, target, overrides, &rt);
+    let outcome = run_phase(&args, sc, &path, target, overrides, &rt, feed);
     let Some(snap) = snapshot else {
         return outcome;
     };
@@ -157,6 +165,7 @@ fn run_phase(
     target: Arc<Target>,
     overrides: Vec<String>,
     rt: &tokio::runtime::Runtime,
+    feed: Option<Arc<crate::scenario::data::Feed>>,
 ) -> Result<RunReport, Failure> {
     let exporter = args
         .push_url
@@ -193,6 +202,7 @@ fn run_phase(
                 vars.clone(),
                 !args.quiet,
                 exporter.as_ref(),
+                feed.clone(),
             ))
             .map_err(|e| Failure::Runtime(anyhow!(e)))?;
         for e in &mut out.timeline {

@@ -57,6 +57,7 @@ pub async fn run_once(
         target: target.clone(),
         prepared: Vec::new(),
         base_vars,
+        feed: None,
     };
     let mut vu = Vu::new(0, target.clone(), Default::default());
     for (step, prep) in steps.iter().zip(&prepared) {
@@ -156,6 +157,7 @@ pub async fn run_load(
     base_vars: BTreeMap<String, Value>,
     show_progress: bool,
     exporter: Option<&metrics::export::Exporter>,
+    feed: Option<Arc<crate::scenario::data::Feed>>,
 ) -> Result<LoadOutput, String> {
     let prepared = vu::prepare(&scenario.steps, &target)?;
     let shared = Arc::new(Shared {
@@ -163,6 +165,7 @@ pub async fn run_load(
         target,
         prepared,
         base_vars,
+        feed,
     });
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -78,6 +78,8 @@ pub struct Shared {
     pub prepared: Vec<Prepared>,
     /// `env`, plus the variables extracted by setup.
     pub base_vars: BTreeMap<String, Value>,
+    /// Rows handed to VUs (`[data]`).
+    pub feed: Option<Arc<crate::scenario::data::Feed>>,
 }
 
 pub struct Vu {
@@ -88,6 +90,8 @@ pub struct Vu {
     client: Client,
     vars: BTreeMap<String, Value>,
     ctx: Option<Value>,
+    /// This iteration's data row.
+    row: Option<Value>,
 }
 
 fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, String> {
@@ -117,6 +121,7 @@ impl Vu {
             client: Client::new(target, counters),
             vars: BTreeMap::new(),
             ctx: None,
+            row: None,
         }
     }
 
@@ -126,6 +131,9 @@ impl Vu {
             m.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
             m.insert("vu".into(), Value::from(self.id));
             m.insert("iter".into(), Value::from(self.iter));
+            if let (Some(f), Some(row)) = (&sh.feed, &self.row) {
+                m.insert(f.spec.name.clone(), row.clone());
+            }
             self.ctx = Some(Value::from(m));
         }
         self.ctx.as_ref().expect("set above")
@@ -229,6 +237,9 @@ impl Vu {
             self.vars.clear();
         }
         self.ctx = None;
+        if let Some(f) = &sh.feed {
+            self.row = Some(f.pick(self.id));
+        }
         let started = Instant::now();
         for (i, (step, prep)) in scenario.steps.iter().zip(&sh.prepared).enumerate() {
             let req = match self.build(sh, step, prep) {

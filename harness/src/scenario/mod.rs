@@ -2,6 +2,7 @@
 //! request is sent. Every error names `file:line:column`.
 
 pub mod checks;
+pub mod data;
 pub mod locate;
 pub mod options;
 pub mod template;
@@ -37,6 +38,7 @@ struct RawScenario {
     teardown: Vec<RawStep>,
     #[serde(default)]
     thresholds: BTreeMap<String, Vec<RawThreshold>>,
+    data: Option<data::RawData>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +120,8 @@ pub struct Scenario {
     pub teardown: Vec<Step>,
     pub thresholds: Vec<Threshold>,
     pub templates: Templates,
+    /// Rows fed to VUs (`[data]`), read when the run starts.
+    pub data: Option<data::DataSpec>,
 }
 
 impl Scenario {
@@ -240,8 +244,21 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         }
         Ok(out)
     };
+    let data = raw
+        .data
+        .as_ref()
+        .map(|d| {
+            data::DataSpec::from_raw(d)
+                .map_err(|(key, msg)| fail(&[Seg::Key("data"), Seg::Key(key)], msg))
+        })
+        .transpose()?;
     let setup = compile("setup", &raw.setup, &mut known, &mut templates, false)?;
-    let steps = compile("steps", &raw.steps, &mut known, &mut templates, true)?;
+    // The data row is there for the load steps only (setup and teardown run once, outside VUs).
+    let mut step_known = known.clone();
+    if let Some(d) = &data {
+        step_known.insert(d.name.clone());
+    }
+    let steps = compile("steps", &raw.steps, &mut step_known, &mut templates, true)?;
     let teardown = compile("teardown", &raw.teardown, &mut known, &mut templates, true)?;
 
     let mut seen = BTreeSet::new();
@@ -323,6 +340,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         teardown,
         thresholds,
         templates,
+        data,
     })
 }
 

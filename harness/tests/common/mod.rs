@@ -31,6 +31,12 @@ pub struct AppState {
     /// Latency of /steady, in ms.
     pub steady_ms: AtomicU64,
     pub hits: AtomicU64,
+    /// /who: requests by (x-user, x-vu) header pair.
+    pub who: Mutex<HashMap<(String, String), u64>>,
+    /// /flaky: attempts per item.
+    pub attempts: Mutex<HashMap<String, u64>>,
+    /// /flaky: items created (answered 200).
+    pub created: Mutex<Vec<String>>,
 }
 
 pub struct TestServer {
@@ -169,6 +175,54 @@ async fn fail() -> impl IntoResponse {
     )
 }
 
+async fn who(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    *s.who
+        .lock()
+        .unwrap()
+        .entry((h("x-user"), h("x-vu")))
+        .or_default() += 1;
+    Json(json!({"status": "ok"}))
+}
+
+/// Items named `bad...` are refused (400); `busy...` answer 429 once; every other
+/// item answers 503 to its first two attempts, then 200.
+async fn flaky(State(s): State<Arc<AppState>>, Json(body): Json<Value>) -> impl IntoResponse {
+    let item = body["item"].as_str().unwrap_or("").to_string();
+    let n = {
+        let mut a = s.attempts.lock().unwrap();
+        let n = a.entry(item.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if item.starts_with("bad") {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "refused"})));
+    }
+    if item.starts_with("busy") && n == 1 {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": "slow down"})),
+        );
+    }
+    if !item.starts_with("busy") && n <= 2 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "try later"})),
+        );
+    }
+    s.created.lock().unwrap().push(item.clone());
+    (
+        StatusCode::OK,
+        Json(json!({"id": format!("id-{item}"), "item": item})),
+    )
+}
+
 impl TestServer {
     /// Starts the server on its own runtime thread; it stops when dropped.
     pub fn start() -> TestServer {
@@ -181,6 +235,8 @@ impl TestServer {
             .route("/accounts", post(accounts))
             .route("/payments", post(create_payment))
             .route("/payments/{id}/confirm", post(confirm))
+            .route("/who", get(who))
+            .route("/flaky", post(flaky))
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
