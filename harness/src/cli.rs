@@ -79,6 +79,20 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Create data through the API: the [[populate]] entries of a scenario or data file
+    Populate {
+        /// Scenario name or path to a .toml file with [[populate]] entries
+        #[arg(short, long)]
+        scenario: String,
+        /// Base URL of the service
+        #[arg(short, long, env = "LOADTEST_TARGET")]
+        target: String,
+        #[arg(long, default_value = "scenarios", env = "LOADTEST_SCENARIOS_DIR")]
+        scenarios_dir: PathBuf,
+        /// No progress bar
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// The database: state, prepare (template), reset, restore (snapshot), seed, reset-bench
     Db(crate::db_cmd::DbArgs),
     /// Apply the sqlx migrations to the stack's database

@@ -99,6 +99,34 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             quiet,
         } => stack_cmd::up_cmd(&stack, fresh, keep_on_failure, timeout, quiet),
         Command::Db(d) => loadtest::db_cmd::execute(d),
+        Command::Populate {
+            scenario: s,
+            target,
+            scenarios_dir,
+            quiet,
+        } => {
+            let path = scenario::resolve(&s, &scenarios_dir).usage()?;
+            let sc = std::sync::Arc::new(scenario::load(&path).usage()?);
+            if sc.populate.is_empty() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "{}: no [[populate]] entries",
+                    path.display()
+                )));
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .runtime()?;
+            let target = std::sync::Arc::new(
+                rt.block_on(loadtest::engine::client::Target::resolve(&target))
+                    .usage()?,
+            );
+            let mut base = std::collections::BTreeMap::new();
+            base.insert("env".to_string(), loadtest::engine::env_value());
+            rt.block_on(loadtest::populate::run_all(&sc, &target, &base, !quiet))
+                .runtime()?;
+            Ok(exit::OK)
+        }
         Command::Down { stack } => stack_cmd::down_cmd(&stack),
         Command::Migrate {
             database_url,

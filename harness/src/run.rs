@@ -62,6 +62,13 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
     check_run_name(&args.run_name)?;
     let path = scenario::resolve(&args.scenario, &args.scenarios_dir).usage()?;
     let mut sc: Scenario = scenario::load(&path).usage()?;
+    if sc.steps.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "{}: no [[steps]] to run under load (only [[populate]]): `loadtest populate -s {}` creates its items",
+            path.display(),
+            args.scenario
+        )));
+    }
     let overrides = sc
         .options
         .apply_overrides(args.vus, args.duration)
@@ -176,6 +183,10 @@ fn run_phase(
     let env = engine::env_value();
     let mut base: BTreeMap<String, minijinja::Value> = BTreeMap::new();
     base.insert("env".into(), env.clone());
+    if !sc.populate.is_empty() {
+        rt.block_on(crate::populate::run_all(&sc, &target, &base, !args.quiet))
+            .runtime()?;
+    }
     let setup_vars = rt
         .block_on(engine::run_once(
             &sc,

@@ -219,6 +219,12 @@ impl Vu {
         missing
     }
 
+    /// Sets a variable for the next requests (populate's `item` and `index`).
+    pub fn set_var(&mut self, name: &str, value: Value) {
+        self.vars.insert(name.to_string(), value);
+        self.ctx = None;
+    }
+
     pub fn vars(&self) -> &BTreeMap<String, Value> {
         &self.vars
     }

@@ -113,7 +113,7 @@ impl Feed {
     }
 }
 
-fn read_rows(path: &Path) -> Result<Vec<serde_json::Value>> {
+pub fn read_rows(path: &Path) -> Result<Vec<serde_json::Value>> {
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));

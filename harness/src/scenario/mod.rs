@@ -39,6 +39,54 @@ struct RawScenario {
     #[serde(default)]
     thresholds: BTreeMap<String, Vec<RawThreshold>>,
     data: Option<data::RawData>,
+    #[serde(default)]
+    populate: Vec<RawPopulate>,
+}
+
+/// A `[[populate]]` entry: a request (as a step) sent once per item before the run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPopulate {
+    name: Option<String>,
+    method: Option<String>,
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    json: Option<toml::Value>,
+    body: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    extract: BTreeMap<String, String>,
+    items: Option<toml::Value>,
+    items_file: Option<String>,
+    concurrency: Option<u32>,
+    retries: Option<u32>,
+    backoff: Option<String>,
+    backoff_max: Option<String>,
+    error_budget: Option<u32>,
+    output: Option<String>,
+    unprocessed: Option<String>,
+}
+
+/// What a `[[populate]]` entry creates one of per item.
+#[derive(Debug, Clone)]
+pub enum Items {
+    Count(u64),
+    List(Vec<serde_json::Value>),
+    /// Rows of a CSV or JSON file.
+    File(PathBuf),
+}
+
+pub struct Populate {
+    pub step: Step,
+    pub items: Items,
+    pub concurrency: u32,
+    pub retries: u32,
+    pub backoff: std::time::Duration,
+    pub backoff_max: std::time::Duration,
+    pub error_budget: u32,
+    pub output: Option<PathBuf>,
+    pub unprocessed: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +170,8 @@ pub struct Scenario {
     pub templates: Templates,
     /// Rows fed to VUs (`[data]`), read when the run starts.
     pub data: Option<data::DataSpec>,
+    /// Items created through the API before the run (`[[populate]]`).
+    pub populate: Vec<Populate>,
 }
 
 impl Scenario {
@@ -204,13 +254,26 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         })
         .unwrap_or_default()
     };
-    let options = Options::from_raw(&raw.options, &present).map_err(|(key, msg)| {
+    // A populate-only file has no load to shape: a single iteration stands in.
+    let populate_only = raw.steps.is_empty() && present.is_empty();
+    let (raw_options, present) = if populate_only {
+        let o: options::RawOptions =
+            toml::from_str("executor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n")
+                .expect("static options");
+        (
+            o,
+            vec!["executor".into(), "vus".into(), "iterations".into()],
+        )
+    } else {
+        (raw.options, present)
+    };
+    let options = Options::from_raw(&raw_options, &present).map_err(|(key, msg)| {
         let mut segs = vec![Seg::Key("options")];
         segs.extend(key.iter().map(|k| Seg::Key(k.as_str())));
         fail(&segs, msg)
     })?;
 
-    if raw.steps.is_empty() {
+    if raw.steps.is_empty() && raw.populate.is_empty() {
         bail!(
             "{}: the scenario has no [[steps]]: add at least one request to run under load",
             path.display()
@@ -244,6 +307,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         }
         Ok(out)
     };
+    let populate = compile_populate(&raw.populate, &loc, &mut templates)?;
     let data = raw
         .data
         .as_ref()
@@ -341,7 +405,86 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         thresholds,
         templates,
         data,
+        populate,
     })
+}
+
+fn compile_populate(
+    raws: &[RawPopulate],
+    loc: &Locator,
+    templates: &mut Templates,
+) -> Result<Vec<Populate>> {
+    let mut known: BTreeSet<String> = template::BUILTIN_VARS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    known.extend(["item".to_string(), "index".to_string()]);
+    let mut out = Vec::new();
+    for (i, rp) in raws.iter().enumerate() {
+        let at = |key: &'static str| loc.at(&[Seg::Key("populate"), Seg::Index(i), Seg::Key(key)]);
+        let rs = RawStep {
+            name: rp.name.clone(),
+            method: rp.method.clone().or(Some("POST".into())),
+            path: rp.path.clone(),
+            headers: rp.headers.clone(),
+            json: rp.json.clone(),
+            body: rp.body.clone(),
+            content_type: rp.content_type.clone(),
+            extract: rp.extract.clone(),
+            checks: toml::Table::new(),
+        };
+        let step = compile_step("populate", i, &rs, loc, templates, &known, 0)?;
+        let items = match (&rp.items, &rp.items_file) {
+            (Some(toml::Value::Integer(n)), None) if *n > 0 => Items::Count(*n as u64),
+            (Some(toml::Value::Array(a)), None) if !a.is_empty() => Items::List(
+                a.iter()
+                    .map(|v| serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+                    .collect(),
+            ),
+            (None, Some(f)) => Items::File(PathBuf::from(f)),
+            _ => bail!(
+                "{}: give the items as a count (items = 100), a non-empty list (items = [\"a\", \"b\"]) or a file (items_file = \"rows.csv\"), one of them",
+                at("items")
+            ),
+        };
+        let dur = |key: &'static str, v: &Option<String>, default: &str| {
+            crate::duration::parse(v.as_deref().unwrap_or(default))
+                .map_err(|e| anyhow!("{}: {e}", at(key)))
+        };
+        let concurrency = rp.concurrency.unwrap_or(4);
+        if !(1..=1000).contains(&concurrency) {
+            bail!("{}: concurrency must be 1..=1000", at("concurrency"));
+        }
+        let unprocessed = rp
+            .unprocessed
+            .clone()
+            .unwrap_or_else(|| format!("benchmark/unprocessed-{}.jsonl", slug(&step.name)));
+        out.push(Populate {
+            items,
+            concurrency,
+            retries: rp.retries.unwrap_or(4),
+            backoff: dur("backoff", &rp.backoff, "100ms")?,
+            backoff_max: dur("backoff_max", &rp.backoff_max, "5s")?,
+            error_budget: rp.error_budget.unwrap_or(5).max(1),
+            output: rp.output.clone().map(PathBuf::from),
+            unprocessed: PathBuf::from(unprocessed),
+            step,
+        });
+    }
+    Ok(out)
+}
+
+/// A file-name-safe form of a step name.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn compile_step(
