@@ -19,6 +19,28 @@ const SEEDED: [&str; 3] = [
     "DELETE FROM merchants WHERE merchant_id LIKE 'mer\\_seed\\_%'",
 ];
 
+/// Payments a typical short run writes (a few seconds at ~1k payments/s).
+const RUN_PAYMENTS: u32 = 2000;
+
+/// Writes what a short payment run leaves behind: a merchant of its own and its payments.
+async fn write_run(db: &DbSettings) -> Result<()> {
+    let mut c = super::connect(&db.url).await?;
+    let id = format!("mer_run_{}", fastrand::u64(..));
+    sqlx::query("INSERT INTO merchants (merchant_id, merchant_name) VALUES ($1, 'loadtest-bench')")
+        .bind(&id)
+        .execute(&mut c)
+        .await?;
+    sqlx::query(
+        "INSERT INTO payments (payment_id, merchant_id, status, amount, currency) \
+         SELECT $1 || '_' || g, $1, 'succeeded', 100 + g, 'USD' FROM generate_series(1, $2) g",
+    )
+    .bind(&id)
+    .bind(RUN_PAYMENTS as i32)
+    .execute(&mut c)
+    .await?;
+    Ok(())
+}
+
 /// Scales the plan to about `payments` payments, keeping its merchants.
 fn scale(plan: &mut seed::Plan, payments: u64) {
     let merchants = plan.merchants().max(1);
@@ -68,58 +90,86 @@ async fn measure(db: &DbSettings, plan_path: &Path, payments: u64, rounds: u32) 
     let r = seed::load_into(&db.url, &plan, plan.data.seed, None, false).await?;
     let template_save = reset::save_template(db).await?;
     let db_mb = db_size_mb(db).await?;
-    let mut deleting = db.clone();
-    if deleting.delete.is_empty() {
-        deleting.delete = SEEDED.iter().map(|s| s.to_string()).collect();
-    }
-    let (mut tpl, mut trunc, mut del_all, mut del, mut take, mut restore) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for round in 0..rounds {
+    let mut seeded = db.clone();
+    seeded.delete = SEEDED.iter().map(|s| s.to_string()).collect();
+    let progress = |what: &str, round: u32| {
         eprint!(
-            "\r  {} payments: round {}/{rounds}   ",
+            "\r  {} payments: {what} {}/{rounds}          ",
             r.payments,
             round + 1
         );
+    };
+    // Each strategy in turn, every round starting from what a run leaves behind.
+    let mut tpl = vec![];
+    for round in 0..rounds {
+        progress("template", round);
+        write_run(db).await?;
         tpl.push(reset::from_template(db).await?);
+    }
+    let (mut trunc, mut del_all) = (vec![], vec![]);
+    for round in 0..rounds {
+        progress("truncate", round);
+        write_run(db).await?;
         trunc.push(reset::empty_tables(db, EmptyWith::Truncate).await?.0);
         reset::from_template(db).await?;
+        write_run(db).await?;
         del_all.push(reset::empty_tables(db, EmptyWith::Delete).await?.0);
         reset::from_template(db).await?;
-        del.push(reset::delete(&deleting).await?.0);
+    }
+    let (mut del_run, mut del_seeded) = (vec![], vec![]);
+    for round in 0..rounds {
+        progress("delete", round);
+        if !db.delete.is_empty() {
+            write_run(db).await?;
+            del_run.push(reset::delete(db).await?.0);
+        }
+        del_seeded.push(reset::delete(&seeded).await?.0);
         reset::from_template(db).await?;
+    }
+    let (mut take, mut restore) = (vec![], vec![]);
+    for round in 0..rounds {
+        progress("snapshot", round);
         let (snap, t) = reset::take_snapshot(db).await?;
         take.push(t);
+        write_run(db).await?;
         restore.push(reset::restore_snapshot(&snap).await?);
     }
     eprintln!();
-    // Leave the prepared state behind.
-    reset::from_template(db).await?;
+    let mut cells = vec![
+        ("template: fresh copy swapped in".to_string(), median(tpl)),
+        (
+            "truncate: TRUNCATE ... RESTART IDENTITY (one statement)".into(),
+            median(trunc),
+        ),
+        (
+            "truncate: DELETE every table, triggers off".into(),
+            median(del_all),
+        ),
+    ];
+    if !del_run.is_empty() {
+        cells.push((
+            format!(
+                "delete: the {} configured statements (a run's {RUN_PAYMENTS} payments), triggers off",
+                db.delete.len()
+            ),
+            median(del_run),
+        ));
+    }
+    cells.extend([
+        (
+            "delete: all seeded rows, 3 ordered statements, triggers off".to_string(),
+            median(del_seeded),
+        ),
+        ("snapshot: take (copy before the run)".into(), median(take)),
+        ("snapshot: restore (rename back)".into(), median(restore)),
+    ]);
     Ok(Column {
         payments: r.payments,
         rows: r.rows,
         seed_rate: r.rows_per_s(),
         db_mb,
         template_save_ms: template_save.as_secs_f64() * 1000.0,
-        cells: vec![
-            ("template: fresh copy swapped in".into(), median(tpl)),
-            (
-                "truncate: TRUNCATE ... RESTART IDENTITY (one statement)".into(),
-                median(trunc),
-            ),
-            (
-                "truncate: DELETE every table, triggers off".into(),
-                median(del_all),
-            ),
-            (
-                format!(
-                    "delete: {} ordered statements, triggers off",
-                    deleting.delete.len()
-                ),
-                median(del),
-            ),
-            ("snapshot: take (copy before the run)".into(), median(take)),
-            ("snapshot: restore (rename back)".into(), median(restore)),
-        ],
+        cells,
     })
 }
 
@@ -191,7 +241,10 @@ fn render(cols: &[Column], rounds: u32) -> String {
     let _ = writeln!(
         o,
         "# Database reset strategies\n\n`loadtest db reset-bench --rows {} --rounds {rounds}` on {}: \
-         median milliseconds of {rounds} rounds (the demo schema: merchants, api_keys, payments).\n",
+         median milliseconds of {rounds} rounds (the demo schema: merchants, api_keys, payments). \
+         Each measured reset (but `delete: all seeded rows`) follows what a short run leaves behind \
+         ({RUN_PAYMENTS} payments of a merchant of its own); copies (template, snapshot take) first wait \
+         for Postgres's checkpoint of those writes.\n",
         cols.iter()
             .map(|c| c.payments.to_string())
             .collect::<Vec<_>>()
@@ -231,6 +284,23 @@ fn render(cols: &[Column], rounds: u32) -> String {
         o.push('\n');
     }
     let _ = writeln!(o);
+    for c in cols {
+        let find = |prefix: &str| {
+            c.cells
+                .iter()
+                .find(|x| x.0.starts_with(prefix))
+                .map(|x| x.1)
+        };
+        if let (Some(t), Some(r)) = (find("template"), find("recreate")) {
+            let _ = writeln!(
+                o,
+                "- {} payments: template / recreate = {:.3} ({:.0}x faster to a fresh prepared database).",
+                c.payments,
+                t / r,
+                r / t
+            );
+        }
+    }
     for c in cols {
         let _ = writeln!(
             o,
