@@ -77,6 +77,31 @@ fn assert_wrote(s: &Stack, out: &Path, before: &Value) {
     );
 }
 
+/// A 20 s payment run wrapped in a snapshot, to be cut short; output piped.
+fn long_snapshot_run(s: &Stack, out: &Path, run: &str) -> std::process::Command {
+    let mut c = s.command(&[
+        "run",
+        "-s",
+        "payment-confirm",
+        "-t",
+        &s.url(),
+        "--vus",
+        "2",
+        "--duration",
+        "20s",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+        "-r",
+        run,
+        "--reset",
+        "snapshot",
+    ]);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
 #[test]
 fn every_strategy_restores_the_prepared_state() {
     let s = Stack::new("db");
@@ -163,29 +188,7 @@ fn every_strategy_restores_the_prepared_state() {
     assert_eq!(state(&s), prepared);
 
     // Interrupted (SIGINT) mid-run: partial results, and the database is put back.
-    let child = s
-        .command(&[
-            "run",
-            "-s",
-            "payment-confirm",
-            "-t",
-            &s.url(),
-            "--vus",
-            "2",
-            "--duration",
-            "20s",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-            "-r",
-            "cut",
-            "--reset",
-            "snapshot",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = long_snapshot_run(&s, &out, "cut").spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
@@ -196,29 +199,7 @@ fn every_strategy_restores_the_prepared_state() {
     assert_eq!(state(&s), prepared, "restored after the interrupted run");
 
     // A run killed outright leaves its snapshot; the next snapshot run refuses, `db restore` puts it back.
-    let mut child = s
-        .command(&[
-            "run",
-            "-s",
-            "payment-confirm",
-            "-t",
-            &s.url(),
-            "--vus",
-            "2",
-            "--duration",
-            "20s",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-            "-r",
-            "killed",
-            "--reset",
-            "snapshot",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = long_snapshot_run(&s, &out, "killed").spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     child.kill().unwrap();
     child.wait().unwrap();

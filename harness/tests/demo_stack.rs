@@ -11,24 +11,12 @@ use common::stack::Stack;
 use common::*;
 use loadtest::results::RunResult;
 
-fn urlencode(q: &str) -> String {
-    q.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// GET on the stack's Prometheus HTTP API (plain HTTP/1.0 over a socket); the JSON body.
 fn prom_get(port: u16, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
     use std::io::{Read, Write};
     let q: Vec<String> = params
         .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .map(|(k, v)| format!("{k}={}", loadtest::metrics::server::encode(v)))
         .collect();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(

@@ -81,7 +81,8 @@ pub fn split_url(url: &str) -> Result<(String, String)> {
     Ok((hostport, prefix.to_string()))
 }
 
-fn encode(q: &str) -> String {
+/// Percent-encodes a query-string value.
+pub fn encode(q: &str) -> String {
     q.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

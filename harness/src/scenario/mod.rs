@@ -44,6 +44,7 @@ struct RawScenario {
 }
 
 /// A `[[populate]]` entry: a request (as a step) sent once per item before the run.
+/// The request fields repeat `RawStep`'s: serde's `flatten` would lose `deny_unknown_fields`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPopulate {
