@@ -552,3 +552,55 @@ pub async fn reset(s: &DbSettings, strategy: Strategy) -> Result<String> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_restore_keeps_the_snapshot_and_says_how_to_restore() {
+        // Nothing listens on port 1: the restore fails before touching anything.
+        let snap = Snapshot {
+            database: "shop".into(),
+            copy: "shop_loadtest_snapshot".into(),
+            admin_url: "postgres://u:secret@127.0.0.1:1/postgres".into(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = format!("{:#}", rt.block_on(restore_snapshot(&snap)).unwrap_err());
+        assert!(
+            e.contains("the snapshot `shop_loadtest_snapshot` is kept"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "psql \"postgres://u:***@127.0.0.1:1/postgres\" -c 'DROP DATABASE IF EXISTS \"shop\" WITH (FORCE)' -c 'ALTER DATABASE \"shop_loadtest_snapshot\" RENAME TO \"shop\"'"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn only_targeted_deletes_run_on_a_database_not_marked_disposable() {
+        let s = DbSettings {
+            url: "postgres://u:p@h/shop".into(),
+            disposable: false,
+            template: None,
+            delete: vec![],
+            keep: vec![],
+            empty_with: EmptyWith::Auto,
+        };
+        for st in [Strategy::Template, Strategy::Truncate, Strategy::Snapshot] {
+            let e = s.require_disposable(st).unwrap_err().to_string();
+            assert!(
+                e.contains("not marked disposable") && e.contains("`shop`"),
+                "{e}"
+            );
+        }
+        assert!(s.require_disposable(Strategy::Delete).is_ok());
+        assert_eq!(s.template_name().unwrap(), "shop_loadtest_template");
+    }
+}
