@@ -35,6 +35,37 @@ fn prom_query(port: u16, q: &str) -> String {
     prom_get(port, "/api/v1/query", &[("query", q)]).to_string()
 }
 
+/// `loadtest run -q` against the stack's app in the background, output piped.
+fn spawn_run(
+    s: &Stack,
+    scenario: &str,
+    run: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let url = s.url();
+    let mut args = vec![
+        "run",
+        "-s",
+        scenario,
+        "-t",
+        &url,
+        "-o",
+        out.to_str().unwrap(),
+        "-r",
+        run,
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    Command::new(bin())
+        .args(&args)
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,30 +252,20 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     let prom = format!("http://127.0.0.1:{}", s.prom_port);
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dashboard.toml");
     let from = unix_now();
-    let child = Command::new(bin())
-        .args([
-            "run",
-            "-s",
-            fixture.to_str().unwrap(),
-            "-t",
-            &s.url(),
-            "-o",
-            out.path().to_str().unwrap(),
-            "-r",
-            "live",
-            "-q",
+    let child = spawn_run(
+        &s,
+        fixture.to_str().unwrap(),
+        "live",
+        out.path(),
+        &[
             "--push-url",
             &push,
             "--prometheus-url",
             &prom,
             "--grafana-url",
             "http://127.0.0.1:3999",
-        ])
-        .current_dir(repo_root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     std::thread::sleep(std::time::Duration::from_secs(9));
     let mid = prom_query(
         s.prom_port,
@@ -305,32 +326,22 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     assert!(summary.contains(url), "the link is printed: {summary}");
 
     // Prometheus stops mid-run: one warning, the run completes with its own results.
-    let child = Command::new(bin())
-        .args([
-            "run",
-            "-s",
-            "health",
-            "-t",
-            &s.url(),
+    let child = spawn_run(
+        &s,
+        "health",
+        "promgone",
+        out.path(),
+        &[
             "--vus",
             "2",
             "--duration",
             "6s",
-            "-o",
-            out.path().to_str().unwrap(),
-            "-r",
-            "promgone",
-            "-q",
             "--push-url",
             &push,
             "--prometheus-url",
             &prom,
-        ])
-        .current_dir(repo_root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     std::thread::sleep(std::time::Duration::from_secs(2));
     let k = Command::new("docker")
         .args(["stop", "-t", "1", &format!("{}-prometheus-1", s.project)])
@@ -347,28 +358,13 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     assert!(r.server.is_none() && r.metrics.http_reqs.count > 0);
 
     // The app dies mid-run: the run completes, errors are grouped, the exit says so.
-    let child = Command::new(bin())
-        .args([
-            "run",
-            "-s",
-            "health",
-            "-t",
-            &s.url(),
-            "--vus",
-            "4",
-            "--duration",
-            "4s",
-            "-o",
-            out.path().to_str().unwrap(),
-            "-r",
-            "killed",
-            "-q",
-        ])
-        .current_dir(repo_root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(
+        &s,
+        "health",
+        "killed",
+        out.path(),
+        &["--vus", "4", "--duration", "4s"],
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let k = Command::new("docker")
         .args(["kill", &format!("{}-app-1", s.project)])
