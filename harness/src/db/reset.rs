@@ -57,7 +57,7 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EmptyWith {
-    /// DELETE below `AUTO_DELETE_BELOW_BYTES` of table data, TRUNCATE above
+    /// DELETE below 1 MiB of table data (faster there), TRUNCATE above
     Auto,
     Truncate,
     Delete,
