@@ -30,20 +30,9 @@ checks = { status = 200 }
 "#;
 
 fn run(dir: &Path, scenario: &Path, url: &str, run: &str, extra: &[&str]) {
-    let mut args = vec![
-        "run",
-        "-s",
-        scenario.to_str().unwrap(),
-        "-t",
-        url,
-        "-o",
-        dir.to_str().unwrap(),
-        "-r",
-        run,
-        "-q",
-    ];
+    let mut args = vec!["-r", run];
     args.extend_from_slice(extra);
-    let o = loadtest(&args);
+    let o = run_scenario(scenario, url, dir, &args);
     assert_eq!(code(&o), 0, "run {run}: {}", stderr(&o));
 }
 
