@@ -71,20 +71,57 @@ if [ "$compare" = 1 ]; then
   [ "$missing" = 1 ] && exit 2
 fi
 
-# The service under test and the harness, from this checkout: a stale image silently tests old code.
-echo "building loadtest and the demo service (cargo build --release)" >&2
-cargo build --release -q -p loadtest -p demo
-
-# Without a registry the stack runs on local stand-in images, made with mmdebstrap once per machine.
-if target/release/loadtest images | grep -q missing && ! command -v mmdebstrap >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing mmdebstrap to build the local stand-in images" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap >/dev/null
-  else
-    echo "note: stand-in images are missing and mmdebstrap is not installed (apt-get install mmdebstrap);" >&2
-    echo "      with a registry, set LOADTEST_POSTGRES_IMAGE to an image you can pull" >&2
-  fi
+# A bare machine: what the first run needs is checked before the long compile, so a
+# missing piece costs seconds, not minutes.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is missing; install Rust (https://rustup.rs), then run ./loadtest.sh again" >&2
+  exit 2
 fi
+docker_sock=/var/run/docker.sock
+if [ -z "${DOCKER_HOST:-}" ] && [ ! -S "$docker_sock" ]; then
+  echo "error: no Docker Engine at $docker_sock: start the daemon (e.g. systemctl start docker) or set DOCKER_HOST" >&2
+  exit 2
+fi
+if [ -z "${DOCKER_HOST:-}" ] && [ ! -w "$docker_sock" ]; then
+  echo "error: $docker_sock is not writable by $(id -un): add the user to the docker group (sudo usermod -aG docker $(id -un), then log in again)" >&2
+  exit 2
+fi
+
+# Debian packages the stand-in images need when no registry is reachable: installed when
+# running as root, otherwise the exact command is printed.
+install_packages() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing $* (apt-get; needed to build the local stand-in images)" >&2
+    # A fresh machine may have no package lists yet.
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+    fi
+  else
+    # With a registry the official images are pulled and the stand-ins are not needed: go on.
+    echo "warning: the local stand-in images are missing and building them needs: $*" >&2
+    echo "         install with: sudo apt-get update && sudo apt-get install -y $*" >&2
+    echo "         (not needed where a registry is reachable: the official images are then pulled)" >&2
+  fi
+}
+
+# The service under test and the harness, from this checkout: a stale image silently tests old code.
+started=$(date +%s)
+echo "building loadtest and the demo service (cargo build --release; the first time takes several minutes)" >&2
+cargo build --release -q -p loadtest -p demo
+echo "built in $(( $(date +%s) - started ))s" >&2
+
+# Without a registry the stack runs on local stand-in images, made once per machine. The output is
+# captured before it is searched: a reader that stops early must not fail the pipeline.
+if ! images_out=$(target/release/loadtest images); then
+  echo "error: cannot list the stand-in images (is the Docker Engine running?)" >&2
+  exit 1
+fi
+case "$images_out" in
+  *missing*)
+    command -v mmdebstrap >/dev/null 2>&1 || install_packages mmdebstrap
+    ;;
+esac
 
 worst=0
 for s in "${scenarios[@]}"; do

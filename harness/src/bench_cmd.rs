@@ -16,6 +16,7 @@ use crate::run::{self, RunArgs};
 use crate::scenario;
 use crate::stack::compose;
 use crate::stack::engine::Engine;
+use crate::stack::progress::Progress;
 use crate::stack::up::{self, UpOptions};
 use crate::stack_cmd::read_dotenv;
 
@@ -39,7 +40,7 @@ pub struct BenchArgs {
 
 fn say(quiet: bool, msg: &str) {
     if !quiet {
-        eprintln!("{msg}");
+        crate::errln!("{msg}");
     }
 }
 
@@ -63,16 +64,12 @@ pub async fn fresh_stack(
             removed.len()
         ),
     );
-    let mut log = |s: &str| {
-        if !quiet {
-            eprint!("{s}");
-        }
-    };
+    let progress = Progress::new(quiet);
     let opts = UpOptions {
         timeout: cfg.wait_timeout,
         keep_on_failure,
     };
-    let report = up::up(&engine, project, &opts, &mut log).await.runtime()?;
+    let report = up::up(&engine, project, &opts, &progress).await.runtime()?;
     say(
         quiet,
         &format!(
@@ -330,7 +327,7 @@ pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
             Ok(exit::REGRESSED) => exit::REGRESSED,
             Ok(_) => code,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::errln!("error: {e}");
                 e.code()
             }
         };

@@ -66,16 +66,27 @@ pub enum Command {
     Down {
         #[command(flatten)]
         stack: crate::stack_cmd::StackArgs,
+        /// Also remove the images the project builds (services with `build:`), like compose's --rmi local
+        #[arg(long)]
+        rmi: bool,
     },
     /// List the project's services: state, health, published ports
     Ps {
         #[command(flatten)]
         stack: crate::stack_cmd::StackArgs,
     },
-    /// List the local stand-in images (Postgres, Debian base); --build makes the missing ones
+    /// List the local stand-in images (Postgres, Debian base, Prometheus, Pushgateway); --build makes the missing ones
+    ///
+    /// Stand-ins are made where no registry is reachable: a Debian root file system by mmdebstrap, turned into
+    /// an image by the Engine. Their tags get `-<suffix>` when LOADTEST_STANDIN_SUFFIX is set, so a run can
+    /// build them anew without touching the ones the machine keeps.
     Images {
-        #[arg(long)]
+        /// Build the missing ones (in parallel, one progress line each; the raw log goes to a file)
+        #[arg(long, conflicts_with = "remove")]
         build: bool,
+        /// Remove the stand-in images (of the current suffix)
+        #[arg(long)]
+        remove: bool,
         #[arg(short, long)]
         quiet: bool,
     },

@@ -112,7 +112,7 @@ pub fn execute(a: CompareArgs) -> Result<u8, Failure> {
     if let Some(p) = &a.report {
         write_atomic(p, out.as_bytes()).runtime()?;
     }
-    println!("{out}");
+    crate::outln!("{out}");
     Ok(code)
 }
 
@@ -120,7 +120,7 @@ pub fn execute(a: CompareArgs) -> Result<u8, Failure> {
 pub fn history(scenario: &str, dir: &Path, last: Option<usize>) -> Result<u8, Failure> {
     let (mut lines, problems) = results::history::read(dir, scenario).usage()?;
     for p in &problems {
-        eprintln!("warning: {p}");
+        crate::errln!("warning: {p}");
     }
     if lines.is_empty() {
         return Err(Failure::Usage(anyhow!(
@@ -132,6 +132,6 @@ pub fn history(scenario: &str, dir: &Path, last: Option<usize>) -> Result<u8, Fa
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
     }
-    print!("{}", report::history::render(scenario, &lines));
+    crate::out!("{}", report::history::render(scenario, &lines));
     Ok(exit::OK)
 }

@@ -116,14 +116,14 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
                 })
                 .runtime()?;
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&states).expect("serialisable")
                 );
             } else {
-                println!("{:<36} {:>10}  checksum", "table", "rows");
+                crate::outln!("{:<36} {:>10}  checksum", "table", "rows");
                 for s in states {
-                    println!("{:<36} {:>10}  {}", s.table, s.rows, s.checksum);
+                    crate::outln!("{:<36} {:>10}  {}", s.table, s.rows, s.checksum);
                 }
             }
             Ok(exit::OK)
@@ -131,7 +131,7 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
         DbCommand::Prepare => {
             db.require_disposable(Strategy::Template).usage()?;
             let t = rt.block_on(reset::save_template(&db)).runtime()?;
-            println!(
+            crate::outln!(
                 "template `{}` saved from `{}` in {} ms; `loadtest db reset --strategy template` copies it back",
                 db.template_name().usage()?,
                 db.database().usage()?,
@@ -154,14 +154,14 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
                 ));
             }
             let msg = rt.block_on(reset::reset(&db, strategy)).runtime()?;
-            println!("{msg}");
+            crate::outln!("{msg}");
             Ok(exit::OK)
         }
         DbCommand::Restore => {
             let snap = rt.block_on(reset::pending_snapshot(&db)).runtime()?;
             match snap {
                 None => {
-                    println!(
+                    crate::outln!(
                         "no snapshot of `{}` is waiting: nothing to restore",
                         db.database().usage()?
                     );
@@ -169,7 +169,7 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
                 }
                 Some(s) => {
                     let t = rt.block_on(reset::restore_snapshot(&s)).runtime()?;
-                    println!(
+                    crate::outln!(
                         "`{}` restored from `{}` in {} ms",
                         s.database,
                         s.copy,
@@ -211,7 +211,7 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
 }
 
 pub fn print_seed(r: &seed::SeedReport, seed_value: u64) {
-    println!(
+    crate::outln!(
         "seeded {} merchants and {} payments ({} rows) in {:.2}s: {:.0} rows/s (seed {seed_value}{}){}",
         r.merchants,
         r.payments,

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod engine;
 pub mod exit;
 pub mod metrics;
+pub mod output;
 pub mod populate;
 pub mod report;
 pub mod results;

@@ -7,6 +7,7 @@ use loadtest::exit::{self, Classify, Failure};
 use loadtest::{bench_cmd, compare_cmd, run, scenario, stack_cmd};
 
 fn main() -> ExitCode {
+    loadtest::output::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {f}");
+            loadtest::errln!("error: {f}");
             ExitCode::from(f.code())
         }
     }
@@ -127,20 +128,24 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
                 .runtime()?;
             Ok(exit::OK)
         }
-        Command::Down { stack } => stack_cmd::down_cmd(&stack),
+        Command::Down { stack, rmi } => stack_cmd::down_cmd(&stack, rmi),
         Command::Migrate {
             database_url,
             migrations,
         } => stack_cmd::migrate_cmd(&database_url, &migrations),
         Command::Ps { stack } => stack_cmd::ps_cmd(&stack),
-        Command::Images { build, quiet } => stack_cmd::images_cmd(build, quiet),
+        Command::Images {
+            build,
+            remove,
+            quiet,
+        } => stack_cmd::images_cmd(build, remove, quiet),
         Command::Validate {
             scenario: s,
             scenarios_dir,
         } => {
             let path = scenario::resolve(&s, &scenarios_dir).usage()?;
             let sc = scenario::load(&path).usage()?;
-            println!(
+            loadtest::outln!(
                 "{}: ok ({}, {} setup / {} load / {} teardown steps, {} thresholds)",
                 path.display(),
                 sc.options.executor.name(),
@@ -155,8 +160,8 @@ fn dispatch(cmd: Command) -> Result<u8, Failure> {
             for name in scenario::list(&scenarios_dir) {
                 let path = scenarios_dir.join(format!("{name}.toml"));
                 match scenario::load(&path) {
-                    Ok(sc) => println!("{name:<28} {}", sc.description.unwrap_or_default()),
-                    Err(e) => println!("{name:<28} INVALID: {e}"),
+                    Ok(sc) => loadtest::outln!("{name:<28} {}", sc.description.unwrap_or_default()),
+                    Err(e) => loadtest::outln!("{name:<28} INVALID: {e}"),
                 }
             }
             Ok(exit::OK)

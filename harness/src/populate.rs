@@ -295,7 +295,7 @@ pub async fn run_all(
     for (pi, p) in sc.populate.iter().enumerate() {
         let r = run_one(sc, target, base_vars, pi, show_progress).await?;
         let line = summary(&r);
-        eprintln!("{line}");
+        crate::errln!("{line}");
         let spent = r.stopped_by_budget;
         reports.push(r);
         if spent {

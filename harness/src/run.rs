@@ -93,7 +93,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
     })?;
     for note in &overrides {
         if !args.quiet {
-            eprintln!("note: {note}");
+            crate::errln!("note: {note}");
         }
     }
 
@@ -114,7 +114,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
             Strategy::Snapshot => {
                 let (snap, t) = rt.block_on(dbreset::take_snapshot(db)).runtime()?;
                 if !args.quiet {
-                    eprintln!(
+                    crate::errln!(
                         "snapshot: `{}` copied to `{}` in {} ms; it is put back after the run",
                         snap.database,
                         snap.copy,
@@ -132,7 +132,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
             s => {
                 let msg = rt.block_on(dbreset::reset(db, *s)).runtime()?;
                 if !args.quiet {
-                    eprintln!("{msg}");
+                    crate::errln!("{msg}");
                 }
             }
         }
@@ -144,7 +144,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
     match rt.block_on(dbreset::restore_snapshot(&snap)) {
         Ok(t) => {
             if !args.quiet {
-                eprintln!(
+                crate::errln!(
                     "snapshot: `{}` restored in {} ms",
                     snap.database,
                     t.as_millis()
@@ -154,7 +154,7 @@ pub fn execute(args: RunArgs) -> Result<RunReport, Failure> {
         }
         Err(e) => {
             // The run's own outcome still stands; the restore failure must not go unseen.
-            eprintln!("error: {e:#}");
+            crate::errln!("error: {e:#}");
             match outcome {
                 Ok(_) => Err(Failure::Runtime(anyhow!(
                     "the run finished but its database could not be restored (see above)"
@@ -204,7 +204,7 @@ fn run_phase(
     let mut outs = Vec::new();
     for trial in 0..repeat {
         if repeat > 1 && !args.quiet {
-            eprintln!("trial {}/{repeat}", trial + 1);
+            crate::errln!("trial {}/{repeat}", trial + 1);
         }
         let mut out = rt
             .block_on(engine::run_load(
@@ -248,7 +248,7 @@ fn run_phase(
             &sc.teardown,
             vars,
         )) {
-            eprintln!("warning: {e}");
+            crate::errln!("warning: {e}");
         }
     }
 
@@ -272,15 +272,15 @@ fn run_phase(
     let text = results::summary(&result);
     write_atomic(&json, result.to_json().as_bytes()).runtime()?;
     write_atomic(&summary_path, text.as_bytes()).runtime()?;
-    println!("{text}");
-    println!(
+    crate::outln!("{text}");
+    crate::outln!(
         "  results: {}\n           {}",
         json.display(),
         summary_path.display()
     );
     if let Some(u) = &result.dashboard_url {
         let up = args.grafana_url.as_deref().is_some_and(reachable);
-        println!(
+        crate::outln!(
             "  dashboard: {u}{}",
             if up {
                 ""
@@ -290,11 +290,11 @@ fn run_phase(
         );
     }
     if let Err(e) = history::append(&args.out, &result, &json) {
-        eprintln!("warning: could not append to the run history: {e:#}");
+        crate::errln!("warning: could not append to the run history: {e:#}");
     }
 
     let code = if out.interrupted {
-        eprintln!("interrupted: partial results were written, marked \"interrupted\": true");
+        crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
         exit::RUNTIME
     } else if result.thresholds.iter().any(|t| !t.ok) {
         let crossed: Vec<String> = result
@@ -303,7 +303,7 @@ fn run_phase(
             .filter(|t| !t.ok)
             .map(|t| format!("{}: {}", t.metric, t.expression))
             .collect();
-        eprintln!("thresholds crossed: {}", crossed.join("; "));
+        crate::errln!("thresholds crossed: {}", crossed.join("; "));
         exit::THRESHOLDS
     } else {
         exit::OK
@@ -358,7 +358,7 @@ fn server_view(
     match query_view(prometheus, selector, start, at, &clients) {
         Ok(v) => Some(v),
         Err(e) => {
-            eprintln!(
+            crate::errln!(
                 "warning: no server-side view: cannot query Prometheus at {prometheus}: {e:#} (the run's own results are complete)"
             );
             None

@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use crate::exit::{self, Classify, Failure};
 use crate::stack::compose::{self, Project, Vars};
 use crate::stack::engine::Engine;
+use crate::stack::progress::Progress;
 use crate::stack::{images, interpolate, up};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -62,14 +63,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .runtime()
 }
 
-fn stderr_log(quiet: bool) -> impl FnMut(&str) {
-    move |s: &str| {
-        if !quiet {
-            eprint!("{s}");
-        }
-    }
-}
-
 pub fn up_cmd(
     a: &StackArgs,
     fresh: bool,
@@ -84,10 +77,10 @@ pub fn up_cmd(
         if fresh {
             let removed = engine.down(&p.name).await.runtime()?;
             if !quiet && !removed.is_empty() {
-                eprintln!("down: removed {}", removed.join(", "));
+                crate::errln!("down: removed {}", removed.join(", "));
             }
         }
-        let mut log = stderr_log(quiet);
+        let progress = Progress::new(quiet);
         let report = up::up(
             &engine,
             &p,
@@ -95,11 +88,11 @@ pub fn up_cmd(
                 timeout,
                 keep_on_failure: keep,
             },
-            &mut log,
+            &progress,
         )
         .await
         .runtime()?;
-        println!(
+        crate::outln!(
             "project {} is up in {:.1}s",
             p.name,
             report.elapsed.as_secs_f64()
@@ -117,16 +110,33 @@ fn project_name(a: &StackArgs) -> Result<String, Failure> {
     }
 }
 
-pub fn down_cmd(a: &StackArgs) -> Result<u8, Failure> {
-    let name = project_name(a)?;
+pub fn down_cmd(a: &StackArgs, rmi: bool) -> Result<u8, Failure> {
+    // Which images the project builds is in the compose file: read it only when asked.
+    let (name, built) = if rmi {
+        let p = load_project(a)?;
+        let built: Vec<String> = p
+            .services
+            .iter()
+            .filter(|s| s.build.is_some())
+            .map(|s| s.image.clone())
+            .collect();
+        (p.name, built)
+    } else {
+        (project_name(a)?, Vec::new())
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let engine = Engine::connect().await.runtime()?;
-        let removed = engine.down(&name).await.runtime()?;
+        let mut removed = engine.down(&name).await.runtime()?;
+        for image in built {
+            if engine.remove_image(&image).await.runtime()? {
+                removed.push(format!("image {image}"));
+            }
+        }
         if removed.is_empty() {
-            println!("project {name}: nothing to remove");
+            crate::outln!("project {name}: nothing to remove");
         } else {
-            println!("project {name}: removed {}", removed.join(", "));
+            crate::outln!("project {name}: removed {}", removed.join(", "));
         }
         Ok(exit::OK)
     })
@@ -134,14 +144,21 @@ pub fn down_cmd(a: &StackArgs) -> Result<u8, Failure> {
 
 async fn print_ps(engine: &Engine, project: &str) -> Result<(), Failure> {
     let rows = engine.ps(project).await.runtime()?;
-    println!(
+    crate::outln!(
         "{:<12} {:<28} {:<10} {:<10} ports",
-        "service", "container", "state", "health"
+        "service",
+        "container",
+        "state",
+        "health"
     );
     for r in rows {
-        println!(
+        crate::outln!(
             "{:<12} {:<28} {:<10} {:<10} {}",
-            r.service, r.container, r.state, r.health, r.ports
+            r.service,
+            r.container,
+            r.state,
+            r.health,
+            r.ports
         );
     }
     Ok(())
@@ -158,24 +175,53 @@ pub fn ps_cmd(a: &StackArgs) -> Result<u8, Failure> {
 }
 
 /// Lists the stand-in images and builds the missing ones when asked.
-pub fn images_cmd(build: bool, quiet: bool) -> Result<u8, Failure> {
+pub fn images_cmd(build: bool, remove: bool, quiet: bool) -> Result<u8, Failure> {
     let rt = runtime()?;
     rt.block_on(async {
         let engine = Engine::connect().await.runtime()?;
+        if remove {
+            for s in images::STAND_INS {
+                let tag = s.tag();
+                let what = if engine.remove_image(&tag).await.runtime()? {
+                    "removed"
+                } else {
+                    "absent"
+                };
+                crate::outln!("{tag:<28} {what}");
+            }
+            return Ok(exit::OK);
+        }
+        let progress = Progress::new(quiet);
+        let mut missing = Vec::new();
         for s in images::STAND_INS {
-            match engine.image_id(s.image).await {
-                Some(id) => println!("{:<28} present {}", s.image, &id[..19.min(id.len())]),
-                None if build => {
-                    let mut log = stderr_log(quiet);
-                    let id = images::build_stand_in(&engine, s, &mut log)
-                        .await
-                        .runtime()?;
-                    println!("{:<28} built   {}", s.image, &id[..19.min(id.len())]);
-                }
-                None => println!("{:<28} missing (loadtest images --build makes it)", s.image),
+            let tag = s.tag();
+            match engine.image_id(&tag).await {
+                Some(id) => crate::outln!("{tag:<28} present {}", &id[..19.min(id.len())]),
+                None if build => missing.push(s),
+                None => crate::outln!("{tag:<28} missing (loadtest images --build makes it)"),
             }
         }
-        Ok(exit::OK)
+        // The missing ones at once, each on its own progress line.
+        let built = futures_util::future::join_all(
+            missing
+                .iter()
+                .map(|s| images::build_stand_in(&engine, s, &progress)),
+        )
+        .await;
+        let mut first_error = None;
+        for (s, r) in missing.iter().zip(built) {
+            match r {
+                Ok(id) => crate::outln!("{:<28} built   {}", s.tag(), &id[..19.min(id.len())]),
+                Err(e) => {
+                    crate::outln!("{:<28} FAILED", s.tag());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(Failure::Runtime(e)),
+            None => Ok(exit::OK),
+        }
     })
 }
 
@@ -183,7 +229,7 @@ pub fn images_cmd(build: bool, quiet: bool) -> Result<u8, Failure> {
 pub fn migrate_cmd(url: &str, dir: &Path) -> Result<u8, Failure> {
     let rt = runtime()?;
     let r = rt.block_on(crate::db::migrate::run(url, dir)).runtime()?;
-    println!(
+    crate::outln!(
         "migrations: {} applied ({} in {}) in {:.2}s",
         r.applied,
         r.total,

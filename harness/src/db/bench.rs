@@ -93,7 +93,7 @@ async fn measure(db: &DbSettings, plan_path: &Path, payments: u64, rounds: u32) 
     let mut seeded = db.clone();
     seeded.delete = SEEDED.iter().map(|s| s.to_string()).collect();
     let progress = |what: &str, round: u32| {
-        eprint!(
+        crate::err!(
             "\r  {} payments: {what} {}/{rounds}          ",
             r.payments,
             round + 1
@@ -134,7 +134,7 @@ async fn measure(db: &DbSettings, plan_path: &Path, payments: u64, rounds: u32) 
         write_run(db).await?;
         restore.push(reset::restore_snapshot(&snap).await?);
     }
-    eprintln!();
+    crate::errln!();
     let mut cells = vec![
         ("template: fresh copy swapped in".to_string(), median(tpl)),
         (
@@ -217,12 +217,12 @@ pub fn run(
         columns.push(col);
     }
     let table = render(&columns, rounds);
-    println!("{table}");
+    crate::outln!("{table}");
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).runtime()?;
     }
     crate::results::write_atomic(out, table.as_bytes()).runtime()?;
-    println!("written to {}", out.display());
+    crate::outln!("written to {}", out.display());
     Ok(exit::OK)
 }
 

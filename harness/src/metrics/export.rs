@@ -72,7 +72,7 @@ impl Exporter {
                 for body in rx {
                     if let Err(e) = put(&hostport, &path, &body) {
                         if !warned {
-                            eprintln!(
+                            crate::errln!(
                                 "warning: cannot push live metrics to {shown}: {e:#}; the run goes on without them (shown once)"
                             );
                             warned = true;

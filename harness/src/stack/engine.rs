@@ -14,7 +14,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
     ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StartContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -144,6 +144,21 @@ impl Engine {
             .await
             .ok()
             .and_then(|i| i.id)
+    }
+
+    /// Removes an image by name; false when there was none.
+    pub async fn remove_image(&self, image: &str) -> Result<bool> {
+        match self
+            .docker
+            .remove_image(image, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(anyhow!("cannot remove image {image}: {e}")),
+        }
     }
 
     /// Builds an image from a tar context; returns its id. Build output goes to `log`.
@@ -348,16 +363,18 @@ impl Engine {
         out
     }
 
-    /// Waits until a service satisfies a `depends_on` condition.
+    /// Waits until a service satisfies a `depends_on` condition, at most
+    /// `timeout` after `since` (the moment its container started).
     pub async fn wait_for(
         &self,
         p: &Project,
         service: &str,
         cond: &Condition,
+        since: Instant,
         timeout: Duration,
     ) -> Result<()> {
         let name = p.container_name(service);
-        let deadline = Instant::now() + timeout;
+        let deadline = since + timeout;
         loop {
             let info = self
                 .docker
@@ -412,7 +429,7 @@ impl Engine {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "service `{service}` was not {} within {}s; last log lines of {name}:\n{}",
+                    "service `{service}` was not {} within {}s of its start; last log lines of {name}:\n{}",
                     match cond {
                         Condition::Healthy => "healthy",
                         Condition::Started => "started",

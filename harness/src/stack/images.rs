@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::engine::Engine;
+use super::progress::Progress;
 
 /// A stand-in the harness knows how to make.
 pub struct StandIn {
@@ -55,8 +56,36 @@ CMD [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/pr
     },
 ];
 
+/// The stand-in named `image`, by its default name or by its tag in this process.
 pub fn stand_in(image: &str) -> Option<&'static StandIn> {
-    STAND_INS.iter().find(|s| s.image == image)
+    STAND_INS
+        .iter()
+        .find(|s| s.image == image || s.tag() == image)
+}
+
+/// The Dockerfile with every `FROM <stand-in>` naming the tag this process
+/// uses, or None when nothing changes (no suffix set).
+pub fn retag_dockerfile(dockerfile: &str) -> Option<String> {
+    let mut changed = false;
+    let lines: Vec<String> = dockerfile
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            if let (Some(k), Some(img)) = (w.next(), w.next()) {
+                if k.eq_ignore_ascii_case("FROM") {
+                    if let Some(si) = stand_in(img) {
+                        let tag = si.tag();
+                        if tag != img {
+                            changed = true;
+                            return l.replacen(img, &tag, 1);
+                        }
+                    }
+                }
+            }
+            l.to_string()
+        })
+        .collect();
+    changed.then(|| lines.join("\n") + "\n")
 }
 
 /// The stand-in that can replace an official image that cannot be pulled.
@@ -74,58 +103,144 @@ pub fn stand_in_for(image: &str) -> Option<&'static StandIn> {
     }
 }
 
-/// Makes a stand-in image: mmdebstrap, then a build from scratch. Returns the image id.
-pub async fn build_stand_in(
-    engine: &Engine,
-    s: &StandIn,
-    log: &mut dyn FnMut(&str),
-) -> Result<String> {
+/// The variable that gives every stand-in tag a suffix, so a run can build
+/// them anew without touching the ones this machine keeps (CI's first-run check).
+pub const SUFFIX_VAR: &str = "LOADTEST_STANDIN_SUFFIX";
+
+impl StandIn {
+    /// The tag this process uses: the default name, with `-<suffix>` appended
+    /// to its tag when LOADTEST_STANDIN_SUFFIX is set.
+    pub fn tag(&self) -> String {
+        match std::env::var(SUFFIX_VAR) {
+            Ok(sfx) if !sfx.is_empty() => format!("{}-{sfx}", self.image),
+            _ => self.image.to_string(),
+        }
+    }
+}
+
+/// Holds an exclusive lock on a file while a stand-in is built, so that
+/// parallel `loadtest` processes (a test suite) build each image once.
+struct BuildLock(#[allow(dead_code)] std::fs::File);
+
+async fn lock(tag: &str, progress: &Progress) -> Result<BuildLock> {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join("loadtest-logs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let safe: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{safe}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(BuildLock(file));
+    }
+    let waiting = progress.task(tag, "waiting: another loadtest is building it");
+    let file = tokio::task::spawn_blocking(move || {
+        // SAFETY: as above; this call blocks until the other builder is done.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        (r, file)
+    })
+    .await
+    .map_err(|e| anyhow!("waiting for the lock on {}: {e}", path.display()))?;
+    if file.0 != 0 {
+        bail!(
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    waiting.done("built by another process");
+    Ok(BuildLock(file.1))
+}
+
+/// Makes a stand-in image unless it exists: mmdebstrap, then a build from
+/// scratch, on a progress line of its own. Returns the image id.
+pub async fn build_stand_in(engine: &Engine, s: &StandIn, progress: &Progress) -> Result<String> {
+    let tag = s.tag();
+    if let Some(id) = engine.image_id(&tag).await {
+        return Ok(id);
+    }
     if which("mmdebstrap").is_none() {
         bail!(
-            "image {} is missing and no registry is reachable; building its local stand-in needs mmdebstrap \
-             (apt-get install mmdebstrap), or set the image variable to one you can pull",
-            s.image
+            "image {tag} is missing and no registry is reachable; building its local stand-in needs mmdebstrap: \
+             run ./loadtest.sh once (it installs it), or `apt-get install mmdebstrap` as root; \
+             with a registry, set the image variable (e.g. LOADTEST_POSTGRES_IMAGE) to an image you can pull"
         );
     }
-    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let rootfs = dir.path().join("rootfs.tar");
-    log(&format!(
-        "building stand-in {} with mmdebstrap (minbase + {})\n",
-        s.image,
-        s.packages.join(", ")
-    ));
-    let mut cmd = tokio::process::Command::new("mmdebstrap");
-    cmd.args(["--variant=minbase", "--quiet", "--mode=auto"])
-        .arg(format!("--include={}", s.packages.join(",")))
-        // Documentation and translations are dead weight in a container.
-        .args([
-            "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-exclude=/usr/share/man/*",
-            "--dpkgopt=path-exclude=/usr/share/locale/*",
-            "--dpkgopt=path-exclude=/usr/share/info/*",
-        ])
-        .arg("bookworm")
-        .arg(&rootfs);
-    let out = cmd.output().await.context("cannot run mmdebstrap")?;
-    if !out.status.success() {
-        bail!(
-            "mmdebstrap failed for {}:\n{}",
-            s.image,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+    let _lock = lock(&tag, progress).await?;
+    // Another process may have built it while this one waited.
+    if let Some(id) = engine.image_id(&tag).await {
+        return Ok(id);
     }
-    let context = stand_in_context(s, &rootfs)?;
-    engine
-        .build(s.image, context, "Dockerfile", HashMap::new(), log)
-        .await
+    let task = progress.task(
+        &tag,
+        &format!("mmdebstrap: minbase + {}", s.packages.join(", ")),
+    );
+    let result = async {
+        let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let rootfs = dir.path().join("rootfs.tar");
+        let mut cmd = tokio::process::Command::new("mmdebstrap");
+        cmd.args(["--variant=minbase", "--quiet", "--mode=auto"])
+            .arg(format!("--include={}", s.packages.join(",")))
+            // Documentation and translations are dead weight in a container.
+            .args([
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+            ])
+            .arg("bookworm")
+            .arg(&rootfs);
+        let out = cmd.output().await.context("cannot run mmdebstrap")?;
+        task.log(&String::from_utf8_lossy(&out.stdout));
+        task.log(&String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!(
+                "mmdebstrap failed for {tag} ({}):\n{}",
+                out.status,
+                last_lines(&String::from_utf8_lossy(&out.stderr), 20)
+            );
+        }
+        task.step("image build");
+        let context = stand_in_context(s, &rootfs)?;
+        engine
+            .build(&tag, context, "Dockerfile", HashMap::new(), &mut |l| {
+                task.log(l)
+            })
+            .await
+    }
+    .await;
+    match result {
+        Ok(id) => {
+            task.done("built");
+            Ok(id)
+        }
+        Err(e) => {
+            task.failed("failed");
+            Err(e.context(format!(
+                "building the stand-in {tag} failed (full log: {})",
+                task.log_file().display()
+            )))
+        }
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn stand_in_context(s: &StandIn, rootfs: &Path) -> Result<Vec<u8>> {

@@ -6,4 +6,5 @@ pub mod context;
 pub mod engine;
 pub mod images;
 pub mod interpolate;
+pub mod progress;
 pub mod up;

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bollard::query_parameters::{CreateImageOptions, InspectContainerOptions};
+use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
 use super::compose::{Condition, Project, ServiceSpec};
 use super::engine::Engine;
+use super::progress::Progress;
 use super::{context, images};
 
 pub struct UpOptions {
@@ -40,27 +41,22 @@ pub async fn ensure_image(
     engine: &Engine,
     p: &Project,
     s: &ServiceSpec,
-    log: &mut dyn FnMut(&str),
+    progress: &Progress,
 ) -> Result<Ready> {
-    match ensure_image_id(engine, p, s, log).await {
+    match ensure_image_id(engine, p, s, progress).await {
         Ok(id) => Ok(Ready {
             image: s.image.clone(),
             id,
         }),
         Err(e) => match images::stand_in_for(&s.image) {
             Some(si) if s.build.is_none() => {
-                log(&format!(
-                    "service `{}`: {} cannot be pulled; using the local stand-in {}\n",
-                    s.name, s.image, si.image
+                let tag = si.tag();
+                progress.note(&format!(
+                    "service `{}`: {} cannot be pulled; using the local stand-in {tag}",
+                    s.name, s.image
                 ));
-                let id = match engine.image_id(si.image).await {
-                    Some(id) => id,
-                    None => images::build_stand_in(engine, si, log).await?,
-                };
-                Ok(Ready {
-                    image: si.image.to_string(),
-                    id,
-                })
+                let id = images::build_stand_in(engine, si, progress).await?;
+                Ok(Ready { image: tag, id })
             }
             _ => Err(e),
         },
@@ -71,37 +67,53 @@ async fn ensure_image_id(
     engine: &Engine,
     p: &Project,
     s: &ServiceSpec,
-    log: &mut dyn FnMut(&str),
+    progress: &Progress,
 ) -> Result<String> {
     if let Some(b) = &s.build {
         let df_path = b.context.join(&b.dockerfile);
         let dockerfile = std::fs::read_to_string(&df_path)
             .with_context(|| format!("service `{}`: cannot read {}", s.name, df_path.display()))?;
         for base in images::stand_in_bases(&dockerfile) {
-            if engine.image_id(base.image).await.is_none() {
-                images::build_stand_in(engine, base, log).await?;
-            }
+            images::build_stand_in(engine, base, progress).await?;
         }
-        let ctx = context::tar_context(&b.context, &[])?;
-        log(&format!(
-            "building {} for service `{}` from {}\n",
-            s.image,
-            s.name,
-            b.context.display()
-        ));
+        // With suffixed stand-in tags the build starts FROM those: a copy of
+        // the Dockerfile that names them travels in the context.
+        let retagged = images::retag_dockerfile(&dockerfile);
+        let (ctx, dockerfile_name) = match &retagged {
+            Some(text) => (
+                context::tar_context(&b.context, &[(RETAGGED_DOCKERFILE, text.as_bytes())])?,
+                RETAGGED_DOCKERFILE.to_string(),
+            ),
+            None => (context::tar_context(&b.context, &[])?, b.dockerfile.clone()),
+        };
+        let task = progress.task(&s.image, &format!("build from {}", b.context.display()));
         let args: HashMap<String, String> = b.args.clone().into_iter().collect();
-        return engine
-            .build(&s.image, ctx, &b.dockerfile, args, log)
+        return match engine
+            .build(&s.image, ctx, &dockerfile_name, args, &mut |l| task.log(l))
             .await
-            .map_err(|e| anyhow!("service `{}` ({}): {e}", s.name, p.config_file.display()));
+        {
+            Ok(id) => {
+                task.done(&format!("built for service `{}`", s.name));
+                Ok(id)
+            }
+            Err(e) => {
+                task.failed("build failed");
+                Err(anyhow!(
+                    "service `{}` ({}): {e}\n(full build log: {})",
+                    s.name,
+                    p.config_file.display(),
+                    task.log_file().display()
+                ))
+            }
+        };
     }
     if let Some(id) = engine.image_id(&s.image).await {
         return Ok(id);
     }
     if let Some(si) = images::stand_in(&s.image) {
-        return images::build_stand_in(engine, si, log).await;
+        return images::build_stand_in(engine, si, progress).await;
     }
-    log(&format!("pulling {}\n", s.image));
+    let task = progress.task(&s.image, "pull");
     let pull = async {
         let mut st = engine.docker.create_image(
             Some(CreateImageOptions {
@@ -112,20 +124,33 @@ async fn ensure_image_id(
             None,
         );
         while let Some(item) = st.next().await {
-            item?;
+            let info = item?;
+            if let Some(status) = info.status {
+                task.log(&format!("{status}\n"));
+            }
         }
         Ok::<_, bollard::errors::Error>(())
     };
     match tokio::time::timeout(Duration::from_secs(30), pull).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => bail!(
-            "service `{}`: image {} is not present and cannot be pulled ({e}); without a registry, point the \
-             service's image variable in the compose file at a local image (`loadtest images` lists the stand-ins), \
-             or leave out the profile that enables the service",
-            s.name,
-            s.image
-        ),
-        Err(_) => bail!("service `{}`: pulling image {} took over 30 s; is a registry reachable?", s.name, s.image),
+        Ok(Ok(())) => task.done("pulled"),
+        Ok(Err(e)) => {
+            task.failed("cannot be pulled");
+            bail!(
+                "service `{}`: image {} is not present and cannot be pulled ({e}); without a registry, point the \
+                 service's image variable in the compose file at a local image (`loadtest images` lists the stand-ins), \
+                 or leave out the profile that enables the service",
+                s.name,
+                s.image
+            )
+        }
+        Err(_) => {
+            task.failed("pull timed out");
+            bail!(
+                "service `{}`: pulling image {} took over 30 s; is a registry reachable?",
+                s.name,
+                s.image
+            )
+        }
     }
     engine.image_id(&s.image).await.ok_or_else(|| {
         anyhow!(
@@ -135,6 +160,9 @@ async fn ensure_image_id(
         )
     })
 }
+
+/// The name of the Dockerfile copy whose `FROM` lines name suffixed stand-in tags.
+const RETAGGED_DOCKERFILE: &str = ".loadtest-standin.Dockerfile";
 
 /// Fails early, naming the port and service, when a published port is taken.
 fn check_ports(p: &Project) -> Result<()> {
@@ -161,21 +189,12 @@ fn check_ports(p: &Project) -> Result<()> {
     Ok(())
 }
 
-/// Waits until a service's container exists (its own task may still be creating it).
-async fn wait_created(engine: &Engine, name: &str, deadline: Instant) -> Result<()> {
-    loop {
-        match engine
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => bail!("container {name} was never created: {e}"),
-        }
-    }
+/// When each service's container started, shared by the services' tasks so
+/// that a dependant's wait counts from its dependency's start.
+#[derive(Default, Clone)]
+struct Starts {
+    at: HashMap<String, Instant>,
+    failed: bool,
 }
 
 async fn run_service(
@@ -183,22 +202,27 @@ async fn run_service(
     p: &Project,
     s: &ServiceSpec,
     timeout: Duration,
-    failed: &tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    starts: &tokio::sync::watch::Sender<Starts>,
+) -> Result<Instant> {
     for (dep, cond) in &s.depends_on {
-        if *failed.borrow() {
-            bail!("not started: another service failed");
-        }
-        wait_created(engine, &p.container_name(dep), deadline).await?;
-        let left = deadline.saturating_duration_since(Instant::now());
+        let mut rx = starts.subscribe();
+        let since = {
+            let st = rx
+                .wait_for(|v| v.failed || v.at.contains_key(dep))
+                .await
+                .map_err(|_| anyhow!("not started: `up` was abandoned"))?;
+            if st.failed {
+                bail!("not started: another service failed");
+            }
+            st.at[dep]
+        };
         engine
-            .wait_for(p, dep, cond, left)
+            .wait_for(p, dep, cond, since, timeout)
             .await
             .map_err(|e| anyhow!("service `{}` waits for `{dep}`: {e}", s.name))?;
     }
     engine.start_service(p, s).await?;
-    Ok(())
+    Ok(Instant::now())
 }
 
 /// Brings the project up. The project must not have containers yet.
@@ -206,7 +230,7 @@ pub async fn up(
     engine: &Engine,
     p: &Project,
     opts: &UpOptions,
-    log: &mut dyn FnMut(&str),
+    progress: &Progress,
 ) -> Result<UpReport> {
     let started = Instant::now();
     let existing = engine.ps(&p.name).await?;
@@ -219,43 +243,58 @@ pub async fn up(
     }
     p.start_order()?;
     let mut images = BTreeMap::new();
+    // Every image at once, as compose does; each has its own progress line.
+    let readies = futures_util::future::join_all(
+        p.services
+            .iter()
+            .map(|s| ensure_image(engine, p, s, progress)),
+    )
+    .await;
     // Services may end up on a stand-in image: run from a copy that says so.
     let mut owned = p.clone();
-    for i in 0..owned.services.len() {
-        let ready = ensure_image(engine, &owned, &owned.services[i], log).await?;
-        images.insert(owned.services[i].name.clone(), ready.id);
-        owned.services[i].image = ready.image;
+    for (svc, ready) in owned.services.iter_mut().zip(readies) {
+        let ready = ready?;
+        images.insert(svc.name.clone(), ready.id);
+        svc.image = ready.image;
     }
     let p = &owned;
     check_ports(p)?;
     let result = async {
         engine.create_shared(p).await?;
-        let (fail_tx, fail_rx) = tokio::sync::watch::channel(false);
+        let (starts, _) = tokio::sync::watch::channel(Starts::default());
         let tasks = p.services.iter().map(|s| {
-            let rx = fail_rx.clone();
-            let tx = &fail_tx;
+            let starts = &starts;
             async move {
-                let r = run_service(engine, p, s, opts.timeout, &rx).await;
-                if r.is_err() {
-                    let _ = tx.send(true);
-                }
+                let r = run_service(engine, p, s, opts.timeout, starts).await;
+                starts.send_modify(|v| match &r {
+                    Ok(at) => {
+                        v.at.insert(s.name.clone(), *at);
+                    }
+                    Err(_) => v.failed = true,
+                });
                 r
             }
         });
         let results = futures_util::future::join_all(tasks).await;
         // The first real failure, not the "another service failed" echoes.
-        let mut errors: Vec<anyhow::Error> = results.into_iter().filter_map(|r| r.err()).collect();
+        let mut errors: Vec<anyhow::Error> = Vec::new();
+        for r in results {
+            if let Err(e) = r {
+                errors.push(e);
+            }
+        }
         errors.sort_by_key(|e| e.to_string().contains("another service failed"));
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
-        // Every service with a healthcheck must be healthy before the load starts.
+        // Every service with a healthcheck must be healthy before the load
+        // starts, each within the timeout counted from its own start (image
+        // builds before it do not eat into it).
+        let at = starts.borrow().at.clone();
         for s in p.services.iter().filter(|s| s.healthcheck.is_some()) {
-            let left = (started + opts.timeout)
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
+            let since = at.get(&s.name).copied().unwrap_or_else(Instant::now);
             engine
-                .wait_for(p, &s.name, &Condition::Healthy, left)
+                .wait_for(p, &s.name, &Condition::Healthy, since, opts.timeout)
                 .await?;
         }
         Ok::<_, anyhow::Error>(())
