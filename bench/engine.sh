@@ -13,8 +13,9 @@ ROOT=$(cd "$HERE/.." && pwd)
 OUT="$HERE/results/engine.md"
 WORK=$(mktemp -d)
 NGINX_PID=""
+. "$HERE/nginx.sh"
 cleanup() {
-  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+  nginx_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,31 +44,7 @@ say "building loadtest (release)"
 LOADTEST="$ROOT/target/release/loadtest"
 
 # --- target ----------------------------------------------------------------
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT;
-    location / {
-      default_type application/json;
-      return 200 '{"status":"ok"}';
-    }
-  }
-}
-CONF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
-NGINX_PID=$!
-for _ in $(seq 50); do
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+nginx_start
 URL="http://127.0.0.1:$PORT"
 
 # Peak RSS in kB of a command run under /usr/bin/time.

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use crate::db::reset::{DbSettings, EmptyWith, Strategy};
-use crate::scenario::locate::{Locator, Seg};
+use crate::files::locate::{Locator, Seg};
 use crate::stack::compose::Vars;
 use crate::stack::interpolate::{interpolate, Lookup};
 
@@ -256,6 +256,16 @@ pub fn parse_enum<T: clap::ValueEnum>(name: &str) -> Result<T> {
             .collect();
         anyhow!("`{name}` is not one of {}", names.join(", "))
     })
+}
+
+/// The variables of a `.env` file (none when it does not exist).
+pub fn read_dotenv(path: &Path) -> Result<Vars, crate::exit::Failure> {
+    let dotenv = match std::fs::read_to_string(path) {
+        Ok(t) => crate::stack::interpolate::parse_dotenv(&t)
+            .map_err(|e| crate::exit::Failure::Usage(anyhow!("{}: {e}", path.display())))?,
+        Err(_) => Default::default(),
+    };
+    Ok(Vars { dotenv })
 }
 
 #[cfg(test)]

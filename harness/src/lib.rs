@@ -1,22 +1,25 @@
 //! loadtest: a benchmarking harness that runs declarative HTTP load scenarios,
 //! records HDR latency histograms and writes comparable result files.
+//!
+//! Layers, top to bottom: `commands` (one file per sub-command, the only
+//! layer that knows the whole pipeline), `prepare` (the stack and database
+//! before a run), `config`, then the stages (`compare`/`report`, `results`,
+//! `engine`, `populate`, `db`, `metrics`, `stack`, `scenario`) and the shared
+//! helpers (`files`, `output`, `duration`, `exit`).
 
-pub mod bench_cmd;
-pub mod cli;
+pub mod commands;
 pub mod compare;
-pub mod compare_cmd;
 pub mod config;
 pub mod db;
-pub mod db_cmd;
 pub mod duration;
 pub mod engine;
 pub mod exit;
+pub mod files;
 pub mod metrics;
 pub mod output;
 pub mod populate;
+pub mod prepare;
 pub mod report;
 pub mod results;
-pub mod run;
 pub mod scenario;
 pub mod stack;
-pub mod stack_cmd;

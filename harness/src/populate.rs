@@ -70,7 +70,7 @@ async fn one(
     loop {
         let req = match vu.build(sh, &p.step, prep) {
             Ok(r) => r,
-            Err(e) => return Outcome::Failed(e),
+            Err(e) => return Outcome::Failed(e.to_string()),
         };
         let (res, _) = vu.send(req, sh.scenario.options.timeout).await;
         let (retryable, reason) = match res {
@@ -106,7 +106,7 @@ async fn one(
                     format!("status {status}: {body}"),
                 )
             }
-            Err(e) => (true, e),
+            Err(e) => (true, e.to_string()),
         };
         if !retryable || attempt >= p.retries {
             let tries = attempt + 1;
@@ -280,7 +280,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
     if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
-    crate::results::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -115,7 +115,7 @@ fn the_dashboard_has_the_panels_and_variables_and_a_sound_layout() {
     let dash = dashboard();
     assert_eq!(dash["title"], "Load test");
     // The link printed after a run opens this uid.
-    let url = loadtest::run::dashboard_url(
+    let url = loadtest::report::links::dashboard_url(
         "http://g:3000",
         "r1",
         "s1",

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use super::MetricKind;
-use crate::scenario::locate::{Locator, Seg};
+use crate::files::locate::{Locator, Seg};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

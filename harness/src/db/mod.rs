@@ -1,7 +1,7 @@
-//! The database under test: migrations, reset strategies, state checksums,
-//! generated data (COPY) and the reset benchmark.
+//! The database under test: migrations, reset strategies, state checksums and
+//! generated data (COPY). The reset benchmark that times them is a command
+//! (`commands/reset_bench.rs`).
 
-pub mod bench;
 pub mod migrate;
 pub mod reset;
 pub mod seed;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
-use crate::scenario::locate::{Locator, Seg};
+use crate::files::locate::{Locator, Seg};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,7 +304,7 @@ pub fn write_identities(path: &Path, ids: &[Identity]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    crate::results::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

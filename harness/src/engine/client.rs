@@ -20,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::error::{Error, InvalidPath};
+
 /// The system under test, resolved once before the run.
 #[derive(Debug)]
 pub struct Target {
@@ -65,10 +67,13 @@ impl Target {
     }
 
     /// The request URI for a path (origin form, as HTTP/1.1 sends it).
-    pub fn uri(&self, path: &str) -> Result<Uri, String> {
+    pub fn uri(&self, path: &str) -> Result<Uri, InvalidPath> {
         let full = format!("{}{}", self.base_path, path);
         full.parse()
-            .map_err(|e| format!("`{full}` is not a valid request path: {e}"))
+            .map_err(|e: http::uri::InvalidUri| InvalidPath {
+                reason: e.to_string(),
+                path: full,
+            })
     }
 }
 
@@ -157,11 +162,11 @@ impl Client {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
         let addr = self.target.addr;
         let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|e| connect_error(&e, addr))?;
+            .map_err(|source| Error::Connect { addr, source })?;
         // Small requests must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(Counted {
@@ -170,7 +175,7 @@ impl Client {
         });
         let (sender, conn) = http1::handshake(io)
             .await
-            .map_err(|e| format!("handshake failed ({addr}): {}", hyper_error(&e)))?;
+            .map_err(|source| Error::Handshake { addr, source })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -184,7 +189,7 @@ impl Client {
         &mut self,
         mut req: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> (Result<Response, String>, Duration) {
+    ) -> (Result<Response, Error>, Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(s) = self.sender.as_mut() {
             if s.ready().await.is_err() {
@@ -195,15 +200,7 @@ impl Client {
             match tokio::time::timeout_at(deadline, self.connect()).await {
                 Ok(Ok(s)) => self.sender = Some(s),
                 Ok(Err(e)) => return (Err(e), Duration::ZERO),
-                Err(_) => {
-                    return (
-                        Err(format!(
-                            "connect timeout after {}",
-                            crate::duration::format(timeout)
-                        )),
-                        Duration::ZERO,
-                    )
-                }
+                Err(_) => return (Err(Error::ConnectTimeout(timeout)), Duration::ZERO),
             }
         }
         req.headers_mut().insert(HOST, self.target.host.clone());
@@ -219,38 +216,14 @@ impl Client {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
                 self.sender = None;
-                Err(hyper_error(&e))
+                Err(Error::Http(e))
             }
             Err(_) => {
                 // The connection may still deliver the late response: drop it.
                 self.sender = None;
-                Err(format!(
-                    "request timeout after {}",
-                    crate::duration::format(timeout)
-                ))
+                Err(Error::RequestTimeout(timeout))
             }
         };
         (out, start.elapsed())
     }
-}
-
-fn connect_error(e: &io::Error, addr: SocketAddr) -> String {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => format!("connection refused ({addr})"),
-        io::ErrorKind::ConnectionReset => format!("connection reset ({addr})"),
-        io::ErrorKind::TimedOut => format!("connect timeout ({addr})"),
-        io::ErrorKind::AddrNotAvailable => format!("no local port available to reach {addr}"),
-        _ => format!("connect error ({addr}): {e}"),
-    }
-}
-
-fn hyper_error(e: &hyper::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }

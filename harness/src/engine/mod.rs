@@ -4,6 +4,7 @@
 //! It knows nothing of Docker or of result files.
 
 pub mod client;
+pub mod error;
 mod executor;
 pub mod vu;
 pub mod worker;
@@ -17,17 +18,19 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use minijinja::Value;
 use tokio::sync::{mpsc, watch};
 
+use crate::metrics::window::Window;
 use crate::metrics::{self, MetricsSet};
-use crate::results::TimelineEntry;
 use crate::scenario::{Scenario, Step};
 use client::Target;
+pub use error::Error;
+use error::OnceProblem;
 use vu::{Prepared, Shared, Vu};
 use worker::{Report, Worker};
 
 /// What the load phase produced.
 pub struct LoadOutput {
     pub total: MetricsSet,
-    pub timeline: Vec<TimelineEntry>,
+    pub timeline: Vec<Window>,
     pub duration: Duration,
     pub interrupted: bool,
     /// The threshold that stopped the run early, if one did.
@@ -50,7 +53,7 @@ pub async fn run_once(
     section: &str,
     steps: &[Step],
     base_vars: BTreeMap<String, Value>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, Error> {
     let prepared: Vec<Prepared> = vu::prepare(steps, target)?;
     let sh = Shared {
         scenario: scenario.clone(),
@@ -61,33 +64,40 @@ pub async fn run_once(
     };
     let mut vu = Vu::new(0, target.clone(), Default::default());
     for (step, prep) in steps.iter().zip(&prepared) {
-        let what = format!("{section} step `{}`", step.name);
+        let failed = |problem| Error::Once {
+            section: section.to_string(),
+            step: step.name.clone(),
+            problem,
+        };
         let req = vu
             .build(&sh, step, prep)
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|e| failed(OnceProblem::Build(Box::new(e))))?;
         let (res, _) = vu.send(req, scenario.options.timeout).await;
-        let resp = res.map_err(|e| format!("{what} failed: {e}"))?;
+        let resp = res.map_err(|e| failed(OnceProblem::Send(Box::new(e))))?;
         let status = resp.parts.status.as_u16();
         let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+        let body = || -> String {
+            String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(300)
+                .collect()
+        };
         for check in &step.checks {
             if !check.passes(status, &resp.parts.headers, &resp.body, json.as_ref()) {
-                let body = String::from_utf8_lossy(&resp.body);
-                let body: String = body.chars().take(300).collect();
-                return Err(format!(
-                    "{what}: check `{}` failed (status {status}, body: {body})",
-                    check.name
-                ));
+                return Err(failed(OnceProblem::Check {
+                    check: check.name.clone(),
+                    status,
+                    body: body(),
+                }));
             }
         }
         let missing = vu.extract(step, json.as_ref());
         if let Some(var) = missing.first() {
-            let body: String = String::from_utf8_lossy(&resp.body)
-                .chars()
-                .take(300)
-                .collect();
-            return Err(format!(
-                "{what}: could not extract `{var}` from the response (status {status}, body: {body})"
-            ));
+            return Err(failed(OnceProblem::Extract {
+                var: var.clone(),
+                status,
+                body: body(),
+            }));
         }
     }
     Ok(vu.vars().clone())
@@ -116,7 +126,7 @@ impl Progress {
         Progress { bar, planned }
     }
 
-    fn update(&self, elapsed: u64, vus: u64, entry: &TimelineEntry) {
+    fn update(&self, elapsed: u64, vus: u64, entry: &Window) {
         if let Some(b) = &self.bar {
             b.set_position(elapsed.min(self.planned.as_secs().max(1)));
             let p95 = entry
@@ -158,7 +168,7 @@ pub async fn run_load(
     show_progress: bool,
     exporter: Option<&metrics::export::Exporter>,
     feed: Option<Arc<crate::scenario::data::Feed>>,
-) -> Result<LoadOutput, String> {
+) -> Result<LoadOutput, Error> {
     let prepared = vu::prepare(&scenario.steps, &target)?;
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
@@ -184,29 +194,23 @@ pub async fn run_load(
         let h = std::thread::Builder::new()
             .name(format!("loadtest-worker-{i}"))
             .spawn(move || worker::run(w, tx, stop))
-            .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+            .map_err(Error::Thread)?;
         handles.push(h);
     }
     drop(tx);
 
     let names: Vec<String> = scenario.steps.iter().map(|s| s.name.clone()).collect();
-    let check_ranges: Vec<_> = scenario
-        .steps
-        .iter()
-        .map(|s| s.first_check..s.first_check + s.checks.len())
-        .collect();
-    let n_checks = scenario.check_count();
+    let check_ranges = scenario.check_ranges();
     let steps: Vec<(String, std::ops::Range<usize>)> = names
         .iter()
         .cloned()
         .zip(check_ranges.iter().cloned())
         .collect();
-    let open = scenario.options.executor.is_open_model();
     let progress = Progress::new(show_progress, scenario.options.executor.planned_duration());
 
-    let mut total = MetricsSet::new(names.len(), n_checks, open);
+    let mut total = MetricsSet::for_scenario(&scenario);
     // The windows since the last push, for per-interval latency.
-    let mut interval = MetricsSet::new(names.len(), n_checks, open);
+    let mut interval = MetricsSet::for_scenario(&scenario);
     let methods: Vec<String> = scenario
         .steps
         .iter()
@@ -245,7 +249,7 @@ pub async fn run_load(
             } => {
                 allocated[worker] = a;
                 let p = pending.entry(second).or_insert_with(|| Pending {
-                    set: MetricsSet::new(names.len(), n_checks, open),
+                    set: MetricsSet::for_scenario(&scenario),
                     vus: 0,
                 });
                 p.set.merge(&set);
@@ -276,10 +280,10 @@ pub async fn run_load(
                         vus: p.vus,
                         vus_max,
                     }));
-                    interval = MetricsSet::new(names.len(), n_checks, open);
+                    interval = MetricsSet::for_scenario(&scenario);
                 }
             }
-            let entry = TimelineEntry::from_window(second, &p.set, p.vus, &steps);
+            let entry = Window::from_window(second, &p.set, p.vus, &steps);
             progress.update(second + 1, p.vus, &entry);
             timeline.push(entry);
             if aborted_by.is_none() {

@@ -13,8 +13,9 @@ use http_body_util::Full;
 use minijinja::Value;
 
 use super::client::{Client, IoCounters, Response, Target};
-use crate::metrics::MetricsSet;
-use crate::scenario::template::Text;
+use super::error::{Error, RenderProblem, StepProblem};
+use crate::metrics::{MetricsSet, Sample};
+use crate::scenario::template::{TemplateError, Text};
 use crate::scenario::{Body, JsonTpl, Scenario, Step};
 
 /// Lateness of an arrival-rate start that is not counted as latency: tokio's
@@ -31,16 +32,15 @@ pub struct Prepared {
     templated: bool,
 }
 
-pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, String> {
+pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, Error> {
     steps
         .iter()
         .map(|s| {
             let uri = match &s.path {
-                Text::Static(p) => Some(
-                    target
-                        .uri(p)
-                        .map_err(|e| format!("step `{}`: {e}", s.name))?,
-                ),
+                Text::Static(p) => Some(target.uri(p).map_err(|e| Error::Step {
+                    step: s.name.clone(),
+                    problem: e.into(),
+                })?),
                 Text::Template(_) => None,
             };
             let mut headers = HeaderMap::new();
@@ -49,8 +49,10 @@ pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, String>
             }
             for (k, v) in &s.headers {
                 if let Text::Static(v) = v {
-                    let hv = HeaderValue::from_str(v)
-                        .map_err(|_| format!("step `{}`: bad header value for {k}", s.name))?;
+                    let hv = HeaderValue::from_str(v).map_err(|_| Error::Step {
+                        step: s.name.clone(),
+                        problem: StepProblem::HeaderValue(k.to_string()),
+                    })?;
                     headers.append(k.clone(), hv);
                 }
             }
@@ -94,7 +96,7 @@ pub struct Vu {
     row: Option<Value>,
 }
 
-fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, String> {
+fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, TemplateError> {
     Ok(match t {
         JsonTpl::Value(v) => v.clone(),
         JsonTpl::Text(t) => serde_json::Value::String(sh.scenario.templates.render(t, ctx)?),
@@ -108,7 +110,7 @@ fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Valu
             items
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), render_json(v, sh, ctx)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, TemplateError>>()?,
         ),
     })
 }
@@ -139,44 +141,55 @@ impl Vu {
         self.ctx.as_ref().expect("set above")
     }
 
+    /// The templated parts of a step's request: its URI and body, and the
+    /// templated headers added to `headers`.
+    fn render(
+        &self,
+        sh: &Shared,
+        step: &Step,
+        prep: &Prepared,
+        ctx: &Value,
+        headers: &mut HeaderMap,
+    ) -> Result<(Uri, Bytes), RenderProblem> {
+        let tpl = &sh.scenario.templates;
+        let uri = match &prep.uri {
+            Some(u) => u.clone(),
+            None => sh.target.uri(&tpl.render(&step.path, ctx)?)?,
+        };
+        for (k, v) in &step.headers {
+            if let Text::Template(_) = v {
+                let s = tpl.render(v, ctx)?;
+                let hv = HeaderValue::from_str(&s).map_err(|_| RenderProblem::Header {
+                    name: k.to_string(),
+                    value: s.clone(),
+                })?;
+                headers.append(k.clone(), hv);
+            }
+        }
+        let body = match (&prep.body, &step.body) {
+            (Some(b), _) => b.clone(),
+            (None, Body::Json(j)) => Bytes::from(serde_json::to_vec(&render_json(j, sh, ctx)?)?),
+            (None, Body::Text(t)) => Bytes::from(tpl.render(t, ctx)?),
+            (None, _) => Bytes::new(),
+        };
+        Ok((uri, body))
+    }
+
     /// Builds the request of a step; a template error names the step.
     pub fn build(
         &mut self,
         sh: &Shared,
         step: &Step,
         prep: &Prepared,
-    ) -> Result<Request<Full<Bytes>>, String> {
+    ) -> Result<Request<Full<Bytes>>, Error> {
         let mut headers = prep.headers.clone();
         let (uri, body) = if prep.templated {
             let ctx = self.context(sh).clone();
-            let tpl = &sh.scenario.templates;
-            let wrap = |e: String| format!("step `{}`: template error: {e}", step.name);
-            let uri = match &prep.uri {
-                Some(u) => u.clone(),
-                None => sh
-                    .target
-                    .uri(&tpl.render(&step.path, &ctx).map_err(wrap)?)
-                    .map_err(wrap)?,
-            };
-            for (k, v) in &step.headers {
-                if let Text::Template(_) = v {
-                    let s = tpl.render(v, &ctx).map_err(wrap)?;
-                    let hv = HeaderValue::from_str(&s).map_err(|_| {
-                        wrap(format!("header {k} renders to an invalid value {s:?}"))
-                    })?;
-                    headers.append(k.clone(), hv);
-                }
-            }
-            let body = match (&prep.body, &step.body) {
-                (Some(b), _) => b.clone(),
-                (None, Body::Json(j)) => {
-                    let v = render_json(j, sh, &ctx).map_err(wrap)?;
-                    Bytes::from(serde_json::to_vec(&v).map_err(|e| wrap(e.to_string()))?)
-                }
-                (None, Body::Text(t)) => Bytes::from(tpl.render(t, &ctx).map_err(wrap)?),
-                (None, _) => Bytes::new(),
-            };
-            (uri, body)
+            self.render(sh, step, prep, &ctx, &mut headers)
+                .map_err(|e| Error::Step {
+                    step: step.name.clone(),
+                    problem: e.into(),
+                })?
         } else {
             (
                 prep.uri.clone().expect("untemplated steps have a URI"),
@@ -194,7 +207,7 @@ impl Vu {
         &mut self,
         req: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> (Result<Response, String>, Duration) {
+    ) -> (Result<Response, Error>, Duration) {
         self.client.send(req, timeout).await
     }
 
@@ -251,7 +264,7 @@ impl Vu {
             let req = match self.build(sh, step, prep) {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics.borrow_mut().error(&e);
+                    metrics.borrow_mut().error(&e.to_string());
                     break;
                 }
             };
@@ -262,60 +275,43 @@ impl Vu {
                 }
                 _ => None,
             };
-            {
-                let mut m = metrics.borrow_mut();
-                {
-                    let rm = &mut m.requests[i];
-                    rm.count += 1;
-                    match &res {
-                        Ok(r) => {
-                            let status = r.parts.status.as_u16();
-                            rm.add_status(status);
-                            if status >= 400 {
-                                rm.failed += 1;
-                            }
-                            let us = elapsed.as_micros() as u64;
-                            match (&mut rm.uncorrected, scheduled) {
-                                (Some(h), Some(at)) if i == 0 => {
-                                    h.saturating_record(us.max(1));
-                                    // Time between the planned start and the send: a late
-                                    // start is latency the user would see, except for the
-                                    // timer's own granularity.
-                                    let total =
-                                        Instant::now().saturating_duration_since(at).as_micros()
-                                            as u64;
-                                    let lag = total.saturating_sub(us);
-                                    let corrected = us + lag.saturating_sub(SCHEDULER_SLACK_US);
-                                    rm.duration.saturating_record(corrected.max(1));
-                                }
-                                (Some(h), _) => {
-                                    h.saturating_record(us.max(1));
-                                    rm.duration.saturating_record(us.max(1));
-                                }
-                                (None, _) => rm.duration.saturating_record(us.max(1)),
-                            }
+            let error;
+            let sample = match &res {
+                Ok(r) => {
+                    let latency_us = elapsed.as_micros() as u64;
+                    // Time between the planned start and the send: a late start is
+                    // latency the user would see, except for the timer's own granularity.
+                    let late_us = match scheduled {
+                        Some(at) if i == 0 => {
+                            (Instant::now().saturating_duration_since(at).as_micros() as u64)
+                                .saturating_sub(latency_us)
+                                .saturating_sub(SCHEDULER_SLACK_US)
                         }
-                        Err(_) => {
-                            rm.failed += 1;
-                        }
+                        _ => 0,
+                    };
+                    Sample::Response {
+                        status: r.parts.status.as_u16(),
+                        latency_us,
+                        late_us,
                     }
                 }
-                if let Err(e) = &res {
-                    m.error(&format!("{}: {e}", step.name));
+                Err(e) => {
+                    error = format!("{}: {e}", step.name);
+                    Sample::Failed { error: &error }
                 }
-                for (c, check) in step.checks.iter().enumerate() {
-                    let ok = match &res {
-                        Ok(r) => check.passes(
-                            r.parts.status.as_u16(),
-                            &r.parts.headers,
-                            &r.body,
-                            json.as_ref(),
-                        ),
-                        Err(_) => false,
-                    };
-                    m.checks[step.first_check + c][usize::from(!ok)] += 1;
-                }
-            }
+            };
+            let checks = step.checks.iter().map(|check| match &res {
+                Ok(r) => check.passes(
+                    r.parts.status.as_u16(),
+                    &r.parts.headers,
+                    &r.body,
+                    json.as_ref(),
+                ),
+                Err(_) => false,
+            });
+            metrics
+                .borrow_mut()
+                .record_request(i, sample, step.first_check, checks);
             if !step.extract.is_empty() {
                 self.extract(step, json.as_ref());
             }

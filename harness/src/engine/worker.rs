@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::client::IoCounters;
+use super::executor::Runner;
 use super::vu::{Shared, Vu};
 use crate::metrics::MetricsSet;
 
@@ -49,11 +50,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(index: usize, count: usize, shared: Arc<Shared>, t0: Instant) -> Worker {
         let sc = &shared.scenario;
-        let metrics = MetricsSet::new(
-            sc.steps.len(),
-            sc.check_count(),
-            sc.options.executor.is_open_model(),
-        );
+        let metrics = MetricsSet::for_scenario(sc);
         Worker {
             index,
             count,
@@ -69,47 +66,9 @@ impl Worker {
         }
     }
 
-    /// This worker's part of `n` things numbered 0..n (round robin).
-    pub fn share(&self, n: u64) -> impl Iterator<Item = u64> + '_ {
-        (self.index as u64..n).step_by(self.count)
-    }
-
-    /// How many of `n` things fall to this worker.
-    pub fn share_count(&self, n: u64) -> u64 {
-        self.share(n).count() as u64
-    }
-
-    /// A new VU with a global 0-based index `idx`.
-    pub fn new_vu(&self, idx: u64) -> Vu {
-        self.allocated.set(self.allocated.get() + 1);
-        Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone())
-    }
-
-    /// Runs one iteration, keeping the busy count for interruption accounting.
-    pub async fn iteration(&self, vu: &mut Vu, scheduled: Option<Instant>) {
-        self.busy.set(self.busy.get() + 1);
-        vu.iteration(&self.shared, &self.metrics, scheduled).await;
-        self.busy.set(self.busy.get() - 1);
-    }
-
-    /// Counts iterations cut short (VU tasks dropped mid-iteration).
-    pub fn mark_interrupted(&self) {
-        let n = self.busy.replace(0);
-        self.metrics.borrow_mut().interrupted_iterations += n;
-    }
-
-    pub fn record_dropped(&self) {
-        self.metrics.borrow_mut().dropped_iterations += 1;
-    }
-
     /// Takes what was recorded since the last flush.
     pub fn take(&self) -> MetricsSet {
-        let sc = &self.shared.scenario;
-        let fresh = MetricsSet::new(
-            sc.steps.len(),
-            sc.check_count(),
-            sc.options.executor.is_open_model(),
-        );
+        let fresh = MetricsSet::for_scenario(&self.shared.scenario);
         let mut set = self.metrics.replace(fresh);
         let sent = self.counters.sent.load(Ordering::Relaxed);
         let received = self.counters.received.load(Ordering::Relaxed);
@@ -128,6 +87,57 @@ impl Worker {
             vus: self.active.get(),
             allocated: self.allocated.get(),
         });
+    }
+}
+
+impl Runner for Worker {
+    type Vu = Vu;
+
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn t0(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.t0)
+    }
+
+    fn new_vu(&self, idx: u64) -> Vu {
+        self.allocated.set(self.allocated.get() + 1);
+        Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone())
+    }
+
+    /// Runs one iteration, keeping the busy count for interruption accounting.
+    async fn iteration(&self, vu: &mut Vu, scheduled: Option<tokio::time::Instant>) {
+        self.busy.set(self.busy.get() + 1);
+        vu.iteration(
+            &self.shared,
+            &self.metrics,
+            scheduled.map(tokio::time::Instant::into_std),
+        )
+        .await;
+        self.busy.set(self.busy.get() - 1);
+    }
+
+    fn active(&self) -> &Cell<u64> {
+        &self.active
+    }
+
+    fn busy(&self) -> u64 {
+        self.busy.get()
+    }
+
+    /// Counts iterations cut short (VU tasks dropped mid-iteration).
+    fn mark_interrupted(&self) {
+        let n = self.busy.replace(0);
+        self.metrics.borrow_mut().interrupted_iterations += n;
+    }
+
+    fn record_dropped(&self) {
+        self.metrics.borrow_mut().dropped_iterations += 1;
     }
 }
 
@@ -157,7 +167,11 @@ pub fn run(worker: Worker, tx: mpsc::UnboundedSender<Report>, mut stop: watch::R
             }
         });
         tokio::select! {
-            _ = super::executor::run(&w) => {}
+            _ = super::executor::run(
+                &w,
+                &w.shared.scenario.options.executor,
+                w.shared.scenario.options.graceful_stop,
+            ) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
         ticker.abort();

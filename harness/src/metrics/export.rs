@@ -199,9 +199,7 @@ pub fn render(s: &Snapshot) -> String {
                 .with_label_values(&[name, method])
                 .set(t.failed as f64 / t.count as f64);
         }
-        let (p, f) = s.total.checks[s.check_ranges[i].clone()]
-            .iter()
-            .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]));
+        let (p, f) = s.total.check_totals(s.check_ranges[i].clone());
         if p + f > 0 {
             checks
                 .with_label_values(&[name])

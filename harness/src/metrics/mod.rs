@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod server;
+pub mod window;
 
 use std::collections::HashMap;
 
@@ -105,7 +106,37 @@ pub struct MetricsSet {
     pub bytes_received: u64,
 }
 
+/// How one request went, as the engine saw it.
+pub enum Sample<'a> {
+    /// A response arrived: its status, the time from writing the request to
+    /// the last body byte, and how late the request started against its
+    /// schedule (open model; 0 otherwise).
+    Response {
+        status: u16,
+        latency_us: u64,
+        late_us: u64,
+    },
+    /// No response: the reason, as grouped in the result's errors.
+    Failed { error: &'a str },
+}
+
 impl MetricsSet {
+    /// An empty set shaped for a scenario's load steps and checks.
+    pub fn for_scenario(sc: &crate::scenario::Scenario) -> Self {
+        Self::new(
+            sc.steps.len(),
+            sc.check_count(),
+            sc.options.executor.is_open_model(),
+        )
+    }
+
+    /// Passes and fails of the checks in `range` (a step's, or all).
+    pub fn check_totals(&self, range: std::ops::Range<usize>) -> (u64, u64) {
+        self.checks[range]
+            .iter()
+            .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]))
+    }
+
     pub fn new(requests: usize, checks: usize, open_model: bool) -> Self {
         MetricsSet {
             requests: (0..requests)
@@ -141,6 +172,46 @@ impl MetricsSet {
         }
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
+    }
+
+    /// Records one request of load step `step`: its outcome, then the
+    /// outcome of each of its checks (indices from `first_check` on).
+    pub fn record_request(
+        &mut self,
+        step: usize,
+        sample: Sample<'_>,
+        first_check: usize,
+        checks: impl IntoIterator<Item = bool>,
+    ) {
+        let rm = &mut self.requests[step];
+        rm.count += 1;
+        match sample {
+            Sample::Response {
+                status,
+                latency_us,
+                late_us,
+            } => {
+                rm.add_status(status);
+                if status >= 400 {
+                    rm.failed += 1;
+                }
+                match &mut rm.uncorrected {
+                    // Open model: a late start is latency the user would see.
+                    Some(h) => {
+                        h.saturating_record(latency_us.max(1));
+                        rm.duration.saturating_record((latency_us + late_us).max(1));
+                    }
+                    None => rm.duration.saturating_record(latency_us.max(1)),
+                }
+            }
+            Sample::Failed { error } => {
+                rm.failed += 1;
+                self.error(error);
+            }
+        }
+        for (c, ok) in checks.into_iter().enumerate() {
+            self.checks[first_check + c][usize::from(!ok)] += 1;
+        }
     }
 
     pub fn error(&mut self, reason: &str) {

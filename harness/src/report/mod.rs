@@ -2,6 +2,7 @@
 //! pull-request comment, JUnit XML with one test case per gate, and JSON.
 
 pub mod history;
+pub mod links;
 
 use std::fmt::Write;
 

@@ -2,17 +2,17 @@
 //! `<out>/<run>_<scenario>.json` (versioned) with a text summary beside it.
 //! Compare and report read this model; they never re-run anything.
 
+pub mod assemble;
 pub mod history;
 mod summary;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{self, MetricsSet};
+use crate::metrics;
 use crate::scenario::thresholds::Agg;
 
 pub use summary::render as summary;
@@ -216,124 +216,7 @@ pub struct ThresholdResult {
     pub abort_on_fail: bool,
 }
 
-/// One request name's figures within one second.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RequestWindow {
-    pub requests: u64,
-    pub failures: u64,
-    pub checks_passes: u64,
-    pub checks_fails: u64,
-    pub mean: Option<f64>,
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// One second of the run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TimelineEntry {
-    /// Trial number (0-based) under `--repeat`.
-    #[serde(default)]
-    pub trial: u32,
-    /// Seconds since the start of the load phase.
-    pub t: u64,
-    /// Length of the window in seconds: 1, except for the last one of a trial.
-    pub span_s: f64,
-    pub requests: u64,
-    pub failures: u64,
-    pub iterations: u64,
-    pub dropped_iterations: u64,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    #[serde(default)]
-    pub p90: Option<f64>,
-    #[serde(default)]
-    pub mean: Option<f64>,
-    #[serde(default)]
-    pub max: Option<f64>,
-    #[serde(default)]
-    pub checks_passes: u64,
-    #[serde(default)]
-    pub checks_fails: u64,
-    pub vus: u64,
-    /// The same second per request name.
-    pub by_request: BTreeMap<String, RequestWindow>,
-}
-
-impl TimelineEntry {
-    /// The figures of all requests together, shaped like a request's.
-    pub fn overall(&self) -> RequestWindow {
-        RequestWindow {
-            requests: self.requests,
-            failures: self.failures,
-            checks_passes: self.checks_passes,
-            checks_fails: self.checks_fails,
-            mean: self.mean,
-            p50: self.p50,
-            p90: self.p90,
-            p95: self.p95,
-            p99: self.p99,
-            max: self.max,
-        }
-    }
-
-    /// `steps` pairs each request name with the range of its checks.
-    pub fn from_window(
-        t: u64,
-        set: &MetricsSet,
-        vus: u64,
-        steps: &[(String, std::ops::Range<usize>)],
-    ) -> TimelineEntry {
-        let h = set.all_durations();
-        let by_request = steps
-            .iter()
-            .zip(&set.requests)
-            .map(|((name, checks), r)| {
-                let (cp, cf) = set.checks[checks.clone()]
-                    .iter()
-                    .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]));
-                let d = &r.duration;
-                (
-                    name.clone(),
-                    RequestWindow {
-                        requests: r.count,
-                        failures: r.failed,
-                        checks_passes: cp,
-                        checks_fails: cf,
-                        mean: metrics::trend_value(d, Agg::Avg).map(round3),
-                        p50: metrics::trend_value(d, Agg::Med),
-                        p90: metrics::trend_value(d, Agg::P(90.0)),
-                        p95: metrics::trend_value(d, Agg::P(95.0)),
-                        p99: metrics::trend_value(d, Agg::P(99.0)),
-                        max: metrics::trend_value(d, Agg::Max),
-                    },
-                )
-            })
-            .collect();
-        TimelineEntry {
-            trial: 0,
-            t,
-            span_s: 1.0,
-            requests: set.total_requests(),
-            failures: set.total_failed(),
-            iterations: set.iterations,
-            dropped_iterations: set.dropped_iterations,
-            p50: metrics::trend_value(&h, Agg::Med),
-            p95: metrics::trend_value(&h, Agg::P(95.0)),
-            p99: metrics::trend_value(&h, Agg::P(99.0)),
-            p90: metrics::trend_value(&h, Agg::P(90.0)),
-            mean: metrics::trend_value(&h, Agg::Avg).map(round3),
-            max: metrics::trend_value(&h, Agg::Max),
-            checks_passes: set.checks.iter().map(|c| c[0]).sum(),
-            checks_fails: set.checks.iter().map(|c| c[1]).sum(),
-            vus,
-            by_request,
-        }
-    }
-}
+pub use crate::metrics::window::{RequestWindow, Window as TimelineEntry};
 
 /// Key figures of one trial (under `--repeat`), overall and per request name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -467,26 +350,6 @@ pub fn process_usage() -> (f64, u64) {
 /// `<out>/<run>_<scenario>.<ext>`
 pub fn result_path(out: &Path, run: &str, scenario: &str, ext: &str) -> PathBuf {
     out.join(format!("{run}_{scenario}.{ext}"))
-}
-
-/// Writes a file so that readers see the old content or the new, never half:
-/// a temporary file in the same folder, then a rename.
-pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".loadtest-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(content)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
 }
 
 impl RunResult {

@@ -27,7 +27,7 @@ pub struct Check {
 
 impl Check {
     /// Builds a check from its TOML key and value.
-    pub fn parse(key: &str, value: &toml::Value) -> Result<Check, String> {
+    pub fn parse(key: &str, value: &toml::Value) -> Result<Check, CheckError> {
         if key == "status" {
             let codes = match value {
                 toml::Value::Integer(i) => vec![status_code(*i)?],
@@ -35,17 +35,13 @@ impl Check {
                     .iter()
                     .map(|v| match v {
                         toml::Value::Integer(i) => status_code(*i),
-                        other => Err(format!("status codes must be integers, found {other}")),
+                        other => Err(CheckError::StatusNotInteger(other.to_string())),
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-                other => {
-                    return Err(format!(
-                        "`status` expects a number or a list of numbers, found {other}"
-                    ))
-                }
+                other => return Err(CheckError::StatusShape(other.to_string())),
             };
             if codes.is_empty() {
-                return Err("`status` needs at least one code".into());
+                return Err(CheckError::NoStatus);
             }
             let shown: Vec<String> = codes.iter().map(|c| c.to_string()).collect();
             let name = if codes.len() == 1 {
@@ -60,7 +56,7 @@ impl Check {
         }
         if key == "body_contains" {
             let toml::Value::String(s) = value else {
-                return Err(format!("`body_contains` expects a string, found {value}"));
+                return Err(CheckError::BodyNotString(value.to_string()));
             };
             return Ok(Check {
                 name: format!("body contains {s:?}"),
@@ -69,9 +65,12 @@ impl Check {
         }
         if let Some(h) = key.strip_prefix("header.") {
             let name = HeaderName::from_bytes(h.as_bytes())
-                .map_err(|_| format!("`{h}` is not a valid header name"))?;
+                .map_err(|_| CheckError::HeaderName(h.to_string()))?;
             let toml::Value::String(s) = value else {
-                return Err(format!("`{key}` expects a string, found {value}"));
+                return Err(CheckError::HeaderNotString {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                });
             };
             return Ok(Check {
                 name: format!("header {h} is {s:?}"),
@@ -83,16 +82,16 @@ impl Check {
         }
         if key.starts_with('$') {
             let path = compile_path(key)?;
-            let expected = serde_json::to_value(value)
-                .map_err(|e| format!("cannot compare with {value}: {e}"))?;
+            let expected = serde_json::to_value(value).map_err(|e| CheckError::Expected {
+                value: value.to_string(),
+                reason: e.to_string(),
+            })?;
             return Ok(Check {
                 name: format!("{key} == {expected}"),
                 kind: CheckKind::Json { path, expected },
             });
         }
-        Err(format!(
-            "unknown check `{key}` (use status, body_contains, header.NAME or a JSONPath starting with $)"
-        ))
+        Err(CheckError::Unknown(key.to_string()))
     }
 
     pub fn needs_json(&self) -> bool {
@@ -120,16 +119,44 @@ impl Check {
 }
 
 /// Compiles a JSONPath with an error message that says what is wrong.
-pub fn compile_path(src: &str) -> Result<JsonPath, String> {
-    JsonPath::parse(src).map_err(|e| format!("invalid JSONPath `{src}`: {e}"))
+pub fn compile_path(src: &str) -> Result<JsonPath, CheckError> {
+    JsonPath::parse(src).map_err(|e| CheckError::JsonPath {
+        src: src.to_string(),
+        reason: e.to_string(),
+    })
 }
 
-fn status_code(i: i64) -> Result<u16, String> {
+fn status_code(i: i64) -> Result<u16, CheckError> {
     if (100..=599).contains(&i) {
         Ok(i as u16)
     } else {
-        Err(format!("{i} is not an HTTP status code (100..599)"))
+        Err(CheckError::NotAStatus(i))
     }
+}
+
+/// A check (or JSONPath) in a scenario that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("status codes must be integers, found {0}")]
+    StatusNotInteger(String),
+    #[error("`status` expects a number or a list of numbers, found {0}")]
+    StatusShape(String),
+    #[error("`status` needs at least one code")]
+    NoStatus,
+    #[error("{0} is not an HTTP status code (100..599)")]
+    NotAStatus(i64),
+    #[error("`body_contains` expects a string, found {0}")]
+    BodyNotString(String),
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    #[error("`{key}` expects a string, found {value}")]
+    HeaderNotString { key: String, value: String },
+    #[error("invalid JSONPath `{src}`: {reason}")]
+    JsonPath { src: String, reason: String },
+    #[error("cannot compare with {value}: {reason}")]
+    Expected { value: String, reason: String },
+    #[error("unknown check `{0}` (use status, body_contains, header.NAME or a JSONPath starting with $)")]
+    Unknown(String),
 }
 
 /// Numbers compare by value so that `200` matches `200.0`.
@@ -191,9 +218,11 @@ mod tests {
     fn bad_checks_are_rejected() {
         assert!(Check::parse("$.[", &toml::Value::Integer(1))
             .unwrap_err()
+            .to_string()
             .contains("invalid JSONPath"));
         assert!(Check::parse("stauts", &toml::Value::Integer(1))
             .unwrap_err()
+            .to_string()
             .contains("unknown check"));
         assert!(Check::parse("status", &toml::Value::Integer(42)).is_err());
     }

@@ -3,7 +3,6 @@
 
 pub mod checks;
 pub mod data;
-pub mod locate;
 pub mod options;
 pub mod template;
 pub mod thresholds;
@@ -18,8 +17,8 @@ use serde::Deserialize;
 use serde_json_path::JsonPath;
 use sha2::{Digest, Sha256};
 
+use crate::files::locate::{Locator, Seg};
 use checks::Check;
-use locate::{Locator, Seg};
 pub use options::{Executor, Options, Stage};
 use template::{Templates, Text};
 use thresholds::Threshold;
@@ -157,6 +156,13 @@ pub struct Step {
     pub needs_json: bool,
 }
 
+impl Step {
+    /// This step's checks in the scenario-wide check list.
+    pub fn check_range(&self) -> std::ops::Range<usize> {
+        self.first_check..self.first_check + self.checks.len()
+    }
+}
+
 pub struct Scenario {
     /// The file stem: `payment-confirm` for `scenarios/payment-confirm.toml`.
     pub name: String,
@@ -176,17 +182,14 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Each load step's range of check indices.
+    pub fn check_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        self.steps.iter().map(Step::check_range).collect()
+    }
+
     /// Number of checks across the load steps.
     pub fn check_count(&self) -> usize {
         self.steps.iter().map(|s| s.checks.len()).sum()
-    }
-
-    /// Variables that setup makes available to every VU.
-    pub fn setup_variables(&self) -> BTreeSet<String> {
-        self.setup
-            .iter()
-            .flat_map(|s| s.extract.iter().map(|(k, _)| k.clone()))
-            .collect()
     }
 }
 
@@ -624,7 +627,7 @@ fn compile_step(
                 format!("`{var}` is not a valid variable name (letters, digits, _)"),
             ));
         }
-        let jp = checks::compile_path(p).map_err(|m| fail(&segs, m))?;
+        let jp = checks::compile_path(p).map_err(|m| fail(&segs, m.to_string()))?;
         extract.push((var.clone(), jp));
     }
 
@@ -636,7 +639,7 @@ fn compile_step(
             Seg::Key("checks"),
             Seg::Key(k.as_str()),
         ];
-        check_list.push(Check::parse(k, v).map_err(|m| fail(&segs, m))?);
+        check_list.push(Check::parse(k, v).map_err(|m| fail(&segs, m.to_string()))?);
     }
     let needs_json = !extract.is_empty() || check_list.iter().any(Check::needs_json);
     Ok(Step {

@@ -66,13 +66,13 @@ impl Templates {
     }
 
     /// Compiles `source` under `name` when it holds template syntax.
-    pub fn add(&mut self, name: &str, source: &str) -> Result<Text, String> {
+    pub fn add(&mut self, name: &str, source: &str) -> Result<Text, TemplateError> {
         if !(source.contains("{{") || source.contains("{%")) {
             return Ok(Text::Static(source.to_string()));
         }
         self.env
             .add_template_owned(name.to_string(), source.to_string())
-            .map_err(|e| describe(&e))?;
+            .map_err(TemplateError::from)?;
         Ok(Text::Template(name.to_string()))
     }
 
@@ -102,25 +102,31 @@ impl Templates {
             .collect()
     }
 
-    pub fn render(&self, text: &Text, ctx: &Value) -> Result<String, String> {
+    pub fn render(&self, text: &Text, ctx: &Value) -> Result<String, TemplateError> {
         match text {
             Text::Static(s) => Ok(s.clone()),
-            Text::Template(name) => {
-                let t = self.env.get_template(name).map_err(|e| describe(&e))?;
-                t.render(ctx).map_err(|e| describe(&e))
-            }
+            Text::Template(name) => Ok(self.env.get_template(name)?.render(ctx)?),
         }
     }
 }
 
-/// One-line description of a template error.
-fn describe(e: &minijinja::Error) -> String {
-    let mut msg = e.kind().to_string();
-    if let Some(detail) = e.detail() {
-        msg.push_str(": ");
-        msg.push_str(detail);
+/// A template that cannot be compiled or rendered: the kind of failure and
+/// what minijinja says of it, on one line (the source position is the
+/// scenario file's business, added by whoever located the text).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}{}", .detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+pub struct TemplateError {
+    pub kind: minijinja::ErrorKind,
+    pub detail: Option<String>,
+}
+
+impl From<minijinja::Error> for TemplateError {
+    fn from(e: minijinja::Error) -> Self {
+        TemplateError {
+            kind: e.kind(),
+            detail: e.detail().map(str::to_string),
+        }
     }
-    msg
 }
 
 #[cfg(test)]
@@ -182,6 +188,10 @@ mod tests {
     #[test]
     fn syntax_error_is_described() {
         let mut t = Templates::new();
-        assert!(t.add("x", "{{ a ").unwrap_err().contains("syntax"));
+        assert!(t
+            .add("x", "{{ a ")
+            .unwrap_err()
+            .to_string()
+            .contains("syntax"));
     }
 }

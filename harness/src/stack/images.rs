@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::engine::Engine;
+use super::docker::DockerClient;
 use super::progress::Progress;
 
 /// A stand-in the harness knows how to make.
@@ -168,9 +168,13 @@ async fn lock(tag: &str, progress: &Progress) -> Result<BuildLock> {
 
 /// Makes a stand-in image unless it exists: mmdebstrap, then a build from
 /// scratch, on a progress line of its own. Returns the image id.
-pub async fn build_stand_in(engine: &Engine, s: &StandIn, progress: &Progress) -> Result<String> {
+pub async fn build_stand_in(
+    docker: &DockerClient,
+    s: &StandIn,
+    progress: &Progress,
+) -> Result<String> {
     let tag = s.tag();
-    if let Some(id) = engine.image_id(&tag).await {
+    if let Some(id) = docker.image_id(&tag).await {
         return Ok(id);
     }
     if which("mmdebstrap").is_none() {
@@ -182,7 +186,7 @@ pub async fn build_stand_in(engine: &Engine, s: &StandIn, progress: &Progress) -
     }
     let _lock = lock(&tag, progress).await?;
     // Another process may have built it while this one waited.
-    if let Some(id) = engine.image_id(&tag).await {
+    if let Some(id) = docker.image_id(&tag).await {
         return Ok(id);
     }
     let task = progress.task(
@@ -216,7 +220,7 @@ pub async fn build_stand_in(engine: &Engine, s: &StandIn, progress: &Progress) -
         }
         task.step("image build");
         let context = stand_in_context(s, &rootfs)?;
-        engine
+        docker
             .build(&tag, context, "Dockerfile", HashMap::new(), &mut |l| {
                 task.log(l)
             })

@@ -3,7 +3,7 @@
 
 pub mod compose;
 pub mod context;
-pub mod engine;
+pub mod docker;
 pub mod images;
 pub mod interpolate;
 pub mod progress;

@@ -10,7 +10,7 @@ use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
 use super::compose::{Condition, Project, ServiceSpec};
-use super::engine::Engine;
+use super::docker::DockerClient;
 use super::progress::Progress;
 use super::{context, images};
 
@@ -38,12 +38,12 @@ pub struct Ready {
 /// so the image reflects the checkout; the Engine's cache keeps it quick),
 /// pulls, or, when the pull fails, makes and uses the local stand-in.
 pub async fn ensure_image(
-    engine: &Engine,
+    docker: &DockerClient,
     p: &Project,
     s: &ServiceSpec,
     progress: &Progress,
 ) -> Result<Ready> {
-    match ensure_image_id(engine, p, s, progress).await {
+    match ensure_image_id(docker, p, s, progress).await {
         Ok(id) => Ok(Ready {
             image: s.image.clone(),
             id,
@@ -55,7 +55,7 @@ pub async fn ensure_image(
                     "service `{}`: {} cannot be pulled; using the local stand-in {tag}",
                     s.name, s.image
                 ));
-                let id = images::build_stand_in(engine, si, progress).await?;
+                let id = images::build_stand_in(docker, si, progress).await?;
                 Ok(Ready { image: tag, id })
             }
             _ => Err(e),
@@ -64,7 +64,7 @@ pub async fn ensure_image(
 }
 
 async fn ensure_image_id(
-    engine: &Engine,
+    docker: &DockerClient,
     p: &Project,
     s: &ServiceSpec,
     progress: &Progress,
@@ -74,7 +74,7 @@ async fn ensure_image_id(
         let dockerfile = std::fs::read_to_string(&df_path)
             .with_context(|| format!("service `{}`: cannot read {}", s.name, df_path.display()))?;
         for base in images::stand_in_bases(&dockerfile) {
-            images::build_stand_in(engine, base, progress).await?;
+            images::build_stand_in(docker, base, progress).await?;
         }
         // With suffixed stand-in tags the build starts FROM those: a copy of
         // the Dockerfile that names them travels in the context.
@@ -88,7 +88,7 @@ async fn ensure_image_id(
         };
         let task = progress.task(&s.image, &format!("build from {}", b.context.display()));
         let args: HashMap<String, String> = b.args.clone().into_iter().collect();
-        return match engine
+        return match docker
             .build(&s.image, ctx, &dockerfile_name, args, &mut |l| task.log(l))
             .await
         {
@@ -107,15 +107,15 @@ async fn ensure_image_id(
             }
         };
     }
-    if let Some(id) = engine.image_id(&s.image).await {
+    if let Some(id) = docker.image_id(&s.image).await {
         return Ok(id);
     }
     if let Some(si) = images::stand_in(&s.image) {
-        return images::build_stand_in(engine, si, progress).await;
+        return images::build_stand_in(docker, si, progress).await;
     }
     let task = progress.task(&s.image, "pull");
     let pull = async {
-        let mut st = engine.docker.create_image(
+        let mut st = docker.api.create_image(
             Some(CreateImageOptions {
                 from_image: Some(s.image.clone()),
                 ..Default::default()
@@ -152,7 +152,7 @@ async fn ensure_image_id(
             )
         }
     }
-    engine.image_id(&s.image).await.ok_or_else(|| {
+    docker.image_id(&s.image).await.ok_or_else(|| {
         anyhow!(
             "service `{}`: image {} missing after the pull",
             s.name,
@@ -198,7 +198,7 @@ struct Starts {
 }
 
 async fn run_service(
-    engine: &Engine,
+    docker: &DockerClient,
     p: &Project,
     s: &ServiceSpec,
     timeout: Duration,
@@ -216,24 +216,24 @@ async fn run_service(
             }
             st.at[dep]
         };
-        engine
+        docker
             .wait_for(p, dep, cond, since, timeout)
             .await
             .map_err(|e| anyhow!("service `{}` waits for `{dep}`: {e}", s.name))?;
     }
-    engine.start_service(p, s).await?;
+    docker.start_service(p, s).await?;
     Ok(Instant::now())
 }
 
 /// Brings the project up. The project must not have containers yet.
 pub async fn up(
-    engine: &Engine,
+    docker: &DockerClient,
     p: &Project,
     opts: &UpOptions,
     progress: &Progress,
 ) -> Result<UpReport> {
     let started = Instant::now();
-    let existing = engine.ps(&p.name).await?;
+    let existing = docker.ps(&p.name).await?;
     if !existing.is_empty() {
         bail!(
             "project `{}` already has {} container(s); run `loadtest down` first (or `loadtest up --fresh`)",
@@ -247,7 +247,7 @@ pub async fn up(
     let readies = futures_util::future::join_all(
         p.services
             .iter()
-            .map(|s| ensure_image(engine, p, s, progress)),
+            .map(|s| ensure_image(docker, p, s, progress)),
     )
     .await;
     // Services may end up on a stand-in image: run from a copy that says so.
@@ -260,12 +260,12 @@ pub async fn up(
     let p = &owned;
     check_ports(p)?;
     let result = async {
-        engine.create_shared(p).await?;
+        docker.create_shared(p).await?;
         let (starts, _) = tokio::sync::watch::channel(Starts::default());
         let tasks = p.services.iter().map(|s| {
             let starts = &starts;
             async move {
-                let r = run_service(engine, p, s, opts.timeout, starts).await;
+                let r = run_service(docker, p, s, opts.timeout, starts).await;
                 starts.send_modify(|v| match &r {
                     Ok(at) => {
                         v.at.insert(s.name.clone(), *at);
@@ -293,7 +293,7 @@ pub async fn up(
         let at = starts.borrow().at.clone();
         for s in p.services.iter().filter(|s| s.healthcheck.is_some()) {
             let since = at.get(&s.name).copied().unwrap_or_else(Instant::now);
-            engine
+            docker
                 .wait_for(p, &s.name, &Condition::Healthy, since, opts.timeout)
                 .await?;
         }
@@ -307,7 +307,7 @@ pub async fn up(
                 p.name
             )));
         }
-        let removed = engine.down(&p.name).await.unwrap_or_default();
+        let removed = docker.down(&p.name).await.unwrap_or_default();
         return Err(e.context(format!(
             "up failed; removed what it had made ({} objects); pass --keep-on-failure to keep them",
             removed.len()

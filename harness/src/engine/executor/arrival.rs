@@ -4,16 +4,17 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::engine::worker::Worker;
+use super::Runner;
 
 /// Runs iterations at the given offsets from the start (this worker's share).
-pub async fn run(
-    w: &Rc<Worker>,
+pub async fn run<R: Runner>(
+    w: &Rc<R>,
     offsets: impl Iterator<Item = Duration>,
     end: Duration,
     pre_allocated: u32,
@@ -27,7 +28,7 @@ pub async fn run(
     let mut created = 0u64;
     let spawn = |set: &mut JoinSet<()>, created: &mut u64| {
         // Global VU index: this worker's n-th VU.
-        let idx = w.index as u64 + *created * w.count as u64;
+        let idx = w.index() as u64 + *created * w.count() as u64;
         *created += 1;
         let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
         let w = w.clone();
@@ -36,9 +37,9 @@ pub async fn run(
         set.spawn_local(async move {
             let mut vu = w.new_vu(idx);
             while let Some(at) = rx.recv().await {
-                w.active.set(w.active.get() + 1);
+                w.active().set(w.active().get() + 1);
                 w.iteration(&mut vu, Some(at)).await;
-                w.active.set(w.active.get() - 1);
+                w.active().set(w.active().get() - 1);
                 idle.borrow_mut().push(me.clone());
             }
         });
@@ -52,8 +53,8 @@ pub async fn run(
         if off >= end {
             break;
         }
-        let at = w.t0 + off;
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        let at = w.t0() + off;
+        tokio::time::sleep_until(at).await;
         let free = idle.borrow_mut().pop();
         match free {
             Some(tx) => {
@@ -67,18 +68,14 @@ pub async fn run(
         }
     }
     // Let running iterations finish, then close every VU's queue.
-    let deadline = w.t0 + end + graceful;
-    let sleep_to_end = tokio::time::sleep_until(tokio::time::Instant::from_std(w.t0 + end));
-    sleep_to_end.await;
+    let deadline = w.t0() + end + graceful;
+    tokio::time::sleep_until(w.t0() + end).await;
     let drain = async {
-        while w.busy.get() > 0 {
+        while w.busy() > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    if tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout_at(deadline, drain).await.is_err() {
         set.abort_all();
         w.mark_interrupted();
         return;

@@ -1,25 +1,78 @@
 //! `constant-vus`: a fixed number of VUs loop over iterations for a duration.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::engine::worker::Worker;
+use super::Runner;
 
-pub async fn run(w: &Rc<Worker>, vus: u32, duration: Duration, graceful: Duration) {
-    let end = w.t0 + duration;
+pub async fn run<R: Runner>(w: &Rc<R>, vus: u32, duration: Duration, graceful: Duration) {
+    let end = w.t0() + duration;
     let mut set = JoinSet::new();
     for idx in w.share(vus as u64) {
         let w = w.clone();
         set.spawn_local(async move {
             let mut vu = w.new_vu(idx);
-            w.active.set(w.active.get() + 1);
+            w.active().set(w.active().get() + 1);
             while Instant::now() < end {
                 w.iteration(&mut vu, None).await;
             }
-            w.active.set(w.active.get() - 1);
+            w.active().set(w.active().get() - 1);
         });
     }
-    super::wait_all(w, set, end + graceful).await;
+    super::wait_all(w.as_ref(), set, end + graceful).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::super::fake::{paused, Fake};
+
+    #[test]
+    fn each_vu_loops_until_the_duration_ends() {
+        let ms = Duration::from_millis;
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(300)));
+            super::run(&f, 2, ms(1000), ms(1000)).await;
+            f
+        });
+        // An iteration that starts before the end runs to completion (graceful stop).
+        assert_eq!(f.of_vu(0), vec![0, 300, 600, 900]);
+        assert_eq!(f.of_vu(1), vec![0, 300, 600, 900]);
+        assert_eq!(f.interrupted.get(), 0);
+        assert_eq!(f.active.get(), 0);
+    }
+
+    #[test]
+    fn iterations_past_the_graceful_stop_are_interrupted() {
+        let ms = Duration::from_millis;
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(300)));
+            super::run(&f, 2, ms(1000), ms(0)).await;
+            f
+        });
+        assert_eq!(f.starts.borrow().len(), 8);
+        // Both VUs were inside the iteration that began at 900 ms.
+        assert_eq!(f.interrupted.get(), 2);
+    }
+
+    #[test]
+    fn a_worker_runs_its_round_robin_share_of_the_vus() {
+        let ms = Duration::from_millis;
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(1, 2, ms(500)));
+            super::run(&f, 5, ms(1000), ms(1000)).await;
+            f
+        });
+        let mut vus: Vec<u64> = f.starts.borrow().iter().map(|s| s.vu).collect();
+        vus.dedup();
+        vus.sort();
+        vus.dedup();
+        assert_eq!(vus, vec![1, 3]);
+        assert_eq!(f.vus.get(), 2);
+    }
 }

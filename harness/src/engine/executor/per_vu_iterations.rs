@@ -1,34 +1,68 @@
 //! `per-vu-iterations`: each VU runs a fixed number of iterations, bounded by `max_duration`.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::engine::worker::Worker;
+use super::Runner;
 
-pub async fn run(
-    w: &Rc<Worker>,
+pub async fn run<R: Runner>(
+    w: &Rc<R>,
     vus: u32,
     iterations: u64,
     max_duration: Duration,
     graceful: Duration,
 ) {
-    let end = w.t0 + max_duration;
+    let end = w.t0() + max_duration;
     let mut set = JoinSet::new();
     for idx in w.share(vus as u64) {
         let w = w.clone();
         set.spawn_local(async move {
             let mut vu = w.new_vu(idx);
-            w.active.set(w.active.get() + 1);
+            w.active().set(w.active().get() + 1);
             for _ in 0..iterations {
                 if Instant::now() >= end {
                     break;
                 }
                 w.iteration(&mut vu, None).await;
             }
-            w.active.set(w.active.get() - 1);
+            w.active().set(w.active().get() - 1);
         });
     }
-    super::wait_all(w, set, end + graceful).await;
+    super::wait_all(w.as_ref(), set, end + graceful).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::super::fake::{paused, Fake};
+
+    #[test]
+    fn every_vu_runs_its_iterations_back_to_back() {
+        let ms = Duration::from_millis;
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(100)));
+            super::run(&f, 3, 4, Duration::from_secs(10), ms(0)).await;
+            f
+        });
+        for vu in 0..3 {
+            assert_eq!(f.of_vu(vu), vec![0, 100, 200, 300]);
+        }
+        assert_eq!(f.interrupted.get(), 0);
+    }
+
+    #[test]
+    fn max_duration_bounds_the_iterations() {
+        let ms = Duration::from_millis;
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(400)));
+            super::run(&f, 1, 10, ms(1000), ms(1000)).await;
+            f
+        });
+        assert_eq!(f.of_vu(0), vec![0, 400, 800]);
+    }
 }

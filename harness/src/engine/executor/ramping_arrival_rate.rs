@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::engine::worker::Worker;
+use super::Runner;
 use crate::scenario::Stage;
 
 /// Start offsets (seconds) of iterations 0, 1, 2, ...: iteration `k` starts when
@@ -66,8 +66,8 @@ impl Iterator for Schedule {
     }
 }
 
-pub async fn run(
-    w: &Rc<Worker>,
+pub async fn run<R: Runner>(
+    w: &Rc<R>,
     start_rate: f64,
     time_unit: Duration,
     stages: &[Stage],
@@ -77,8 +77,8 @@ pub async fn run(
 ) {
     let end: Duration = stages.iter().map(|s| s.duration).sum();
     let offsets = Schedule::new(start_rate, time_unit, stages)
-        .skip(w.index)
-        .step_by(w.count)
+        .skip(w.index())
+        .step_by(w.count())
         .map(Duration::from_secs_f64);
     super::arrival::run(w, offsets, end, pre_allocated, max_vus, graceful).await
 }
@@ -111,5 +111,33 @@ mod tests {
             .count();
         // A quarter of the ramp's iterations fall in its first half.
         assert!((124..=126).contains(&first_half), "{first_half}");
+    }
+
+    #[test]
+    fn a_worker_starts_iterations_on_the_integral_of_the_rate() {
+        use super::super::fake::{paused, Fake};
+        use std::rc::Rc;
+        let ms = Duration::from_millis;
+        // 0 -> 20/s over 1 s: 10 iterations, the k-th when 10 t^2 reaches k.
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(1)));
+            super::run(
+                &f,
+                0.0,
+                Duration::from_secs(1),
+                &[st(1, 20.0)],
+                10,
+                10,
+                ms(0),
+            )
+            .await;
+            f
+        });
+        let starts: Vec<u64> = f.starts.borrow().iter().map(|s| s.at_ms).collect();
+        let want: Vec<u64> = (0..10)
+            .map(|k| ((k as f64 / 10.0).sqrt() * 1000.0).ceil() as u64)
+            .collect();
+        assert_eq!(starts, want);
+        assert_eq!(f.dropped.get(), 0);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::engine::worker::Worker;
+use super::Runner;
 use crate::scenario::Stage;
 
 /// Planned VU count at `t` seconds (linear within each stage).
@@ -52,10 +52,16 @@ pub fn next_active(start: f64, stages: &[Stage], i: u64, t: f64) -> Option<f64> 
     None
 }
 
-pub async fn run(w: &Rc<Worker>, start_vus: u32, stages: &[Stage], graceful: Duration) {
+pub async fn run<R: Runner>(
+    w: &Rc<R>,
+    start_vus: u32,
+    stages: &[Stage],
+    max_vus: u32,
+    graceful: Duration,
+) {
     let total: Duration = stages.iter().map(|s| s.duration).sum();
-    let end = w.t0 + total;
-    let max = w.shared.scenario.options.executor.max_vus() as u64;
+    let end = w.t0() + total;
+    let max = max_vus as u64;
     let mut set = JoinSet::new();
     for idx in w.share(max) {
         let w = w.clone();
@@ -64,21 +70,21 @@ pub async fn run(w: &Rc<Worker>, start_vus: u32, stages: &[Stage], graceful: Dur
         set.spawn_local(async move {
             let mut vu = None;
             loop {
-                let t = w.t0.elapsed().as_secs_f64();
+                let t = w.t0().elapsed().as_secs_f64();
                 if t >= total.as_secs_f64() {
                     break;
                 }
                 if target_at(start, &stages, t) >= idx as f64 + 1.0 {
                     let v = vu.get_or_insert_with(|| w.new_vu(idx));
-                    w.active.set(w.active.get() + 1);
+                    w.active().set(w.active().get() + 1);
                     w.iteration(v, None).await;
-                    w.active.set(w.active.get() - 1);
+                    w.active().set(w.active().get() - 1);
                 } else {
                     match next_active(start, &stages, idx, t) {
                         // Sleep at least 1 ms so rounding cannot spin.
                         Some(at) => {
-                            let wake = w.t0 + Duration::from_secs_f64(at.max(t + 0.001));
-                            tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await
+                            let wake = w.t0() + Duration::from_secs_f64(at.max(t + 0.001));
+                            tokio::time::sleep_until(wake).await
                         }
                         None => break,
                     }
@@ -86,7 +92,7 @@ pub async fn run(w: &Rc<Worker>, start_vus: u32, stages: &[Stage], graceful: Dur
             }
         });
     }
-    super::wait_all(w, set, end + graceful).await;
+    super::wait_all(w.as_ref(), set, end + graceful).await;
 }
 
 #[cfg(test)]
@@ -119,5 +125,33 @@ mod tests {
         assert_eq!(next_active(0.0, &s, 25, 0.0), None);
         // After the peak, VU 19 is active only around t=10 and never later.
         assert_eq!(next_active(0.0, &s, 19, 12.0), None);
+    }
+
+    #[test]
+    fn vus_join_as_the_planned_count_passes_them() {
+        use super::super::fake::{paused, Fake};
+        use std::rc::Rc;
+        let ms = Duration::from_millis;
+        let stages = [
+            Stage {
+                duration: Duration::from_secs(1),
+                target: 4.0,
+            },
+            Stage {
+                duration: Duration::from_secs(1),
+                target: 4.0,
+            },
+        ];
+        let f = paused(|| async {
+            let f = Rc::new(Fake::new(0, 1, ms(250)));
+            super::run(&f, 0, &stages, 4, ms(1000)).await;
+            f
+        });
+        // VU i joins when the ramp reaches i + 1 (every 250 ms) and loops until 2 s.
+        assert_eq!(f.of_vu(0), vec![250, 500, 750, 1000, 1250, 1500, 1750]);
+        assert_eq!(f.of_vu(1), vec![500, 750, 1000, 1250, 1500, 1750]);
+        assert_eq!(f.of_vu(2), vec![750, 1000, 1250, 1500, 1750]);
+        assert_eq!(f.of_vu(3), vec![1000, 1250, 1500, 1750]);
+        assert_eq!(f.interrupted.get(), 0);
     }
 }

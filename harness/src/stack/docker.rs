@@ -26,8 +26,9 @@ pub const LABEL_SERVICE: &str = "com.docker.compose.service";
 /// Written on every object so compose's version checks accept them.
 const COMPOSE_VERSION: &str = "1.29.2";
 
-pub struct Engine {
-    pub docker: Docker,
+/// The Docker Engine API, through bollard.
+pub struct DockerClient {
+    pub api: Docker,
 }
 
 /// Where the Engine is expected, for error messages.
@@ -35,15 +36,15 @@ fn engine_address() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
-impl Engine {
+impl DockerClient {
     /// Connects (DOCKER_HOST or the local socket) and checks the Engine answers.
-    pub async fn connect() -> Result<Engine> {
+    pub async fn connect() -> Result<DockerClient> {
         let addr = engine_address();
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| anyhow!("cannot use the Docker Engine at {addr} (DOCKER_HOST): {e}"))?;
         let docker = docker.with_timeout(Duration::from_secs(600));
         match tokio::time::timeout(Duration::from_secs(10), docker.version()).await {
-            Ok(Ok(_)) => Ok(Engine { docker }),
+            Ok(Ok(_)) => Ok(DockerClient { api: docker }),
             Ok(Err(e)) => Err(anyhow!(
                 "the Docker Engine at {addr} does not answer: {e}; is the daemon running, and is DOCKER_HOST right?"
             )),
@@ -63,7 +64,7 @@ impl Engine {
         project: &str,
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
         Ok(self
-            .docker
+            .api
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(Self::project_filter(project)),
@@ -86,7 +87,7 @@ impl Engine {
                 .unwrap_or_else(|| id.clone());
             Some(async move {
                 let r = self
-                    .docker
+                    .api
                     .remove_container(
                         &id,
                         Some(RemoveContainerOptions {
@@ -109,27 +110,27 @@ impl Engine {
             }
         }
         let networks = self
-            .docker
+            .api
             .list_networks(Some(ListNetworksOptions {
                 filters: Some(Self::project_filter(project)),
             }))
             .await?;
         for n in networks {
             let name = n.name.unwrap_or_default();
-            self.docker
+            self.api
                 .remove_network(&name)
                 .await
                 .with_context(|| format!("cannot remove network {name}"))?;
             removed.push(format!("network {name}"));
         }
         let volumes = self
-            .docker
+            .api
             .list_volumes(Some(ListVolumesOptions {
                 filters: Some(Self::project_filter(project)),
             }))
             .await?;
         for v in volumes.volumes.unwrap_or_default() {
-            self.docker
+            self.api
                 .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
                 .await
                 .with_context(|| format!("cannot remove volume {}", v.name))?;
@@ -139,17 +140,13 @@ impl Engine {
     }
 
     pub async fn image_id(&self, image: &str) -> Option<String> {
-        self.docker
-            .inspect_image(image)
-            .await
-            .ok()
-            .and_then(|i| i.id)
+        self.api.inspect_image(image).await.ok().and_then(|i| i.id)
     }
 
     /// Removes an image by name; false when there was none.
     pub async fn remove_image(&self, image: &str) -> Result<bool> {
         match self
-            .docker
+            .api
             .remove_image(image, None::<RemoveImageOptions>, None)
             .await
         {
@@ -178,9 +175,9 @@ impl Engine {
             buildargs: Some(args),
             ..Default::default()
         };
-        let mut stream =
-            self.docker
-                .build_image(opts, None, Some(bollard::body_full(context.into())));
+        let mut stream = self
+            .api
+            .build_image(opts, None, Some(bollard::body_full(context.into())));
         let mut last = Vec::new();
         while let Some(item) = stream.next().await {
             let info =
@@ -217,7 +214,7 @@ impl Engine {
 
     /// Creates the project's default network and named volumes.
     pub async fn create_shared(&self, p: &Project) -> Result<()> {
-        self.docker
+        self.api
             .create_network(NetworkCreateRequest {
                 name: p.network_name(),
                 driver: Some("bridge".into()),
@@ -230,7 +227,7 @@ impl Engine {
             .await
             .with_context(|| format!("cannot create network {}", p.network_name()))?;
         for v in &p.volumes {
-            self.docker
+            self.api
                 .create_volume(VolumeCreateRequest {
                     name: Some(p.volume_name(v)),
                     labels: Some(Self::labels(p, &[("com.docker.compose.volume", v.clone())])),
@@ -320,7 +317,7 @@ impl Engine {
             ..Default::default()
         };
         let created = self
-            .docker
+            .api
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.clone()),
@@ -330,7 +327,7 @@ impl Engine {
             )
             .await
             .map_err(|e| anyhow!("service `{}`: cannot create container {name}: {e}", s.name))?;
-        self.docker
+        self.api
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
             .map_err(|e| {
@@ -347,7 +344,7 @@ impl Engine {
 
     /// The last `n` log lines of a container.
     pub async fn last_logs(&self, container: &str, n: usize) -> String {
-        let mut s = self.docker.logs(
+        let mut s = self.api.logs(
             container,
             Some(LogsOptions {
                 stdout: true,
@@ -377,7 +374,7 @@ impl Engine {
         let deadline = since + timeout;
         loop {
             let info = self
-                .docker
+                .api
                 .inspect_container(&name, None::<InspectContainerOptions>)
                 .await
                 .with_context(|| format!("service `{service}`: container {name} disappeared"))?;

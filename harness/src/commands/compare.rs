@@ -8,8 +8,9 @@ use anyhow::anyhow;
 
 use crate::compare::{self, GateConfig};
 use crate::exit::{self, Classify, Failure};
+use crate::files::write_atomic;
 use crate::report;
-use crate::results::{self, write_atomic, RunResult};
+use crate::results::{self, RunResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -19,15 +20,41 @@ pub enum Format {
     Junit,
 }
 
-pub struct CompareArgs {
+pub const COMPARE_HELP: &str = "BASE and CURRENT are result files, or run names resolved as <dir>/<run>_<scenario>.json.
+
+Each metric (req/s, p50, p90, p95, p99, max, mean, error rate, checks rate), per request name and overall,
+gets a change with a bootstrap confidence interval and a Mann-Whitney U p-value, computed from the runs'
+one-second windows (or from their trials with `run --repeat N`). A metric regresses only when the change is
+significant and the whole interval lies beyond its tolerance. Tolerances and gates: config/regression.toml.
+
+Exit codes:
+  0   no gate regressed
+  2   unusable input: missing or corrupt file, unknown schema_version, runs not comparable
+  98  at least one gate regressed";
+
+#[derive(clap::Args, Debug)]
+pub struct CompareCmd {
+    /// The baseline: a result file or a run name (e.g. baseline)
     pub base: String,
+    /// The run to judge: a result file or a run name (e.g. a commit hash)
     pub current: String,
+    /// Scenario name, to resolve run names
+    #[arg(short, long)]
     pub scenario: Option<String>,
+    /// Folder of the result files when run names are given
+    #[arg(short, long, default_value = "benchmark")]
     pub dir: PathBuf,
+    /// What to print
+    #[arg(short, long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Tolerances and gates (default: config/regression.toml if present)
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Judge even when scenario file, executor settings or thresholds differ
+    #[arg(long)]
     pub allow_mismatch: bool,
-    /// Also write the chosen format to this file.
+    /// Also write the printed report to this file
+    #[arg(long)]
     pub report: Option<PathBuf>,
 }
 
@@ -58,7 +85,13 @@ pub fn resolve(
     Ok(path)
 }
 
-pub fn execute(a: CompareArgs) -> Result<u8, Failure> {
+impl CompareCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        judge(self)
+    }
+}
+
+fn judge(a: &CompareCmd) -> Result<u8, Failure> {
     let base_path = resolve(&a.base, a.scenario.as_deref(), &a.dir, "baseline")?;
     let cur_path = resolve(&a.current, a.scenario.as_deref(), &a.dir, "current")?;
     let base = RunResult::load(&base_path).usage()?;
@@ -114,24 +147,4 @@ pub fn execute(a: CompareArgs) -> Result<u8, Failure> {
     }
     crate::outln!("{out}");
     Ok(code)
-}
-
-/// `loadtest history`.
-pub fn history(scenario: &str, dir: &Path, last: Option<usize>) -> Result<u8, Failure> {
-    let (mut lines, problems) = results::history::read(dir, scenario).usage()?;
-    for p in &problems {
-        crate::errln!("warning: {p}");
-    }
-    if lines.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "{} has no runs of scenario `{scenario}`",
-            dir.join(results::history::FILE).display()
-        )));
-    }
-    if let Some(n) = last {
-        let skip = lines.len().saturating_sub(n);
-        lines.drain(..skip);
-    }
-    crate::out!("{}", report::history::render(scenario, &lines));
-    Ok(exit::OK)
 }

@@ -1,41 +1,78 @@
-//! `loadtest bench`: the full cycle. down -v -> up (fresh database, app image
-//! from the checkout) -> migrate -> run -> save -> compare when asked -> leave
-//! the stack up for viewing, or take it down with --down.
+//! The state before a run: the stack fresh or reused, the database reset,
+//! the data seeded; and the snapshot put back after a run. Used by `run`, the
+//! full cycle (`bench`) and the reset benchmark.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::anyhow;
 
-use crate::compare_cmd::{self, CompareArgs, Format};
 use crate::config::Config;
-use crate::db::reset::{self, Strategy};
-use crate::exit::{self, Classify, Failure};
-use crate::results::{result_path, StackInfo};
-use crate::run::{self, RunArgs};
-use crate::scenario;
+use crate::db::reset::{self, DbSettings, Snapshot, Strategy};
+use crate::exit::{Classify, Failure};
+use crate::results::StackInfo;
 use crate::stack::compose;
-use crate::stack::engine::Engine;
+use crate::stack::docker::DockerClient;
 use crate::stack::progress::Progress;
 use crate::stack::up::{self, UpOptions};
-use crate::stack_cmd::read_dotenv;
 
-pub struct BenchArgs {
-    pub config: PathBuf,
-    pub env_file: PathBuf,
-    pub scenario: Option<String>,
-    pub run_name: Option<String>,
-    pub compare: bool,
-    pub down: bool,
-    pub keep_on_failure: bool,
-    pub vus: Option<u32>,
-    pub duration: Option<Duration>,
-    pub repeat: u32,
-    pub quiet: bool,
-    /// Compose profiles enabled on top of the configured ones.
-    pub profiles: Vec<String>,
-    /// Database reset before the run (default: [database] reset).
-    pub reset: Option<Strategy>,
+/// Refuses early (exit 2) when the settings cannot allow a strategy.
+pub fn check_strategy(db: &DbSettings, strategy: Strategy) -> Result<(), Failure> {
+    db.require_disposable(strategy).usage()?;
+    if strategy == Strategy::Delete && db.delete.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "the `delete` reset has no statements: list them, in order, as `delete = [\"DELETE FROM ... WHERE ...\", ...]` under [database] in config/loadtest.toml"
+        )));
+    }
+    Ok(())
+}
+
+/// The database step before a run of its own (`run --reset`): a reset now, or
+/// a snapshot taken now that [`restore_after_run`] puts back.
+pub async fn reset_before_run(
+    db: &DbSettings,
+    strategy: Strategy,
+    quiet: bool,
+) -> Result<Option<Snapshot>, Failure> {
+    check_strategy(db, strategy)?;
+    match strategy {
+        Strategy::Snapshot => {
+            let (snap, t) = reset::take_snapshot(db).await.runtime()?;
+            say(
+                quiet,
+                &format!(
+                    "snapshot: `{}` copied to `{}` in {} ms; it is put back after the run",
+                    snap.database,
+                    snap.copy,
+                    t.as_millis()
+                ),
+            );
+            Ok(Some(snap))
+        }
+        Strategy::None => Ok(None),
+        Strategy::Recreate => Err(Failure::Usage(anyhow!(
+            "`--reset recreate` rebuilds the whole stack: that is `loadtest bench` (or `loadtest up --fresh`)"
+        ))),
+        s => {
+            let msg = reset::reset(db, s).await.runtime()?;
+            say(quiet, &msg);
+            Ok(None)
+        }
+    }
+}
+
+/// Puts back the snapshot taken before a run.
+pub async fn restore_after_run(snap: &Snapshot, quiet: bool) -> anyhow::Result<()> {
+    let t = reset::restore_snapshot(snap).await?;
+    say(
+        quiet,
+        &format!(
+            "snapshot: `{}` restored in {} ms",
+            snap.database,
+            t.as_millis()
+        ),
+    );
+    Ok(())
 }
 
 fn say(quiet: bool, msg: &str) {
@@ -52,9 +89,9 @@ pub async fn fresh_stack(
     keep_on_failure: bool,
     quiet: bool,
 ) -> Result<StackInfo, Failure> {
-    let engine = Engine::connect().await.runtime()?;
+    let docker = DockerClient::connect().await.runtime()?;
     let t = Instant::now();
-    let removed = engine.down(&project.name).await.runtime()?;
+    let removed = docker.down(&project.name).await.runtime()?;
     let down_s = t.elapsed().as_secs_f64();
     say(
         quiet,
@@ -69,7 +106,7 @@ pub async fn fresh_stack(
         timeout: cfg.wait_timeout,
         keep_on_failure,
     };
-    let report = up::up(&engine, project, &opts, &progress).await.runtime()?;
+    let report = up::up(&docker, project, &opts, &progress).await.runtime()?;
     say(
         quiet,
         &format!(
@@ -122,7 +159,7 @@ pub async fn fresh_stack(
             let kept = if keep_on_failure {
                 "the stack was kept for debugging".to_string()
             } else {
-                let _ = engine.down(&project.name).await;
+                let _ = docker.down(&project.name).await;
                 "the stack was removed".to_string()
             };
             return Err(Failure::Runtime(e.context(kept)));
@@ -144,8 +181,8 @@ pub async fn fresh_stack(
 
 /// Whether every service of the project runs (and is healthy where it has a check).
 async fn stack_is_up(project: &compose::Project) -> Result<bool, Failure> {
-    let engine = Engine::connect().await.runtime()?;
-    let rows = engine.ps(&project.name).await.runtime()?;
+    let docker = DockerClient::connect().await.runtime()?;
+    let rows = docker.ps(&project.name).await.runtime()?;
     Ok(project.services.iter().all(|svc| {
         rows.iter().any(|r| {
             r.service == svc.name
@@ -158,7 +195,7 @@ async fn stack_is_up(project: &compose::Project) -> Result<bool, Failure> {
 /// The stack and database the run starts from. `recreate` (or a stack that is
 /// not up, or a missing template) goes through down -v / up / migrate / seed;
 /// the other strategies reuse the running stack and only reset the database.
-async fn prepare_stack(
+pub async fn prepare_stack(
     project: &compose::Project,
     cfg: &Config,
     strategy: Strategy,
@@ -220,117 +257,4 @@ async fn prepare_stack(
         seed_s: None,
         reset: Some(format!("{msg} in {} ms", t.elapsed().as_millis())),
     })
-}
-
-pub fn execute(a: BenchArgs) -> Result<u8, Failure> {
-    let vars = read_dotenv(&a.env_file)?;
-    let cfg = Config::load(&a.config, &vars).usage()?;
-    let scenario_name = a.scenario.clone().unwrap_or(cfg.scenario.clone());
-    let run_name = a.run_name.clone().unwrap_or(cfg.run_name.clone());
-    // Everything that can be checked without Docker is checked first.
-    let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
-    let sc = scenario::load(&path).usage()?;
-    let baseline = result_path(&cfg.results, "baseline", &sc.name, "json");
-    if a.compare {
-        if run_name == "baseline" {
-            return Err(Failure::Usage(anyhow!(
-                "--compare judges a run against the baseline: give it another run name (-r), e.g. the commit"
-            )));
-        }
-        if !baseline.is_file() {
-            return Err(Failure::Usage(anyhow!(
-                "no baseline for scenario `{}`: {} is missing; record one first with `loadtest bench -s {}` (run name baseline)",
-                sc.name,
-                baseline.display(),
-                sc.name
-            )));
-        }
-    }
-    let mut profiles = cfg.profiles.clone();
-    profiles.extend(a.profiles.iter().cloned());
-    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &profiles).usage()?;
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .runtime()?;
-    let quiet = a.quiet;
-    let strategy = a.reset.unwrap_or(cfg.reset);
-    crate::db_cmd::check_strategy(&cfg.db, strategy)?;
-    let stack = rt.block_on(prepare_stack(
-        &project,
-        &cfg,
-        strategy,
-        a.keep_on_failure,
-        quiet,
-    ))?;
-
-    let report = run::execute(RunArgs {
-        scenario: path.display().to_string(),
-        scenarios_dir: cfg.scenarios.clone(),
-        target: cfg.target.clone(),
-        vus: a.vus,
-        duration: a.duration,
-        run_name: run_name.clone(),
-        out: cfg.results.clone(),
-        quiet: a.quiet,
-        repeat: a.repeat,
-        stack: Some(stack),
-        push_url: cfg.push_url.clone(),
-        prometheus_url: cfg.prometheus_url.clone(),
-        server_metric: cfg.server_metric.clone(),
-        grafana_url: cfg.grafana_url.clone(),
-        db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
-    });
-    let finish = |code: u8| -> Result<u8, Failure> {
-        if a.down {
-            rt.block_on(async {
-                let engine = Engine::connect().await.runtime()?;
-                engine.down(&project.name).await.runtime()
-            })?;
-            say(
-                quiet,
-                &format!("stack: project {} taken down (--down)", project.name),
-            );
-        } else {
-            say(
-                quiet,
-                &format!(
-                    "stack: project {} left up for viewing at {}; `loadtest down -p {}` removes it",
-                    project.name, cfg.target, project.name
-                ),
-            );
-        }
-        Ok(code)
-    };
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            finish(e.code())?;
-            return Err(e);
-        }
-    };
-    let mut code = report.code;
-    if a.compare {
-        let c = compare_cmd::execute(CompareArgs {
-            base: baseline.display().to_string(),
-            current: report.json.display().to_string(),
-            scenario: None,
-            dir: cfg.results.clone(),
-            format: Format::Text,
-            config: None,
-            allow_mismatch: false,
-            report: None,
-        });
-        code = match c {
-            Ok(exit::REGRESSED) => exit::REGRESSED,
-            Ok(_) => code,
-            Err(e) => {
-                crate::errln!("error: {e}");
-                e.code()
-            }
-        };
-    }
-    finish(code)
 }

@@ -1,4 +1,4 @@
-//! `loadtest db reset-bench`: every reset strategy timed on the running stack
+//! `loadtest db reset-bench`, the reset benchmark: every reset strategy timed on the running stack
 //! at given data sizes, median of several rounds, as a markdown table.
 
 use std::fmt::Write as _;
@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::reset::{self, DbSettings, EmptyWith};
-use super::seed;
 use crate::config::Config;
+use crate::db::reset::{self, DbSettings, EmptyWith};
+use crate::db::seed;
 use crate::exit::{self, Classify, Failure};
 
 /// The seeded rows, as the `delete` strategy would find test data.
@@ -24,7 +24,7 @@ const RUN_PAYMENTS: u32 = 2000;
 
 /// Writes what a short payment run leaves behind: a merchant of its own and its payments.
 async fn write_run(db: &DbSettings) -> Result<()> {
-    let mut c = super::connect(&db.url).await?;
+    let mut c = crate::db::connect(&db.url).await?;
     let id = format!("mer_run_{}", fastrand::u64(..));
     sqlx::query("INSERT INTO merchants (merchant_id, merchant_name) VALUES ($1, 'loadtest-bench')")
         .bind(&id)
@@ -74,7 +74,7 @@ struct Column {
 }
 
 async fn db_size_mb(db: &DbSettings) -> Result<f64> {
-    let mut c = super::connect(&db.url).await?;
+    let mut c = crate::db::connect(&db.url).await?;
     let b: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
         .fetch_one(&mut c)
         .await?;
@@ -182,16 +182,12 @@ pub fn run(
     recreate: bool,
     out: &Path,
 ) -> Result<u8, Failure> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .runtime()?;
+    let rt = super::runtime()?;
     let mut columns = Vec::new();
     for &n in sizes {
         let mut col = rt.block_on(measure(db, plan_path, n, rounds)).runtime()?;
         if recreate {
-            let vars = crate::stack_cmd::read_dotenv(Path::new(".env"))?;
+            let vars = crate::config::read_dotenv(Path::new(".env"))?;
             let project = crate::stack::compose::load(
                 &cfg.compose_file,
                 Some(&cfg.project),
@@ -207,7 +203,7 @@ pub fn run(
             std::fs::write(scaled.path(), scaled_toml(plan_path, &plan).runtime()?).runtime()?;
             c.data = Some(scaled.path().to_path_buf());
             let t = Instant::now();
-            rt.block_on(crate::bench_cmd::fresh_stack(&project, &c, false, true))?;
+            rt.block_on(crate::prepare::fresh_stack(&project, &c, false, true))?;
             col.cells.push((
                 "recreate: down -v, up, migrate, seed (1 round)".into(),
                 t.elapsed().as_secs_f64() * 1000.0,
@@ -221,7 +217,7 @@ pub fn run(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).runtime()?;
     }
-    crate::results::write_atomic(out, table.as_bytes()).runtime()?;
+    crate::files::write_atomic(out, table.as_bytes()).runtime()?;
     crate::outln!("written to {}", out.display());
     Ok(exit::OK)
 }

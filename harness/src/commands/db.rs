@@ -1,15 +1,12 @@
 //! `loadtest db ...`: state, prepare, reset, restore, seed, reset-bench.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::anyhow;
-
+use crate::config::read_dotenv;
 use crate::config::Config;
 use crate::db::reset::{self, DbSettings, EmptyWith, Strategy};
 use crate::db::{seed, state};
 use crate::exit::{self, Classify, Failure};
-use crate::stack_cmd::read_dotenv;
 
 #[derive(clap::Args, Debug)]
 pub struct DbArgs {
@@ -79,13 +76,6 @@ pub enum DbCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .runtime()
-}
-
 pub fn settings(a: &DbArgs) -> Result<(Config, DbSettings), Failure> {
     let vars = read_dotenv(&a.env_file)?;
     let cfg = Config::load(&a.config, &vars).usage()?;
@@ -104,9 +94,15 @@ fn data_path(cfg: &Config, given: &Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("config/data.toml"))
 }
 
-pub fn execute(a: DbArgs) -> Result<u8, Failure> {
+impl DbArgs {
+    pub fn execute(self) -> Result<u8, Failure> {
+        execute(self)
+    }
+}
+
+fn execute(a: DbArgs) -> Result<u8, Failure> {
     let (cfg, mut db) = settings(&a)?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     match a.command {
         DbCommand::State { json } => {
             let states = rt
@@ -205,7 +201,7 @@ pub fn execute(a: DbArgs) -> Result<u8, Failure> {
             db.require_disposable(Strategy::Truncate).usage()?;
             let plan_path = data_path(&cfg, &data);
             seed::load(&plan_path).usage()?;
-            crate::db::bench::run(&cfg, &db, &plan_path, &rows, rounds, recreate, &out)
+            super::reset_bench::run(&cfg, &db, &plan_path, &rows, rounds, recreate, &out)
         }
     }
 }
@@ -228,20 +224,4 @@ pub fn print_seed(r: &seed::SeedReport, seed_value: u64) {
             None => String::new(),
         }
     );
-}
-
-/// Milliseconds with one decimal.
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-/// Refuses early (exit 2) when the settings cannot allow a strategy.
-pub fn check_strategy(db: &DbSettings, strategy: Strategy) -> Result<(), Failure> {
-    db.require_disposable(strategy).usage()?;
-    if strategy == Strategy::Delete && db.delete.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "the `delete` reset has no statements: list them, in order, as `delete = [\"DELETE FROM ... WHERE ...\", ...]` under [database] in config/loadtest.toml"
-        )));
-    }
-    Ok(())
 }

@@ -1,0 +1,179 @@
+//! `loadtest bench`: the full cycle. down -v -> up (fresh database, app image
+//! from the checkout) -> migrate -> run -> save -> compare when asked -> leave
+//! the stack up for viewing, or take it down with --down.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+
+use super::compare::{CompareCmd, Format};
+use super::run::{self, RunPlan};
+use crate::config::{read_dotenv, Config};
+use crate::db::reset::Strategy;
+use crate::exit::{self, Classify, Failure};
+use crate::prepare;
+use crate::results::result_path;
+use crate::scenario;
+use crate::stack::compose;
+use crate::stack::docker::DockerClient;
+
+fn say(quiet: bool, msg: &str) {
+    if !quiet {
+        crate::errln!("{msg}");
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CycleCmd {
+    /// Scenario name or path (default: LOADTEST_SCENARIO, else health)
+    #[arg(short, long)]
+    pub scenario: Option<String>,
+    /// Run name (default: LOADTEST_RUN_NAME, else baseline)
+    #[arg(short, long)]
+    pub run_name: Option<String>,
+    /// Compare with benchmark/baseline_<scenario>.json afterwards (exit 98 on a regression)
+    #[arg(short, long)]
+    pub compare: bool,
+    /// Take the stack down after the run (default: leave it up for viewing)
+    #[arg(long)]
+    pub down: bool,
+    /// Keep the containers when bringing the stack up fails
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    #[arg(long)]
+    pub vus: Option<u32>,
+    #[arg(long, value_parser = super::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Settings file
+    #[arg(long, default_value = "config/loadtest.toml")]
+    pub config: PathBuf,
+    #[arg(long, default_value = ".env")]
+    pub env_file: PathBuf,
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Enable services under this compose profile too, e.g. grafana (repeatable; adds to LOADTEST_PROFILES)
+    #[arg(long = "profile")]
+    pub profiles: Vec<String>,
+    /// Database reset before the run (default: [database] reset, recreate). All but recreate
+    /// reuse a running stack (the app is not rebuilt)
+    #[arg(long, value_enum)]
+    pub reset: Option<crate::db::reset::Strategy>,
+}
+
+impl CycleCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        cycle(self)
+    }
+}
+
+fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
+    let vars = read_dotenv(&a.env_file)?;
+    let cfg = Config::load(&a.config, &vars).usage()?;
+    let scenario_name = a.scenario.clone().unwrap_or(cfg.scenario.clone());
+    let run_name = a.run_name.clone().unwrap_or(cfg.run_name.clone());
+    // Everything that can be checked without Docker is checked first.
+    let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
+    let sc = scenario::load(&path).usage()?;
+    let baseline = result_path(&cfg.results, "baseline", &sc.name, "json");
+    if a.compare {
+        if run_name == "baseline" {
+            return Err(Failure::Usage(anyhow!(
+                "--compare judges a run against the baseline: give it another run name (-r), e.g. the commit"
+            )));
+        }
+        if !baseline.is_file() {
+            return Err(Failure::Usage(anyhow!(
+                "no baseline for scenario `{}`: {} is missing; record one first with `loadtest bench -s {}` (run name baseline)",
+                sc.name,
+                baseline.display(),
+                sc.name
+            )));
+        }
+    }
+    let mut profiles = cfg.profiles.clone();
+    profiles.extend(a.profiles.iter().cloned());
+    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &profiles).usage()?;
+
+    let rt = super::runtime()?;
+    let quiet = a.quiet;
+    let strategy = a.reset.unwrap_or(cfg.reset);
+    prepare::check_strategy(&cfg.db, strategy)?;
+    let stack = rt.block_on(prepare::prepare_stack(
+        &project,
+        &cfg,
+        strategy,
+        a.keep_on_failure,
+        quiet,
+    ))?;
+
+    let report = run::execute(RunPlan {
+        scenario: path.display().to_string(),
+        scenarios_dir: cfg.scenarios.clone(),
+        target: cfg.target.clone(),
+        vus: a.vus,
+        duration: a.duration,
+        run_name: run_name.clone(),
+        out: cfg.results.clone(),
+        quiet: a.quiet,
+        repeat: a.repeat,
+        stack: Some(stack),
+        push_url: cfg.push_url.clone(),
+        prometheus_url: cfg.prometheus_url.clone(),
+        server_metric: cfg.server_metric.clone(),
+        grafana_url: cfg.grafana_url.clone(),
+        db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
+    });
+    let finish = |code: u8| -> Result<u8, Failure> {
+        if a.down {
+            rt.block_on(async {
+                let docker = DockerClient::connect().await.runtime()?;
+                docker.down(&project.name).await.runtime()
+            })?;
+            say(
+                quiet,
+                &format!("stack: project {} taken down (--down)", project.name),
+            );
+        } else {
+            say(
+                quiet,
+                &format!(
+                    "stack: project {} left up for viewing at {}; `loadtest down -p {}` removes it",
+                    project.name, cfg.target, project.name
+                ),
+            );
+        }
+        Ok(code)
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            finish(e.code())?;
+            return Err(e);
+        }
+    };
+    let mut code = report.code;
+    if a.compare {
+        let c = CompareCmd {
+            base: baseline.display().to_string(),
+            current: report.json.display().to_string(),
+            scenario: None,
+            dir: cfg.results.clone(),
+            format: Format::Text,
+            config: None,
+            allow_mismatch: false,
+            report: None,
+        }
+        .execute();
+        code = match c {
+            Ok(exit::REGRESSED) => exit::REGRESSED,
+            Ok(_) => code,
+            Err(e) => {
+                crate::errln!("error: {e}");
+                e.code()
+            }
+        };
+    }
+    finish(code)
+}

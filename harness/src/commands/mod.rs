@@ -1,0 +1,113 @@
+//! The command layer: one file per sub-command, each owning its clap
+//! arguments and the work of that command. This is the only layer that knows
+//! the whole pipeline; the stage folders below never import from here.
+
+pub mod compare;
+pub mod cycle;
+pub mod db;
+pub mod down;
+pub mod history;
+pub mod images;
+pub mod migrate;
+pub mod populate;
+pub mod ps;
+pub mod reset_bench;
+pub mod run;
+pub mod scenarios;
+pub mod stack;
+pub mod up;
+pub mod validate;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::{Classify, Failure};
+
+pub const EXIT_CODES: &str = "Exit codes:
+  0   ok: the run completed and every threshold held
+  1   runtime error: setup failed, files could not be written, or the run was interrupted (Ctrl-C)
+  2   usage, config or scenario error, found before any request was sent
+  98  a gate regressed against the baseline (`loadtest compare`, `loadtest bench --compare`)
+  99  one or more thresholds were crossed";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Run declarative HTTP load scenarios and record comparable results",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a scenario against a target and write <out>/<run>_<scenario>.json and .summary
+    #[command(after_help = EXIT_CODES)]
+    Run(run::RunCmd),
+    /// Compare a run with its baseline; writes <current-run>_<scenario>.diff next to the current result
+    #[command(after_help = compare::COMPARE_HELP)]
+    Compare(compare::CompareCmd),
+    /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
+    History(history::HistoryCmd),
+    /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
+    #[command(after_help = EXIT_CODES)]
+    Bench(cycle::CycleCmd),
+    /// Bring the compose stack up through the Docker Engine (build, create, start, wait healthy)
+    Up(up::UpCmd),
+    /// Remove the project's containers, network and volumes (like `docker compose down -v`)
+    Down(down::DownCmd),
+    /// List the project's services: state, health, published ports
+    Ps(ps::PsCmd),
+    /// List the local stand-in images (Postgres, Debian base, Prometheus, Pushgateway); --build makes the missing ones
+    ///
+    /// Stand-ins are made where no registry is reachable: a Debian root file system by mmdebstrap, turned into
+    /// an image by the Engine. Their tags get `-<suffix>` when LOADTEST_STANDIN_SUFFIX is set, so a run can
+    /// build them anew without touching the ones the machine keeps.
+    Images(images::ImagesCmd),
+    /// Create data through the API: the [[populate]] entries of a scenario or data file
+    Populate(populate::PopulateCmd),
+    /// The database: state, prepare (template), reset, restore (snapshot), seed, reset-bench
+    Db(db::DbArgs),
+    /// Apply the sqlx migrations to the stack's database
+    Migrate(migrate::MigrateCmd),
+    /// Check a scenario file without sending anything
+    #[command(after_help = EXIT_CODES)]
+    Validate(validate::ValidateCmd),
+    /// List the scenarios in the scenarios folder
+    Scenarios(scenarios::ScenariosCmd),
+}
+
+/// Runs one sub-command; the exit code on success.
+pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
+    match cmd {
+        Command::Run(c) => c.execute(),
+        Command::Compare(c) => c.execute(),
+        Command::History(c) => c.execute(),
+        Command::Bench(c) => c.execute(),
+        Command::Up(c) => c.execute(),
+        Command::Down(c) => c.execute(),
+        Command::Ps(c) => c.execute(),
+        Command::Images(c) => c.execute(),
+        Command::Populate(c) => c.execute(),
+        Command::Db(c) => c.execute(),
+        Command::Migrate(c) => c.execute(),
+        Command::Validate(c) => c.execute(),
+        Command::Scenarios(c) => c.execute(),
+    }
+}
+
+/// The one async runtime a command runs on. A current-thread runtime is
+/// enough: the load engine runs its own worker threads, and everything else
+/// a command awaits (the Engine API, Postgres, HTTP) is I/O.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .runtime()
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(s)
+}

@@ -1,0 +1,427 @@
+//! `loadtest run`: the orchestration of one run, from scenario file to result
+//! files: set-up (scenario, target, data, database step), the run phases
+//! (populate, setup, load trials, teardown), then the result files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::engine::{self, client::Target, LoadOutput};
+use crate::exit::{self, Classify, Failure};
+use crate::files::write_atomic;
+use crate::prepare;
+use crate::report::links;
+use crate::results::{self, assemble, history, result_path, StackInfo, TrialResult};
+use crate::scenario::{self, Scenario};
+
+/// Everything one run needs, from `loadtest run` or the full cycle.
+pub struct RunPlan {
+    pub scenario: String,
+    pub scenarios_dir: PathBuf,
+    pub target: String,
+    pub vus: Option<u32>,
+    pub duration: Option<Duration>,
+    pub run_name: String,
+    pub out: PathBuf,
+    pub quiet: bool,
+    /// Run the load phase this many times (trials) and keep each trial's figures.
+    pub repeat: u32,
+    /// Recorded in the result when the stack was brought up for this run.
+    pub stack: Option<StackInfo>,
+    /// Pushgateway for live metrics.
+    pub push_url: Option<String>,
+    /// Prometheus holding the service's own metrics (the server-side view).
+    pub prometheus_url: Option<String>,
+    /// Bucket series of the service's latency histogram, with `route` and `method` labels.
+    pub server_metric: String,
+    /// Grafana base URL, for the dashboard link printed at the end.
+    pub grafana_url: Option<String>,
+    /// Database reset before the run (snapshot: taken before, restored after).
+    pub db_reset: Option<(crate::db::reset::Strategy, crate::db::reset::DbSettings)>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunCmd {
+    /// Scenario name (looked up as <scenarios-dir>/NAME.toml) or path to a .toml file
+    #[arg(short, long)]
+    pub scenario: String,
+    /// Base URL of the system under test, e.g. http://127.0.0.1:8080
+    #[arg(short, long, env = "LOADTEST_TARGET")]
+    pub target: String,
+    /// Number of VUs; overrides the scenario's executor where it applies (as k6's --vus)
+    #[arg(long)]
+    pub vus: Option<u32>,
+    /// Duration such as 30s or 1m30s; overrides the scenario's executor where it applies
+    #[arg(long, value_parser = super::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Run name: the prefix of the result files
+    #[arg(short, long, default_value = "baseline")]
+    pub run_name: String,
+    /// Folder for the result files
+    #[arg(short, long, default_value = "benchmark")]
+    pub out: PathBuf,
+    /// Folder holding the scenario files
+    #[arg(long, default_value = "scenarios", env = "LOADTEST_SCENARIOS_DIR")]
+    pub scenarios_dir: PathBuf,
+    /// No live progress line
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Push live metrics to this Prometheus Pushgateway every 5 s and at the end
+    #[arg(long, env = "LOADTEST_PUSH_URL")]
+    pub push_url: Option<String>,
+    /// Prometheus with the service's own metrics: adds the server-side view (server vs client p95 per route)
+    #[arg(long, env = "LOADTEST_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// Bucket series of the service's latency histogram (needs `route` and `method` labels)
+    #[arg(long, env = "LOADTEST_SERVER_METRIC", default_value = crate::metrics::server::DEFAULT_SELECTOR)]
+    pub server_metric: String,
+    /// Grafana base URL: the "Load test" dashboard link for the run is printed (with --push-url)
+    #[arg(long, env = "LOADTEST_GRAFANA_URL")]
+    pub grafana_url: Option<String>,
+    /// Database step: template, truncate or delete before the run; snapshot = copy before, restore after
+    /// (the database and its settings come from [database] of --config)
+    #[arg(long, value_enum)]
+    pub reset: Option<crate::db::reset::Strategy>,
+    /// Database for --reset (default: [database] url of --config)
+    #[arg(long, env = "LOADTEST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Settings file read for --reset
+    #[arg(long, default_value = "config/loadtest.toml")]
+    pub config: PathBuf,
+    /// Run the load phase N times (after one setup) and keep every trial's figures;
+    /// `loadtest compare` then judges between-trial variance (use 5 or more)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+}
+
+impl RunCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        let db_reset = match self.reset {
+            None => None,
+            Some(strategy) => {
+                let vars = crate::config::read_dotenv(Path::new(".env"))?;
+                let cfg = crate::config::Config::load(&self.config, &vars).usage()?;
+                let mut db = cfg.db;
+                if let Some(u) = &self.database_url {
+                    db.url = u.clone();
+                }
+                Some((strategy, db))
+            }
+        };
+        let report = execute(RunPlan {
+            db_reset,
+            scenario: self.scenario.clone(),
+            scenarios_dir: self.scenarios_dir.clone(),
+            target: self.target.clone(),
+            vus: self.vus,
+            duration: self.duration,
+            run_name: self.run_name.clone(),
+            out: self.out.clone(),
+            quiet: self.quiet,
+            repeat: self.repeat,
+            stack: None,
+            push_url: self.push_url.clone(),
+            prometheus_url: self.prometheus_url.clone().filter(|u| !u.is_empty()),
+            server_metric: self.server_metric.clone(),
+            grafana_url: self.grafana_url.clone().filter(|u| !u.is_empty()),
+        })?;
+        Ok(report.code)
+    }
+}
+
+/// Result of `loadtest run`: the exit code and where the files went.
+pub struct RunReport {
+    pub code: u8,
+    pub json: PathBuf,
+}
+
+fn check_run_name(name: &str) -> Result<(), Failure> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Failure::Usage(anyhow!(
+            "run name `{name}` may only hold letters, digits, '-', '_' and '.' (it becomes part of file names)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
+    check_run_name(&args.run_name)?;
+    let path = scenario::resolve(&args.scenario, &args.scenarios_dir).usage()?;
+    let mut sc: Scenario = scenario::load(&path).usage()?;
+    if sc.steps.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "{}: no [[steps]] to run under load (only [[populate]]): `loadtest populate -s {}` creates its items",
+            path.display(),
+            args.scenario
+        )));
+    }
+    let overrides = sc
+        .options
+        .apply_overrides(args.vus, args.duration)
+        .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    let sc = Arc::new(sc);
+
+    let rt = super::runtime()?;
+    let target = Arc::new(rt.block_on(Target::resolve(&args.target)).usage()?);
+    // Paths must form valid URIs with this target before anything is sent.
+    for steps in [&sc.setup, &sc.steps, &sc.teardown] {
+        engine::vu::prepare(steps, &target)
+            .map_err(|e| Failure::Usage(anyhow!("{}: {e}", path.display())))?;
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        Failure::Usage(anyhow!(
+            "cannot create output folder {}: {e}",
+            args.out.display()
+        ))
+    })?;
+    for note in &overrides {
+        if !args.quiet {
+            crate::errln!("note: {note}");
+        }
+    }
+
+    // Data rows are checked against the VUs before anything is sent or reset.
+    let feed = sc
+        .data
+        .as_ref()
+        .map(|d| crate::scenario::data::load(d, &path, sc.options.executor.max_vus()).map(Arc::new))
+        .transpose()
+        .usage()?;
+
+    // The database step: a reset before the run, or a snapshot put back after it whatever happens.
+    let snapshot = match &args.db_reset {
+        Some((strategy, db)) => {
+            rt.block_on(prepare::reset_before_run(db, *strategy, args.quiet))?
+        }
+        None => None,
+    };
+    let outcome = run_phase(&args, sc, &path, target, overrides, &rt, feed);
+    let Some(snap) = snapshot else {
+        return outcome;
+    };
+    match rt.block_on(prepare::restore_after_run(&snap, args.quiet)) {
+        Ok(()) => outcome,
+        Err(e) => {
+            // The run's own outcome still stands; the restore failure must not go unseen.
+            crate::errln!("error: {e:#}");
+            match outcome {
+                Ok(_) => Err(Failure::Runtime(anyhow!(
+                    "the run finished but its database could not be restored (see above)"
+                ))),
+                err => err,
+            }
+        }
+    }
+}
+
+fn run_phase(
+    args: &RunPlan,
+    sc: Arc<Scenario>,
+    path: &Path,
+    target: Arc<Target>,
+    overrides: Vec<String>,
+    rt: &tokio::runtime::Runtime,
+    feed: Option<Arc<crate::scenario::data::Feed>>,
+) -> Result<RunReport, Failure> {
+    let exporter = args
+        .push_url
+        .as_deref()
+        .map(|u| crate::metrics::export::Exporter::start(u, &args.run_name, &sc.name))
+        .transpose()
+        .usage()?;
+    let env = engine::env_value();
+    let mut base: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+    base.insert("env".into(), env.clone());
+    if !sc.populate.is_empty() {
+        rt.block_on(crate::populate::run_all(&sc, &target, &base, !args.quiet))
+            .runtime()?;
+    }
+    let setup_vars = rt
+        .block_on(engine::run_once(
+            &sc,
+            &target,
+            "setup",
+            &sc.setup,
+            base.clone(),
+        ))
+        .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", path.display())))?;
+    let mut vars = base.clone();
+    vars.extend(setup_vars);
+
+    let started_at = chrono::Utc::now();
+    let repeat = args.repeat.max(1);
+    let mut outs = Vec::new();
+    for trial in 0..repeat {
+        if repeat > 1 && !args.quiet {
+            crate::errln!("trial {}/{repeat}", trial + 1);
+        }
+        let mut out = rt
+            .block_on(engine::run_load(
+                sc.clone(),
+                target.clone(),
+                vars.clone(),
+                !args.quiet,
+                exporter.as_ref(),
+                feed.clone(),
+            ))
+            .map_err(|e| Failure::Runtime(anyhow!(e)))?;
+        for e in &mut out.timeline {
+            e.trial = trial;
+        }
+        let stop = out.interrupted || out.aborted_by.is_some();
+        outs.push(out);
+        if stop {
+            break;
+        }
+    }
+    let trials: Vec<TrialResult> = if repeat > 1 {
+        outs.iter()
+            .enumerate()
+            .map(|(i, o)| assemble::trial_result(i as u32, &sc, o))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let out = assemble::combine(&sc, outs);
+    let ended_at = chrono::Utc::now();
+    let pushed = exporter.is_some();
+    if let Some(x) = exporter {
+        x.finish();
+    }
+
+    if !out.interrupted && !sc.teardown.is_empty() {
+        if let Err(e) = rt.block_on(engine::run_once(
+            &sc,
+            &target,
+            "teardown",
+            &sc.teardown,
+            vars,
+        )) {
+            crate::errln!("warning: {e}");
+        }
+    }
+
+    let mut result = assemble::build_result(
+        &sc,
+        path,
+        &args.run_name,
+        &target,
+        overrides,
+        started_at,
+        &out,
+    );
+    result.trials = trials;
+    result.stack = args.stack.clone();
+    if let Some(prom) = &args.prometheus_url {
+        result.server = server_view(&sc, &out, prom, &args.server_metric, started_at, ended_at);
+    }
+    if let (true, Some(g)) = (pushed, &args.grafana_url) {
+        result.dashboard_url = Some(links::dashboard_url(
+            g,
+            &args.run_name,
+            &sc.name,
+            started_at,
+            ended_at,
+        ));
+    }
+    let json = result_path(&args.out, &args.run_name, &sc.name, "json");
+    let summary_path = result_path(&args.out, &args.run_name, &sc.name, "summary");
+    let text = results::summary(&result);
+    write_atomic(&json, result.to_json().as_bytes()).runtime()?;
+    write_atomic(&summary_path, text.as_bytes()).runtime()?;
+    crate::outln!("{text}");
+    crate::outln!(
+        "  results: {}\n           {}",
+        json.display(),
+        summary_path.display()
+    );
+    if let Some(u) = &result.dashboard_url {
+        let up = args.grafana_url.as_deref().is_some_and(links::reachable);
+        crate::outln!(
+            "  dashboard: {u}{}",
+            if up {
+                ""
+            } else {
+                "\n             (Grafana is not running: `loadtest up --profile grafana` starts it where its image can be pulled)"
+            }
+        );
+    }
+    if let Err(e) = history::append(&args.out, &result, &json) {
+        crate::errln!("warning: could not append to the run history: {e:#}");
+    }
+
+    let code = if out.interrupted {
+        crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
+        exit::RUNTIME
+    } else if result.thresholds.iter().any(|t| !t.ok) {
+        let crossed: Vec<String> = result
+            .thresholds
+            .iter()
+            .filter(|t| !t.ok)
+            .map(|t| format!("{}: {}", t.metric, t.expression))
+            .collect();
+        crate::errln!("thresholds crossed: {}", crossed.join("; "));
+        exit::THRESHOLDS
+    } else {
+        exit::OK
+    };
+    Ok(RunReport { code, json })
+}
+
+/// Seconds Prometheus needs after the run to scrape the service's last requests
+/// (config/prometheus.yml scrapes every second).
+const SCRAPE_GRACE: Duration = Duration::from_millis(2500);
+
+/// The server-side view, or `None` with one warning when Prometheus cannot give it.
+fn server_view(
+    sc: &Scenario,
+    out: &LoadOutput,
+    prometheus: &str,
+    selector: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::metrics::server::ServerView> {
+    use crate::metrics::server::{query_view, ClientRequest};
+    let paths: Vec<String> = sc
+        .steps
+        .iter()
+        .map(|s| sc.templates.source(&s.path))
+        .collect();
+    let methods: Vec<String> = sc.steps.iter().map(|s| s.method.to_string()).collect();
+    let clients: Vec<ClientRequest> = sc
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = &out.total.requests[i];
+            ClientRequest {
+                name: &s.name,
+                method: &methods[i],
+                path: &paths[i],
+                // Without the open-model correction: the service cannot see schedule lateness.
+                latency_us: r.uncorrected.as_ref().unwrap_or(&r.duration),
+            }
+        })
+        .collect();
+    let since = chrono::Utc::now() - end;
+    if let Some(wait) = SCRAPE_GRACE.checked_sub(since.to_std().unwrap_or_default()) {
+        std::thread::sleep(wait);
+    }
+    let at = end + chrono::Duration::from_std(SCRAPE_GRACE).unwrap_or_default();
+    match query_view(prometheus, selector, start, at, &clients) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            crate::errln!(
+                "warning: no server-side view: cannot query Prometheus at {prometheus}: {e:#} (the run's own results are complete)"
+            );
+            None
+        }
+    }
+}
