@@ -7,6 +7,7 @@ use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
 use crate::db::reset::{DbSettings, EmptyWith, Strategy};
+use crate::db::DbIdentity;
 use crate::files::locate::{Locator, Seg};
 use crate::stack::compose::Vars;
 use crate::stack::interpolate::{interpolate, Lookup};
@@ -145,21 +146,39 @@ impl Config {
                 loc.at(&[Seg::Key("database"), Seg::Key("empty_with")])
             )
         })?;
-        let disposable = match vars.get("LOADTEST_DB_DISPOSABLE").as_deref() {
-            Some("true" | "1" | "yes") => true,
-            Some("false" | "0" | "no") => false,
-            Some(other) => {
-                return Err(anyhow!(
-                    "LOADTEST_DB_DISPOSABLE=`{other}`: use true or false"
-                ))
-            }
-            None => raw.database.disposable.unwrap_or(false),
-        };
         let database_url = pick(
             "LOADTEST_DATABASE_URL",
             raw.database.url.as_ref(),
             "postgres://demo:demo@127.0.0.1:5433/demo",
         )?;
+        // The mark belongs to the database this file names, never to a URL
+        // that overrides it; LOADTEST_DB_DISPOSABLE names others one by one.
+        let declared = match raw.database.url.as_ref() {
+            Some(u) => interpolate(u, vars)
+                .map_err(|e| anyhow!("{}: database.url: {e}", path.display()))?,
+            None => "postgres://demo:demo@127.0.0.1:5433/demo".to_string(),
+        };
+        let declared_id = || {
+            DbIdentity::of_url(&declared)
+                .map_err(|e| anyhow!("{}: {e}", loc.at(&[Seg::Key("database"), Seg::Key("url")])))
+        };
+        let mut disposable = Vec::new();
+        match vars.get("LOADTEST_DB_DISPOSABLE").as_deref() {
+            Some("true" | "1" | "yes") => disposable.push(declared_id()?),
+            Some("false" | "0" | "no") => {}
+            Some(list) => {
+                for item in list.split(',').filter(|i| !i.trim().is_empty()) {
+                    disposable.push(DbIdentity::parse(item).map_err(|e| {
+                        anyhow!(
+                            "LOADTEST_DB_DISPOSABLE: {e}; or use true/false for the database of {}",
+                            path.display()
+                        )
+                    })?);
+                }
+            }
+            None if raw.database.disposable.unwrap_or(false) => disposable.push(declared_id()?),
+            None => {}
+        }
         let data = pick("LOADTEST_DATA", raw.database.data.as_ref(), "")?;
         Ok(Config {
             reset,

@@ -258,6 +258,129 @@ fn every_strategy_restores_the_prepared_state() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(state(&s), prepared);
 
+    // The disposable mark belongs to the database the settings file names (host, port, name), not
+    // to whatever URL is given: another database on the same server, reached by flag or by
+    // LOADTEST_DATABASE_URL, is refused until it is marked on its own.
+    let other = format!("postgres://demo:demo@127.0.0.1:{}/prod_shared", s.db_port);
+    make_shared_db(&s.db_url(), &other);
+    let accounts = |s: &Stack| -> i64 {
+        let o = s.cmd(&["db", "state", "--json", "--database-url", &other]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        rows(&serde_json::from_str(&stdout(&o)).unwrap(), "public.accounts")
+    };
+    assert_eq!(accounts(&s), 1000);
+    let by_flag = s.cmd(&[
+        "db",
+        "reset",
+        "--strategy",
+        "truncate",
+        "--database-url",
+        &other,
+    ]);
+    let by_env = s.cmd_env(
+        &["db", "reset", "--strategy", "truncate"],
+        &[("LOADTEST_DATABASE_URL", &other)],
+    );
+    let by_run = s.cmd_env(
+        &[
+            "run",
+            "-s",
+            "health",
+            "-t",
+            &s.url(),
+            "--duration",
+            "1s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-r",
+            "shared",
+            "--reset",
+            "truncate",
+        ],
+        &[("LOADTEST_DATABASE_URL", &other)],
+    );
+    for o in [&by_flag, &by_env, &by_run] {
+        assert_eq!(code(o), 2, "{}", stderr(o));
+        assert!(
+            stderr(o).contains("not marked disposable") && stderr(o).contains("prod_shared"),
+            "{}",
+            stderr(o)
+        );
+    }
+    assert_eq!(
+        accounts(&s),
+        1000,
+        "nothing of the shared database was touched"
+    );
+    // A template name that is not the harness's own database is never dropped: neither another
+    // database (no mark of the harness on it) nor the live database itself.
+    let cfg_dir = tempdir();
+    for (template, want) in [
+        ("prod_shared", "refusing to drop database `prod_shared`"),
+        ("demo", "names the database itself"),
+    ] {
+        let cfg = cfg_dir.path().join(format!("{template}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[database]\nurl = \"{}\"\ndisposable = true\ntemplate = \"{template}\"\n",
+                s.db_url()
+            ),
+        )
+        .unwrap();
+        let o = s.cmd(&["db", "prepare", "--config", cfg.to_str().unwrap()]);
+        assert_ne!(code(&o), 0, "{}", stdout(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+    assert_eq!(accounts(&s), 1000, "the other database is intact");
+    assert_eq!(state(&s), prepared, "the live database is intact");
+
+    // Marked explicitly, by host:port/name, it may be emptied.
+    let mark = format!("127.0.0.1:{}/prod_shared", s.db_port);
+    let o = s.cmd_env(
+        &[
+            "db",
+            "reset",
+            "--strategy",
+            "truncate",
+            "--database-url",
+            &other,
+        ],
+        &[("LOADTEST_DB_DISPOSABLE", &mark)],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(accounts(&s), 0);
+
     let o = s.cmd(&["down"]);
     assert_eq!(code(&o), 0);
+}
+
+/// A database next to the stack's with a table of 1000 rows: what a shared
+/// environment holds and no reset may touch.
+fn make_shared_db(admin_url: &str, url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::raw_sql("DROP DATABASE IF EXISTS prod_shared")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE DATABASE prod_shared")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE accounts (id int PRIMARY KEY, owner text);
+             INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 1000) g",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    });
 }

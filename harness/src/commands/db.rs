@@ -126,6 +126,7 @@ fn execute(a: DbArgs) -> Result<u8, Failure> {
         }
         DbCommand::Prepare => {
             db.require_disposable(Strategy::Template).usage()?;
+            db.template_name().usage()?;
             let t = rt.block_on(reset::save_template(&db)).runtime()?;
             crate::outln!(
                 "template `{}` saved from `{}` in {} ms; `loadtest db reset --strategy template` copies it back",

@@ -4,6 +4,7 @@
 //! whole interval lies beyond its tolerance in the bad direction.
 
 pub mod config;
+pub mod paired;
 pub mod stats;
 
 use serde::Serialize;

@@ -26,6 +26,57 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
         .with_context(|| format!("cannot connect to the database at {}", redact(url)))
 }
 
+/// Which database a URL reaches: server host, port and database name. The
+/// `disposable` mark belongs to one of these, never to whatever URL is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbIdentity {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+}
+
+impl DbIdentity {
+    pub fn of_url(url: &str) -> Result<DbIdentity> {
+        let opts: PgConnectOptions = url
+            .parse()
+            .with_context(|| format!("`{}` is not a Postgres URL", redact(url)))?;
+        Ok(DbIdentity {
+            host: opts.get_host().to_string(),
+            port: opts.get_port(),
+            name: database_name(url)?,
+        })
+    }
+
+    /// `host:port/name`, as written in LOADTEST_DB_DISPOSABLE.
+    pub fn parse(text: &str) -> Result<DbIdentity> {
+        let bad = || {
+            anyhow!(
+                "`{text}` does not name a database as host:port/name (e.g. 127.0.0.1:5433/demo)"
+            )
+        };
+        let (server, name) = text.trim().split_once('/').ok_or_else(bad)?;
+        let (host, port) = server.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || name.is_empty() {
+            return Err(bad());
+        }
+        Ok(DbIdentity {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for DbIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}/{}", self.host, self.port, self.name)
+    }
+}
+
 /// The database a URL names.
 pub fn database_name(url: &str) -> Result<String> {
     let opts: PgConnectOptions = url

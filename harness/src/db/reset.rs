@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::{admin_url, connect, database_name, ident, literal, redact};
+use super::{admin_url, connect, database_name, ident, literal, redact, DbIdentity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -72,8 +72,11 @@ pub const AUTO_DELETE_BELOW_BYTES: i64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct DbSettings {
     pub url: String,
-    /// Whether the whole database may be replaced or emptied.
-    pub disposable: bool,
+    /// The databases that may be replaced or emptied as a whole: the one the
+    /// settings file marks `disposable = true` (its own `url`), and those
+    /// named in LOADTEST_DB_DISPOSABLE. The mark never follows a URL given
+    /// elsewhere (a flag, LOADTEST_DATABASE_URL).
+    pub disposable: Vec<DbIdentity>,
     /// Template name; default `<database>_loadtest_template`.
     pub template: Option<String>,
     /// Ordered statements of the `delete` strategy.
@@ -89,26 +92,57 @@ impl DbSettings {
     }
 
     pub fn template_name(&self) -> Result<String> {
-        Ok(match &self.template {
-            Some(t) => t.clone(),
-            None => format!("{}_loadtest_template", self.database()?),
-        })
+        let db = self.database()?;
+        match &self.template {
+            Some(t) if *t == db => bail!(
+                "[database] template = \"{t}\" names the database itself; the template must be a database \
+                 of its own (leave `template` out for `{}`)",
+                derived_name(&db, "template")
+            ),
+            Some(t) if t.len() > PG_NAME_MAX => bail!(
+                "[database] template = \"{t}\" is longer than Postgres's {PG_NAME_MAX}-byte limit for names"
+            ),
+            Some(t) => Ok(t.clone()),
+            None => Ok(derived_name(&db, "template")),
+        }
     }
 
     pub fn snapshot_name(&self) -> Result<String> {
-        Ok(format!("{}_loadtest_snapshot", self.database()?))
+        Ok(derived_name(&self.database()?, "snapshot"))
     }
 
-    /// Strategies that replace or empty the whole database need `disposable = true`.
+    /// The copy a `template` reset builds before swapping it in.
+    pub fn incoming_name(&self) -> Result<String> {
+        Ok(derived_name(&self.database()?, "incoming"))
+    }
+
+    /// Whether the database of `url` is marked disposable.
+    pub fn is_disposable(&self) -> bool {
+        DbIdentity::of_url(&self.url).is_ok_and(|id| self.disposable.contains(&id))
+    }
+
+    /// Strategies that replace or empty the whole database need the database
+    /// itself (host, port, name) to be marked disposable.
     pub fn require_disposable(&self, strategy: Strategy) -> Result<()> {
-        if self.disposable || matches!(strategy, Strategy::Delete | Strategy::None) {
+        if matches!(strategy, Strategy::Delete | Strategy::None) || self.is_disposable() {
             return Ok(());
         }
+        let id = DbIdentity::of_url(&self.url)?;
+        let marked = if self.disposable.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = self.disposable.iter().map(|d| d.to_string()).collect();
+            format!(
+                " (the disposable mark covers {} only; it does not follow a URL given by flag or LOADTEST_DATABASE_URL)",
+                list.join(", ")
+            )
+        };
         bail!(
-            "refusing the `{}` reset: database `{}` at {} is not marked disposable; it would be {}. \
-             Set `disposable = true` under [database] in config/loadtest.toml (or LOADTEST_DB_DISPOSABLE=true) \
-             only for a database nobody else uses, never a shared staging database; `delete` with targeted \
-             statements is the strategy for databases that hold data to keep",
+            "refusing the `{}` reset: database `{}` at {} is not marked disposable{marked}; it would be {}. \
+             Mark it only if nobody else uses it, never a shared staging database: `disposable = true` under \
+             [database] in config/loadtest.toml marks the database of that file's own `url`; \
+             LOADTEST_DB_DISPOSABLE={id} marks this one. `delete` with targeted statements is the strategy for \
+             databases that hold data to keep",
             strategy.name(),
             self.database()?,
             redact(&self.url),
@@ -117,6 +151,68 @@ impl DbSettings {
                 _ => "replaced as a whole",
             }
         )
+    }
+}
+
+/// Postgres keeps at most this many bytes of a name (it cuts longer ones).
+const PG_NAME_MAX: usize = 63;
+
+/// `<db>_loadtest_<role>`, or, where that passes Postgres's limit, a cut of
+/// the name with a hash of the whole (so two long names never meet).
+pub fn derived_name(db: &str, role: &str) -> String {
+    let full = format!("{db}_loadtest_{role}");
+    if full.len() <= PG_NAME_MAX {
+        return full;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(db.as_bytes())[..4]);
+    let tail = format!("_{hash}_lt_{role}");
+    let mut cut = PG_NAME_MAX - tail.len();
+    while !db.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tail}", &db[..cut])
+}
+
+/// The comment the harness puts on every database it creates (template,
+/// snapshot, incoming copy), and checks before it drops one.
+const MARK: &str = "created by loadtest";
+
+async fn mark(admin: &mut PgConnection, name: &str, what: &str) -> Result<()> {
+    exec(
+        admin,
+        &format!(
+            "COMMENT ON DATABASE {} IS {}",
+            ident(name),
+            literal(&format!("{MARK}: {what}"))
+        ),
+    )
+    .await
+}
+
+/// Drops `name` if it exists, only when the harness created it.
+async fn drop_own(admin: &mut PgConnection, name: &str) -> Result<()> {
+    let comment: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *admin)
+    .await?;
+    match comment {
+        None => Ok(()),
+        Some(Some(c)) if c.starts_with(MARK) => {
+            exec(
+                admin,
+                &format!("ALTER DATABASE {} WITH IS_TEMPLATE false", ident(name)),
+            )
+            .await?;
+            exec(admin, &format!("DROP DATABASE {} WITH (FORCE)", ident(name))).await
+        }
+        Some(_) => bail!(
+            "refusing to drop database `{name}`: the harness did not create it (it carries no \"{MARK}\" \
+             comment). Choose another name (`template` under [database]), or drop it yourself if it is a \
+             leftover you are sure of"
+        ),
     }
 }
 
@@ -222,19 +318,9 @@ pub async fn save_template(s: &DbSettings) -> Result<Duration> {
     let t0 = Instant::now();
     let (db, tpl) = (s.database()?, s.template_name()?);
     let mut a = admin(s).await?;
-    if exists(&mut a, &tpl).await? {
-        exec(
-            &mut a,
-            &format!("ALTER DATABASE {} WITH IS_TEMPLATE false", ident(&tpl)),
-        )
-        .await?;
-        exec(
-            &mut a,
-            &format!("DROP DATABASE {} WITH (FORCE)", ident(&tpl)),
-        )
-        .await?;
-    }
+    drop_own(&mut a, &tpl).await?;
     copy_live(&mut a, &db, &tpl).await?;
+    mark(&mut a, &tpl, &format!("template of {db}")).await?;
     // Nobody connects to the template, so copies from it never wait.
     exec(
         &mut a,
@@ -274,7 +360,7 @@ pub async fn from_template(s: &DbSettings) -> Result<Duration> {
     s.require_disposable(Strategy::Template)?;
     let t0 = Instant::now();
     let (db, tpl) = (s.database()?, s.template_name()?);
-    let incoming = format!("{db}_loadtest_incoming");
+    let incoming = s.incoming_name()?;
     let mut a = admin(s).await?;
     if !exists(&mut a, &tpl).await? {
         bail!(
@@ -290,11 +376,7 @@ pub async fn from_template(s: &DbSettings) -> Result<Duration> {
         ident(&owner)
     };
     let clause = copy_clause(&mut a).await?;
-    exec(
-        &mut a,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&incoming)),
-    )
-    .await?;
+    drop_own(&mut a, &incoming).await?;
     // The copy is the slow part and happens beside the live database; the swap is two catalog updates.
     exec(
         &mut a,
@@ -305,6 +387,7 @@ pub async fn from_template(s: &DbSettings) -> Result<Duration> {
         ),
     )
     .await?;
+    mark(&mut a, &incoming, &format!("copy of {tpl}")).await?;
     swap_in(&mut a, &db, &incoming).await?;
     a.close().await.ok();
     Ok(t0.elapsed())
@@ -465,6 +548,12 @@ pub async fn take_snapshot(s: &DbSettings) -> Result<(Snapshot, Duration)> {
         );
     }
     copy_live(&mut a, &snap.database, &snap.copy).await?;
+    mark(
+        &mut a,
+        &snap.copy,
+        &format!("snapshot of {}", snap.database),
+    )
+    .await?;
     a.close().await.ok();
     Ok((snap, t0.elapsed()))
 }
@@ -584,10 +673,26 @@ mod tests {
     }
 
     #[test]
+    fn derived_names_fit_postgres_and_stay_apart() {
+        assert_eq!(derived_name("demo", "template"), "demo_loadtest_template");
+        let a = "a_database_name_that_is_quite_long_for_any_real_project_x";
+        let b = "a_database_name_that_is_quite_long_for_any_real_project_y";
+        for role in ["template", "snapshot", "incoming"] {
+            let (da, db) = (derived_name(a, role), derived_name(b, role));
+            assert!(da.len() <= 63 && db.len() <= 63, "{da} {db}");
+            assert_ne!(da, db);
+            assert!(da.ends_with(role), "{da}");
+        }
+        // Multi-byte characters are never cut in half.
+        let wide = "数据库".repeat(8);
+        assert!(derived_name(&wide, "snapshot").len() <= 63);
+    }
+
+    #[test]
     fn only_targeted_deletes_run_on_a_database_not_marked_disposable() {
         let s = DbSettings {
             url: "postgres://u:p@h/shop".into(),
-            disposable: false,
+            disposable: vec![],
             template: None,
             delete: vec![],
             keep: vec![],

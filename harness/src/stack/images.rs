@@ -124,19 +124,7 @@ struct BuildLock(#[allow(dead_code)] std::fs::File);
 
 async fn lock(tag: &str, progress: &Progress) -> Result<BuildLock> {
     use std::os::fd::AsRawFd;
-    let dir = std::env::temp_dir().join("loadtest-logs");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let safe: String = tag
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{safe}.lock"));
+    let path = super::progress::file_for(tag, "lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

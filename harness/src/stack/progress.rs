@@ -41,7 +41,7 @@ impl Progress {
         if bar.is_none() && !self.quiet {
             crate::errln!("{label:<34} {what} ...");
         }
-        let path = log_path(label);
+        let path = file_for(label, "log");
         let file = File::create(&path).ok();
         Task {
             label: label.to_string(),
@@ -52,21 +52,11 @@ impl Progress {
             path,
         }
     }
-
-    /// A message between the image lines (e.g. "db: postgres:16 cannot be pulled").
-    pub fn note(&self, msg: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(msg);
-            }
-            None if !self.quiet => crate::errln!("{msg}"),
-            None => {}
-        }
-    }
 }
 
-/// Where the raw output of one image's pull or build is kept.
-fn log_path(label: &str) -> PathBuf {
+/// A file beside the image logs for `label` (an image name) with extension
+/// `ext`: the raw log (`log`) or the build lock (`lock`).
+pub fn file_for(label: &str, ext: &str) -> PathBuf {
     let dir = std::env::temp_dir().join("loadtest-logs");
     let _ = std::fs::create_dir_all(&dir);
     let safe: String = label
@@ -79,7 +69,7 @@ fn log_path(label: &str) -> PathBuf {
             }
         })
         .collect();
-    dir.join(format!("{safe}.log"))
+    dir.join(format!("{safe}.{ext}"))
 }
 
 /// The line of one image.
@@ -131,7 +121,7 @@ impl Task {
                 bar.set_prefix(format!("{mark} {}", self.label));
                 bar.finish_with_message(format!("{what:<40} {secs:>5.1}s"));
             }
-            None if !self.quiet => crate::errln!("{:<34} {what} in {secs:.1}s", self.label),
+            None if !self.quiet => crate::errln!("{:<34} {what} ({secs:.1}s)", self.label),
             None => {}
         }
     }

@@ -49,14 +49,13 @@ pub async fn ensure_image(
             id,
         }),
         Err(e) => match images::stand_in_for(&s.image) {
+            // The pull's own line said which stand-in replaces it.
             Some(si) if s.build.is_none() => {
-                let tag = si.tag();
-                progress.note(&format!(
-                    "service `{}`: {} cannot be pulled; using the local stand-in {tag}",
-                    s.name, s.image
-                ));
                 let id = images::build_stand_in(docker, si, progress).await?;
-                Ok(Ready { image: tag, id })
+                Ok(Ready {
+                    image: si.tag(),
+                    id,
+                })
             }
             _ => Err(e),
         },
@@ -134,7 +133,14 @@ async fn ensure_image_id(
     match tokio::time::timeout(Duration::from_secs(30), pull).await {
         Ok(Ok(())) => task.done("pulled"),
         Ok(Err(e)) => {
-            task.failed("cannot be pulled");
+            match images::stand_in_for(&s.image).filter(|_| s.build.is_none()) {
+                Some(si) => task.failed(&format!(
+                    "cannot be pulled: service `{}` uses the local stand-in {}",
+                    s.name,
+                    si.tag()
+                )),
+                None => task.failed("cannot be pulled"),
+            }
             bail!(
                 "service `{}`: image {} is not present and cannot be pulled ({e}); without a registry, point the \
                  service's image variable in the compose file at a local image (`loadtest images` lists the stand-ins), \
