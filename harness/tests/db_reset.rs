@@ -258,6 +258,54 @@ fn every_strategy_restores_the_prepared_state() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(state(&s), prepared);
 
+    // Ctrl-C while a setup step hangs (a server that accepts and never answers): the snapshot is
+    // put back all the same, exit 1, nothing left to restore.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}", hang.local_addr().unwrap());
+    let sc = scenario_file(
+        dir.path(),
+        "hangs",
+        "[options]\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n\n\
+         [[setup]]\nname = \"never answered\"\nmethod = \"GET\"\npath = \"/\"\n\n\
+         [[steps]]\nname = \"x\"\nmethod = \"GET\"\npath = \"/\"\n",
+    );
+    assert_wrote(&s, &out, &prepared);
+    let before_hang = state(&s);
+    let mut c = s.command(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        &hang_url,
+        "-o",
+        out.to_str().unwrap(),
+        "-r",
+        "hang",
+        "--reset",
+        "snapshot",
+    ]);
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted (Ctrl-C) during setup") && stderr(&o).contains("restored"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(state(&s), before_hang, "the snapshot was put back");
+    let o = s.cmd(&["db", "restore"]);
+    assert!(stdout(&o).contains("nothing to restore"), "{}", stdout(&o));
+    drop(hang);
+    let o = s.cmd(&["db", "reset", "--strategy", "delete"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
     // The disposable mark belongs to the database the settings file names (host, port, name), not
     // to whatever URL is given: another database on the same server, reached by flag or by
     // LOADTEST_DATABASE_URL, is refused until it is marked on its own.
@@ -266,7 +314,10 @@ fn every_strategy_restores_the_prepared_state() {
     let accounts = |s: &Stack| -> i64 {
         let o = s.cmd(&["db", "state", "--json", "--database-url", &other]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
-        rows(&serde_json::from_str(&stdout(&o)).unwrap(), "public.accounts")
+        rows(
+            &serde_json::from_str(&stdout(&o)).unwrap(),
+            "public.accounts",
+        )
     };
     assert_eq!(accounts(&s), 1000);
     let by_flag = s.cmd(&[

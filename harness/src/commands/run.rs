@@ -240,18 +240,19 @@ fn run_phase(
     let mut base: BTreeMap<String, minijinja::Value> = BTreeMap::new();
     base.insert("env".into(), env.clone());
     if !sc.populate.is_empty() {
-        rt.block_on(crate::populate::run_all(&sc, &target, &base, !args.quiet))
-            .runtime()?;
+        until_interrupted(
+            rt,
+            "populate",
+            crate::populate::run_all(&sc, &target, &base, !args.quiet),
+        )?
+        .runtime()?;
     }
-    let setup_vars = rt
-        .block_on(engine::run_once(
-            &sc,
-            &target,
-            "setup",
-            &sc.setup,
-            base.clone(),
-        ))
-        .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", path.display())))?;
+    let setup_vars = until_interrupted(
+        rt,
+        "setup",
+        engine::run_once(&sc, &target, "setup", &sc.setup, base.clone()),
+    )?
+    .map_err(|e| Failure::Runtime(anyhow!("{}: {e}", path.display())))?;
     let mut vars = base.clone();
     vars.extend(setup_vars);
 
@@ -297,14 +298,15 @@ fn run_phase(
     }
 
     if !out.interrupted && !sc.teardown.is_empty() {
-        if let Err(e) = rt.block_on(engine::run_once(
-            &sc,
-            &target,
+        let teardown = until_interrupted(
+            rt,
             "teardown",
-            &sc.teardown,
-            vars,
-        )) {
-            crate::errln!("warning: {e}");
+            engine::run_once(&sc, &target, "teardown", &sc.teardown, vars),
+        );
+        match teardown {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => crate::errln!("warning: {e}"),
+            Err(e) => crate::errln!("warning: {e}; the results are written"),
         }
     }
 
@@ -373,6 +375,24 @@ fn run_phase(
         exit::OK
     };
     Ok(RunReport { code, json })
+}
+
+/// Runs a phase outside the load (populate, setup, teardown) so that Ctrl-C
+/// ends it like any failure: the caller then cleans up (a snapshot is put
+/// back) and exits 1, instead of the process dying with the database changed.
+fn until_interrupted<T>(
+    rt: &tokio::runtime::Runtime,
+    phase: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    rt.block_on(async {
+        tokio::select! {
+            r = work => Ok(r),
+            _ = tokio::signal::ctrl_c() => Err(Failure::Runtime(anyhow!(
+                "interrupted (Ctrl-C) during {phase}"
+            ))),
+        }
+    })
 }
 
 /// Seconds Prometheus needs after the run to scrape the service's last requests
