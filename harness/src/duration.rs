@@ -45,8 +45,18 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         total += value * factor;
         rest = &rest[unit_len..];
     }
+    if !total.is_finite() || total > LONGEST.as_secs_f64() {
+        return Err(format!(
+            "`{text}` is longer than the longest duration accepted, {}",
+            format(LONGEST)
+        ));
+    }
     Ok(Duration::from_secs_f64(total))
 }
+
+/// The longest duration any setting takes (a year): far beyond a load test,
+/// far below where adding it to a clock reading overflows.
+pub const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Formats a duration compactly for summaries (`1m30s`, `250ms`).
 pub fn format(d: Duration) -> String {

@@ -262,3 +262,95 @@ fn help_documents_exit_codes() {
         assert!(out.contains(w), "{w} missing from help");
     }
 }
+
+#[test]
+fn durations_past_a_year_are_usage_errors_not_panics() {
+    for d in ["6000000000000000h", "3000000000000000h", "9000h"] {
+        let err = expect_usage_error(
+            &format!("[options]\nexecutor = \"constant-vus\"\nduration = \"{d}\"\n{GOOD_STEP}"),
+            &["longer than the longest duration accepted"],
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let o = run_scenario(
+        &repo_root().join("scenarios/health.toml"),
+        &srv.url,
+        dir.path(),
+        &["--duration", "6000000000000000h"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_port_out_of_range_is_refused_not_port_80() {
+    let dir = tempdir();
+    let o = run_scenario(
+        &repo_root().join("scenarios/health.toml"),
+        "http://127.0.0.1:99999",
+        dir.path(),
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("port 99999 is not a TCP port"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn names_that_would_leave_the_results_folder_are_refused() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let out = dir.path().join("out");
+    for bad in ["..", ".", "a/b", &"x".repeat(300)] {
+        let o = run_scenario(
+            &repo_root().join("scenarios/health.toml"),
+            &srv.url,
+            &out,
+            &["-r", bad],
+        );
+        assert_eq!(code(&o), 2, "-r {bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("becomes part of file names"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        srv.state.hits.load(Ordering::Relaxed),
+        0,
+        "nothing was sent"
+    );
+    // A result file whose own run name points elsewhere: compare refuses, writes nothing outside.
+    let o = run_scenario(
+        &repo_root().join("scenarios/health.toml"),
+        &srv.url,
+        &out,
+        &["-r", "base", "--vus", "1", "--duration", "1s"],
+    );
+    assert!(code(&o) == 0 || code(&o) == 99, "{}", stderr(&o));
+    let base = out.join("base_health.json");
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    // out/../escaped_health.diff would land in the folder above the results.
+    forged["run"] = serde_json::Value::String("../escaped".into());
+    let cur = out.join("cur_health.json");
+    std::fs::write(&cur, forged.to_string()).unwrap();
+    let o = loadtest(&["compare", base.to_str().unwrap(), cur.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("becomes part of file names"),
+        "{}",
+        stderr(&o)
+    );
+    let leaked: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("escaped"))
+        .collect();
+    assert!(leaked.is_empty(), "a file was written outside: {leaked:?}");
+}

@@ -129,6 +129,11 @@ fn judge(a: &CompareCmd) -> Result<u8, Failure> {
         &base_path.display().to_string(),
         &cur_path.display().to_string(),
     );
+    // The names inside a file are input like any other: they must not lead the .diff elsewhere.
+    results::check_name("run name", &cur.run)
+        .and_then(|_| results::check_name("scenario name", &cur.scenario))
+        .map_err(|e| anyhow!("{}: {e}", cur_path.display()))
+        .usage()?;
     let diff_path = cur_path
         .parent()
         .unwrap_or(Path::new("."))

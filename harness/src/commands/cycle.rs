@@ -73,6 +73,8 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
     let cfg = Config::load(&a.config, &vars).usage()?;
     let scenario_name = a.scenario.clone().unwrap_or(cfg.scenario.clone());
     let run_name = a.run_name.clone().unwrap_or(cfg.run_name.clone());
+    // Before down/up: a bad name must not cost a stack cycle.
+    crate::results::check_name("run name", &run_name).usage()?;
     // Everything that can be checked without Docker is checked first.
     let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
     let sc = scenario::load(&path).usage()?;

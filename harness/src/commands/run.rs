@@ -138,21 +138,8 @@ pub struct RunReport {
     pub json: PathBuf,
 }
 
-fn check_run_name(name: &str) -> Result<(), Failure> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(Failure::Usage(anyhow!(
-            "run name `{name}` may only hold letters, digits, '-', '_' and '.' (it becomes part of file names)"
-        )));
-    }
-    Ok(())
-}
-
 pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
-    check_run_name(&args.run_name)?;
+    results::check_name("run name", &args.run_name).usage()?;
     let path = scenario::resolve(&args.scenario, &args.scenarios_dir).usage()?;
     let mut sc: Scenario = scenario::load(&path).usage()?;
     if sc.steps.is_empty() {

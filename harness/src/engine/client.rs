@@ -48,7 +48,17 @@ impl Target {
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow!("--target `{url}` has no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        // http gives no port for one it cannot read as u16: look at the text itself.
+        let written = authority
+            .as_str()
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let port = match (written, authority.port_u16()) {
+            (None, _) => 80,
+            (Some(_), Some(p)) if p > 0 => p,
+            (Some(p), _) => bail!("--target `{url}`: port {p} is not a TCP port (1-65535)"),
+        };
         let host = authority
             .host()
             .trim_start_matches('[')

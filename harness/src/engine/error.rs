@@ -38,6 +38,9 @@ pub enum Error {
     },
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
+    /// A worker thread panicked: its share of the run is lost.
+    #[error("a worker thread failed ({0}); the run's figures would be incomplete")]
+    Worker(String),
 }
 
 /// Why a step's request cannot be made.

@@ -319,8 +319,20 @@ pub async fn run_load(
             vus_max,
         }));
     }
+    // A worker that panicked measured nothing trustworthy: the run fails.
+    let mut crashed = None;
     for h in handles {
-        let _ = h.join();
+        if let Err(panic) = h.join() {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            crashed.get_or_insert(msg);
+        }
+    }
+    if let Some(msg) = crashed {
+        return Err(Error::Worker(msg));
     }
     let duration = t0.elapsed();
     // The last window usually covers less than a second.

@@ -352,6 +352,26 @@ pub fn result_path(out: &Path, run: &str, scenario: &str, ext: &str) -> PathBuf 
     out.join(format!("{run}_{scenario}.{ext}"))
 }
 
+/// Run and scenario names become parts of file names (`<run>_<scenario>.json`):
+/// letters, digits, '-', '_' and '.', not only dots, at most 100 characters.
+/// Names read back from result files are held to the same rule.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 100
+        || name.chars().all(|c| c == '.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        bail!(
+            "{what} `{}` may only hold letters, digits, '-', '_' and '.' (not only dots, at most 100 \
+             characters): it becomes part of file names",
+            name.chars().take(120).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
 impl RunResult {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("results serialise")
