@@ -403,6 +403,50 @@ fn every_strategy_restores_the_prepared_state() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(accounts(&s), 0);
 
+    // A database name near Postgres's 63-byte limit: the template the harness derives from it
+    // still fits, is found again, and a template reset puts the data back.
+    let long = "a_database_name_long_enough_to_overflow_derived_names_xyz";
+    let long_url = format!("postgres://demo:demo@127.0.0.1:{}/{long}", s.db_port);
+    make_db(&s.db_url(), &long_url, long, 10);
+    let mark = format!("127.0.0.1:{}/{long}", s.db_port);
+    let env = [("LOADTEST_DB_DISPOSABLE", mark.as_str())];
+    let o = s.cmd_env(&["db", "prepare", "--database-url", &long_url], &env);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.cmd_env(
+        &[
+            "db",
+            "reset",
+            "--strategy",
+            "truncate",
+            "--database-url",
+            &long_url,
+        ],
+        &env,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.cmd_env(
+        &[
+            "db",
+            "reset",
+            "--strategy",
+            "template",
+            "--database-url",
+            &long_url,
+        ],
+        &env,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.cmd(&["db", "state", "--json", "--database-url", &long_url]);
+    assert_eq!(
+        rows(
+            &serde_json::from_str(&stdout(&o)).unwrap(),
+            "public.accounts"
+        ),
+        10,
+        "{}",
+        stdout(&o)
+    );
+
     let o = s.cmd(&["down"]);
     assert_eq!(code(&o), 0);
 }
@@ -410,6 +454,11 @@ fn every_strategy_restores_the_prepared_state() {
 /// A database next to the stack's with a table of 1000 rows: what a shared
 /// environment holds and no reset may touch.
 fn make_shared_db(admin_url: &str, url: &str) {
+    make_db(admin_url, url, "prod_shared", 1000);
+}
+
+/// Database `name` at `url`, holding `accounts` with `n` rows.
+fn make_db(admin_url: &str, url: &str, name: &str, n: u32) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -417,19 +466,20 @@ fn make_shared_db(admin_url: &str, url: &str) {
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
-        sqlx::raw_sql("DROP DATABASE IF EXISTS prod_shared")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        sqlx::raw_sql("CREATE DATABASE prod_shared")
-            .execute(&mut c)
-            .await
-            .unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS \"{name}\""),
+            format!("CREATE DATABASE \"{name}\""),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE accounts (id int PRIMARY KEY, owner text);
-             INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 1000) g",
-        )
+             INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, {n}) g"
+        )))
         .execute(&mut c)
         .await
         .unwrap();
