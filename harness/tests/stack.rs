@@ -247,3 +247,20 @@ fn bad_compose_files_and_an_unreachable_engine() {
         stderr(&o)
     );
 }
+
+#[test]
+fn project_names_are_normalised_alike_by_every_command() {
+    // `up -p MyProj` makes project `myproj`; `down -p MyProj` must look for the same one.
+    let given = format!("LTT-Case-{}", std::process::id());
+    let o = loadtest(&["down", "-p", &given]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let want = format!("project ltt-case-{}:", std::process::id());
+    assert!(stdout(&o).contains(&want), "{}", stdout(&o));
+    let o = loadtest(&["ps", "-p", "!!!"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("empty after removing"),
+        "{}",
+        stderr(&o)
+    );
+}

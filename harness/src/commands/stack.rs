@@ -46,7 +46,7 @@ impl StackArgs {
     /// The project named by -p, else by the compose file (only read when needed).
     pub fn project_name(&self) -> Result<String, Failure> {
         match &self.project {
-            Some(n) => Ok(n.clone()),
+            Some(n) => compose::project_name(n).usage(),
             None => Ok(self.load_project()?.name),
         }
     }

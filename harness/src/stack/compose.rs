@@ -246,6 +246,23 @@ fn command(c: &Option<dc::Command>) -> Option<Vec<String>> {
     })
 }
 
+/// A project name as compose keeps it: lowercase, only letters, digits, '-'
+/// and '_'. Every command normalises `-p` the same way, so `up -p MyProj` and
+/// `down -p MyProj` mean one project.
+pub fn project_name(given: &str) -> Result<String> {
+    let name: String = given
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    if name.is_empty() {
+        bail!(
+            "the project name `{given}` is empty after removing characters compose does not allow"
+        );
+    }
+    Ok(name)
+}
+
 /// Reads, interpolates and checks a compose file. `project` overrides the name.
 pub fn load(
     file: &Path,
@@ -282,14 +299,7 @@ pub fn load(
                 .unwrap_or("loadtest")
                 .to_string()
         });
-    let name: String = name
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    if name.is_empty() {
-        bail!("the project name is empty after removing characters compose does not allow");
-    }
+    let name = project_name(&name)?;
     let volumes: Vec<String> = compose.volumes.0.keys().cloned().collect();
 
     let mut services = Vec::new();
