@@ -435,3 +435,39 @@ fn ctrl_c_stops_quickly_and_keeps_partial_results() {
     assert!(r.metrics.http_reqs.count > 0);
     assert!(stderr(&o).contains("interrupted"));
 }
+
+#[test]
+fn a_prometheus_that_trickles_costs_a_warning_not_the_results() {
+    // Accepts, then sends one byte a second for a minute: never silent long
+    // enough for a per-read timeout, never done.
+    let trickle = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let prom = format!("http://{}", trickle.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in trickle.incoming().take(4) {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                for _ in 0..60 {
+                    if c.write_all(b"H").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let started = std::time::Instant::now();
+    let o = run_scenario(
+        &repo_root().join("scenarios/health.toml"),
+        &srv.url,
+        dir.path(),
+        &["--vus", "1", "--duration", "1s", "--prometheus-url", &prom],
+    );
+    let took = started.elapsed();
+    assert!(code(&o) == 0 || code(&o) == 99, "{}", stderr(&o));
+    assert!(took.as_secs() < 25, "the end of the run waited {took:?}");
+    assert!(stderr(&o).contains("no server-side view"), "{}", stderr(&o));
+    assert!(dir.path().join("baseline_health.json").is_file());
+}

@@ -94,6 +94,11 @@ pub fn encode(q: &str) -> String {
         .collect()
 }
 
+/// How long one Prometheus API call may take, all of it.
+const API_DEADLINE: Duration = Duration::from_secs(10);
+/// The largest answer read from Prometheus.
+const API_MAX_BYTES: usize = 16 << 20;
+
 /// GET on the Prometheus HTTP API. HTTP/1.0 keeps the answer unchunked.
 pub fn api_get(base: &str, path: &str, params: &[(&str, String)]) -> Result<serde_json::Value> {
     let (hostport, prefix) = split_url(base)?;
@@ -106,14 +111,49 @@ pub fn api_get(base: &str, path: &str, params: &[(&str, String)]) -> Result<serd
         .next()
         .ok_or_else(|| anyhow!("{hostport} resolves to no address"))?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
     write!(
         s,
         "GET {prefix}{path}?{} HTTP/1.0\r\nHost: {hostport}\r\n\r\n",
         query.join("&")
     )?;
+    // A whole-answer deadline and a size cap: a server that trickles or
+    // floods must not hold the end of a run hostage.
+    let deadline = std::time::Instant::now() + API_DEADLINE;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            bail!(
+                "{hostport} did not answer within {} s",
+                API_DEADLINE.as_secs()
+            );
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                bail!(
+                    "{hostport} did not answer within {} s",
+                    API_DEADLINE.as_secs()
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() > API_MAX_BYTES {
+            bail!("{hostport} answered more than {} MiB", API_MAX_BYTES >> 20);
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
