@@ -471,3 +471,31 @@ fn a_prometheus_that_trickles_costs_a_warning_not_the_results() {
     assert!(stderr(&o).contains("no server-side view"), "{}", stderr(&o));
     assert!(dir.path().join("baseline_health.json").is_file());
 }
+
+#[test]
+fn credentials_in_the_target_are_sent_as_basic_auth_and_never_stored() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "creds",
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 3\n\n\
+         [[steps]]\nname = \"seen\"\npath = \"/headers\"\nchecks = { status = 200 }\n",
+    );
+    let with_creds = srv.url.replacen("http://", "http://admin:hunter2@", 1);
+    let o = run_scenario(&sc, &with_creds, dir.path(), &["-r", "creds"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (host, auth) = srv.state.seen.lock().unwrap().clone();
+    assert!(
+        !host.contains("hunter2") && !host.contains('@'),
+        "Host: {host}"
+    );
+    // base64("admin:hunter2")
+    assert_eq!(auth, "Basic YWRtaW46aHVudGVyMg==");
+    for f in ["creds_creds.json", "creds_creds.summary"] {
+        let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(!text.contains("hunter2"), "{f} holds the password");
+        assert!(text.contains("admin:***@"), "{f}");
+    }
+    assert!(!stdout(&o).contains("hunter2") && !stderr(&o).contains("hunter2"));
+}

@@ -25,17 +25,23 @@ use super::error::{Error, InvalidPath};
 /// The system under test, resolved once before the run.
 #[derive(Debug)]
 pub struct Target {
+    /// The URL as given, with any password replaced by `***` (it is stored and printed).
     pub url: String,
     pub addr: SocketAddr,
     pub host: HeaderValue,
+    /// `user:password@` in the URL, sent as Basic authorization (as k6 does),
+    /// never in the Host header.
+    pub auth: Option<HeaderValue>,
     /// Path prefix from the target URL, without a trailing slash.
     pub base_path: String,
 }
 
 impl Target {
     /// Parses and resolves `http://host:port[/prefix]`.
-    pub async fn resolve(url: &str) -> Result<Target> {
-        let uri: Uri = url
+    pub async fn resolve(given: &str) -> Result<Target> {
+        let shown = redact_userinfo(given);
+        let url = shown.as_str();
+        let uri: Uri = given
             .parse()
             .map_err(|e| anyhow!("--target `{url}` is not a URL: {e}"))?;
         match uri.scheme_str() {
@@ -48,6 +54,22 @@ impl Target {
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow!("--target `{url}` has no host"))?;
+        let (userinfo, hostport) = match authority.as_str().rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority.as_str()),
+        };
+        let auth = userinfo
+            .map(|u| {
+                use base64::Engine as _;
+                let token = base64::engine::general_purpose::STANDARD.encode(u.as_bytes());
+                HeaderValue::from_str(&format!("Basic {token}"))
+            })
+            .transpose()
+            .map_err(|_| anyhow!("--target `{url}`: the credentials cannot be sent as a header"))?
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
         // http gives no port for one it cannot read as u16: look at the text itself.
         let written = authority
             .as_str()
@@ -69,9 +91,10 @@ impl Target {
             .next()
             .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?;
         Ok(Target {
-            url: url.to_string(),
+            url: shown.clone(),
             addr,
-            host: HeaderValue::from_str(authority.as_str())?,
+            host: HeaderValue::from_str(hostport)?,
+            auth,
             base_path: uri.path().trim_end_matches('/').to_string(),
         })
     }
@@ -214,6 +237,12 @@ impl Client {
             }
         }
         req.headers_mut().insert(HOST, self.target.host.clone());
+        if let Some(auth) = &self.target.auth {
+            // A step's own Authorization header wins.
+            req.headers_mut()
+                .entry(http::header::AUTHORIZATION)
+                .or_insert_with(|| auth.clone());
+        }
         let sender = self.sender.as_mut().expect("connected above");
         let start = std::time::Instant::now();
         let exchange = async {
@@ -235,5 +264,38 @@ impl Client {
             }
         };
         (out, start.elapsed())
+    }
+}
+
+/// The URL with the password of `user:password@` replaced by `***`.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_userinfo("http://admin:hunter2@127.0.0.1:8080/api?x=1"),
+            "http://admin:***@127.0.0.1:8080/api?x=1"
+        );
+        assert_eq!(
+            redact_userinfo("http://127.0.0.1:8080/a@b"),
+            "http://127.0.0.1:8080/a@b"
+        );
     }
 }

@@ -30,7 +30,7 @@ impl Progress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:<34} {msg:<40} {elapsed:>4}")
+                ProgressStyle::with_template("{spinner} {prefix:<40} {msg:<40} {elapsed:>4}")
                     .expect("static template"),
             );
             bar.set_prefix(label.to_string());
@@ -39,7 +39,7 @@ impl Progress {
             bar
         });
         if bar.is_none() && !self.quiet {
-            crate::errln!("{label:<34} {what} ...");
+            crate::errln!("{label:<40} {what} ...");
         }
         let path = file_for(label, "log");
         let file = File::create(&path).ok();
@@ -116,12 +116,12 @@ impl Task {
         match &self.bar {
             Some(bar) => {
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix:<36} {msg}").expect("static template"),
+                    ProgressStyle::with_template("{prefix:<42} {msg}").expect("static template"),
                 );
                 bar.set_prefix(format!("{mark} {}", self.label));
                 bar.finish_with_message(format!("{what:<40} {secs:>5.1}s"));
             }
-            None if !self.quiet => crate::errln!("{:<34} {what} ({secs:.1}s)", self.label),
+            None if !self.quiet => crate::errln!("{:<40} {what} ({secs:.1}s)", self.label),
             None => {}
         }
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub attempts: Mutex<HashMap<String, u64>>,
     /// /flaky: items created (answered 200).
     pub created: Mutex<Vec<String>>,
+    /// /headers: the last request's Host and Authorization.
+    pub seen: Mutex<(String, String)>,
 }
 
 pub struct TestServer {
@@ -175,6 +177,19 @@ async fn fail() -> impl IntoResponse {
     )
 }
 
+/// Records the Host and Authorization headers of each request (last one wins).
+async fn headers_seen(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    *s.seen.lock().unwrap() = (h("host"), h("authorization"));
+    Json(json!({"status": "ok"}))
+}
+
 async fn who(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
     let h = |n: &str| {
         headers
@@ -236,6 +251,7 @@ impl TestServer {
             .route("/payments", post(create_payment))
             .route("/payments/{id}/confirm", post(confirm))
             .route("/who", get(who))
+            .route("/headers", get(headers_seen))
             .route("/flaky", post(flaky))
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
