@@ -499,3 +499,44 @@ fn credentials_in_the_target_are_sent_as_basic_auth_and_never_stored() {
     }
     assert!(!stdout(&o).contains("hunter2") && !stderr(&o).contains("hunter2"));
 }
+
+#[test]
+fn requests_that_cannot_be_built_are_grouped_and_the_run_keeps_time() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    // Every iteration renders a header value with a line break (never valid), different each time.
+    let sc = scenario_file(
+        dir.path(),
+        "badheader",
+        "[options]\nexecutor = \"constant-vus\"\nvus = 2\nduration = \"2s\"\n\n\
+         [[steps]]\nname = \"x\"\npath = \"/health\"\n\
+         headers = { \"x-key\" = \"secret-{{ uuid() }}\\nmore\" }\n",
+    );
+    let o = run_scenario(&sc, &srv.url, dir.path(), &["-r", "bad"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("bad_badheader.json")).unwrap(),
+    )
+    .unwrap();
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("header x-key renders to an invalid value"),
+        "{errors:?}"
+    );
+    assert!(errors[0]["count"].as_u64().unwrap() > 10);
+    assert!(
+        !r.to_string().contains("secret-"),
+        "the rendered value leaked"
+    );
+    // The one-second windows kept coming while every iteration failed.
+    assert!(
+        r["timeline"].as_array().unwrap().len() >= 2,
+        "{}",
+        r["timeline"]
+    );
+    assert_eq!(srv.state.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

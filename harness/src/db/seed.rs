@@ -297,14 +297,20 @@ impl SeedReport {
 
 /// Writes the identities CSV (temp file + rename: never half-written).
 pub fn write_identities(path: &Path, ids: &[Identity]) -> Result<()> {
-    let mut text = String::from("merchant_id,api_key,merchant_name\n");
+    // The csv writer quotes what needs it: a name_prefix with a comma or a
+    // quote must not shift the columns that [data] reads back.
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["merchant_id", "api_key", "merchant_name"])?;
     for i in ids {
-        let _ = writeln!(text, "{},{},{}", i.merchant_id, i.api_key, i.merchant_name);
+        w.write_record([&i.merchant_id, &i.api_key, &i.merchant_name])?;
     }
+    let text = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write the identities: {e}"))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    crate::files::write_atomic(path, text.as_bytes())
+    crate::files::write_atomic(path, &text)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -492,5 +498,22 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("YYYY-MM-DD"), "{e}");
+    }
+
+    #[test]
+    fn identities_with_commas_and_quotes_keep_their_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.csv");
+        let ids = vec![Identity {
+            merchant_id: "mer_1".into(),
+            api_key: "key_1".into(),
+            merchant_name: "Shop, \"the\" best".into(),
+        }];
+        write_identities(&path, &ids).unwrap();
+        let mut r = csv::Reader::from_path(&path).unwrap();
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].len(), 3);
+        assert_eq!(&rows[0][2], "Shop, \"the\" best");
     }
 }

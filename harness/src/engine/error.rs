@@ -43,6 +43,34 @@ pub enum Error {
     Worker(String),
 }
 
+impl Error {
+    /// The text errors are grouped by in results: like the message, minus
+    /// the values a template rendered (each could make a group of its own,
+    /// and a header value may be a secret).
+    pub fn group_key(&self) -> String {
+        match self {
+            Error::Step {
+                step,
+                problem: StepProblem::Render(r),
+            } => format!("step `{step}`: template error: {}", r.kind()),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl RenderProblem {
+    fn kind(&self) -> String {
+        match self {
+            RenderProblem::Template(t) => t.to_string(),
+            RenderProblem::Path(_) => "the rendered path is not a valid request path".into(),
+            RenderProblem::Header { name, .. } => {
+                format!("header {name} renders to an invalid value")
+            }
+            RenderProblem::Json(_) => "the rendered JSON body cannot be written".into(),
+        }
+    }
+}
+
 /// Why a step's request cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum StepProblem {

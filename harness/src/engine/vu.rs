@@ -264,7 +264,11 @@ impl Vu {
             let req = match self.build(sh, step, prep) {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics.borrow_mut().error(&e.to_string());
+                    // Grouped without the rendered value (unbounded, maybe a secret).
+                    metrics.borrow_mut().error(&e.group_key());
+                    // Nothing was awaited: give the timer, the window ticker and
+                    // Ctrl-C their turn before the next iteration fails the same way.
+                    tokio::task::yield_now().await;
                     break;
                 }
             };

@@ -23,15 +23,35 @@ pub struct Exporter {
     handle: Option<JoinHandle<()>>,
 }
 
+/// One grouping label of the Pushgateway path: plain when the value is safe
+/// in a URL path, else in the gateway's base64url form (`name@base64/...`),
+/// so that no byte of a name (a `/`, CR/LF) can change the request.
+fn label(name: &str, value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        format!("{name}/{value}")
+    } else {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.as_bytes());
+        // An empty value is spelled `=` in the base64 form.
+        format!(
+            "{name}@base64/{}",
+            if b64.is_empty() { "=".into() } else { b64 }
+        )
+    }
+}
+
 /// `http://host:port` and the group path for this run.
 fn target(url: &str, run: &str, scenario: &str) -> Result<(String, String, String)> {
     let (hostport, prefix) =
         super::server::split_url(url).map_err(|e| anyhow!("--push-url: {e}"))?;
-    let seg = |s: &str| s.replace(['/', '%', ' '], "_");
     let path = format!(
-        "{prefix}/metrics/job/loadtest/run/{}/scenario/{}",
-        seg(run),
-        seg(scenario)
+        "{prefix}/metrics/job/loadtest/{}/{}",
+        label("run", run),
+        label("scenario", scenario)
     );
     Ok((hostport, path, url.to_string()))
 }
@@ -260,7 +280,18 @@ mod tests {
     fn urls_become_group_paths() {
         let (hp, path, _) = target("http://127.0.0.1:9091", "abc 1", "health").unwrap();
         assert_eq!(hp, "127.0.0.1:9091");
-        assert_eq!(path, "/metrics/job/loadtest/run/abc_1/scenario/health");
+        // A value the path cannot carry as is keeps its exact bytes in base64url
+        // (the label the dashboard filters on stays "abc 1", not "abc_1").
+        assert_eq!(
+            path,
+            "/metrics/job/loadtest/run@base64/YWJjIDE/scenario/health"
+        );
+        let (_, path, _) = target("http://127.0.0.1:9091", "r", "x\r\nX-Evil: 1").unwrap();
+        assert!(!path.contains('\r') && !path.contains('\n'), "{path}");
+        assert!(
+            path.ends_with("/scenario@base64/eA0KWC1FdmlsOiAx"),
+            "{path}"
+        );
         assert!(target("https://x", "r", "s").is_err());
     }
 

@@ -106,6 +106,10 @@ pub struct MetricsSet {
     pub bytes_received: u64,
 }
 
+/// Distinct error texts kept per set; more are counted under [`OTHER_ERRORS`].
+pub const MAX_ERROR_GROUPS: usize = 100;
+pub const OTHER_ERRORS: &str = "other errors (more than 100 kinds; the first 100 are listed)";
+
 /// How one request went, as the engine saw it.
 pub enum Sample<'a> {
     /// A response arrived: its status, the time from writing the request to
@@ -168,7 +172,7 @@ impl MetricsSet {
         self.dropped_iterations += o.dropped_iterations;
         self.interrupted_iterations += o.interrupted_iterations;
         for (k, v) in &o.errors {
-            *self.errors.entry(k.clone()).or_default() += v;
+            self.add_errors(k, *v);
         }
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
@@ -215,11 +219,17 @@ impl MetricsSet {
     }
 
     pub fn error(&mut self, reason: &str) {
-        match self.errors.get_mut(reason) {
-            Some(n) => *n += 1,
-            None => {
-                self.errors.insert(reason.to_string(), 1);
-            }
+        self.add_errors(reason, 1);
+    }
+
+    fn add_errors(&mut self, reason: &str, n: u64) {
+        if let Some(c) = self.errors.get_mut(reason) {
+            *c += n;
+        } else if self.errors.len() >= MAX_ERROR_GROUPS {
+            // A bounded map whatever the errors hold: past the cap, one group.
+            *self.errors.entry(OTHER_ERRORS.to_string()).or_default() += n;
+        } else {
+            self.errors.insert(reason.to_string(), n);
         }
     }
 
