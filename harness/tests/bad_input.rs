@@ -354,3 +354,58 @@ fn names_that_would_leave_the_results_folder_are_refused() {
         .collect();
     assert!(leaked.is_empty(), "a file was written outside: {leaked:?}");
 }
+
+#[test]
+fn sizes_beyond_reason_are_refused_before_any_work() {
+    // Populate with i64::MAX items: refused at validation, with the limit.
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "huge",
+        "[[populate]]\nname = \"p\"\nmethod = \"POST\"\npath = \"/flaky\"\nitems = 9223372036854775807\n",
+    );
+    let o = loadtest(&["validate", "-s", sc.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("at most 10000000 items"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A data file spanning four billion days: refused with the limit, no panic, no database needed.
+    let data = dir.path().join("data.toml");
+    std::fs::write(
+        &data,
+        "days = 4000000000\nuntil = \"2026-11-01\"\n[merchants]\ncount = 1\n[customers]\nper_merchant = 1\n\
+         [payments]\nper_customer = 1\ncurrencies = [\"USD\"]\n[cards]\n\"4242424242424242\" = 1.0\n",
+    )
+    .unwrap();
+    let o = loadtest(&[
+        "db",
+        "seed",
+        "--data",
+        data.to_str().unwrap(),
+        "--database-url",
+        "postgres://u:p@127.0.0.1:1/none",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("100 years"), "{}", stderr(&o));
+
+    // random_string of three billion characters: a grouped template error per request, no abort.
+    let srv = TestServer::start();
+    let sc = scenario_file(
+        dir.path(),
+        "bigbody",
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 2\n\n\
+         [[steps]]\nname = \"big\"\nmethod = \"POST\"\npath = \"/health\"\n\
+         body = \"{{ random_string(3000000000) }}\"\n",
+    );
+    let o = run_scenario(&sc, &srv.url, &dir.path().join("out"), &[]);
+    assert!(
+        !stderr(&o).contains("panicked") && o.status.code().is_some(),
+        "{}",
+        stderr(&o)
+    );
+    let r = std::fs::read_to_string(dir.path().join("out/baseline_bigbody.json")).unwrap();
+    assert!(r.contains("at most 1000000 characters"), "{r}");
+}

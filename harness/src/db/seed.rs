@@ -135,6 +135,13 @@ pub fn load(path: &Path) -> Result<Plan> {
         Ok(())
     };
     positive(data.days as u64, &[Seg::Key("days")], "days")?;
+    if data.days > MAX_DAYS {
+        bail!(
+            "{}: days = {} is more than {MAX_DAYS} (100 years of payments)",
+            at(&[Seg::Key("days")]),
+            data.days
+        );
+    }
     positive(
         data.merchants.count as u64,
         &[Seg::Key("merchants"), Seg::Key("count")],
@@ -244,6 +251,9 @@ pub fn identities(plan: &Plan, seed: u64) -> Vec<Identity> {
         })
         .collect()
 }
+
+/// The longest span of generated payments.
+const MAX_DAYS: u32 = 36_500;
 
 /// Appends the payments of merchant `m`, customers `c0..c1` as CSV rows.
 fn payment_rows(plan: &Plan, rng: &mut fastrand::Rng, m: u64, next_id: &mut u64, out: &mut String) {

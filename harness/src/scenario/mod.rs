@@ -163,6 +163,9 @@ impl Step {
     }
 }
 
+/// The most items one [[populate]] entry creates.
+pub const MAX_POPULATE_ITEMS: i64 = 10_000_000;
+
 pub struct Scenario {
     /// The file stem: `payment-confirm` for `scenarios/payment-confirm.toml`.
     pub name: String,
@@ -439,6 +442,10 @@ fn compile_populate(
         };
         let step = compile_step("populate", i, &rs, loc, templates, &known, 0)?;
         let items = match (&rp.items, &rp.items_file) {
+            (Some(toml::Value::Integer(n)), None) if *n > MAX_POPULATE_ITEMS => bail!(
+                "{}: at most {MAX_POPULATE_ITEMS} items per [[populate]] entry (found {n})",
+                at("items")
+            ),
             (Some(toml::Value::Integer(n)), None) if *n > 0 => Items::Count(*n as u64),
             (Some(toml::Value::Array(a)), None) if !a.is_empty() => Items::List(
                 a.iter()

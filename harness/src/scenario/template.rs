@@ -7,6 +7,9 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// Functions every template may call.
 pub const FUNCTIONS: &[&str] = &["uuid", "random_string", "random_int", "now_ms"];
+
+/// The longest `random_string` (1 MB): a body, not the machine's memory.
+pub const MAX_RANDOM_STRING: usize = 1_000_000;
 /// Globals minijinja itself provides; not variables.
 const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "debug", "namespace"];
 /// Variables the engine always provides.
@@ -42,11 +45,20 @@ impl Templates {
         // Strict: a missing variable is an error, never an empty string sent to the server.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
-        env.add_function("random_string", |n: usize| -> String {
-            std::iter::repeat_with(fastrand::alphanumeric)
-                .take(n)
-                .collect()
-        });
+        env.add_function(
+            "random_string",
+            |n: usize| -> Result<String, minijinja::Error> {
+                if n > MAX_RANDOM_STRING {
+                    return Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("random_string({n}): at most {MAX_RANDOM_STRING} characters"),
+                    ));
+                }
+                Ok(std::iter::repeat_with(fastrand::alphanumeric)
+                    .take(n)
+                    .collect())
+            },
+        );
         env.add_function(
             "random_int",
             |a: i64, b: i64| -> Result<i64, minijinja::Error> {

@@ -16,6 +16,14 @@ impl Lookup for HashMap<String, String> {
 
 /// Replaces every variable reference in `s`. Errors name the variable.
 pub fn interpolate(s: &str, vars: &dyn Lookup) -> Result<String, String> {
+    // Defaults may hold references, expanded recursively: bound the depth
+    // before recursing, so a hostile file cannot exhaust the stack.
+    if nesting(s) > MAX_NESTING {
+        return Err(format!(
+            "`{}...`: variable references nested more than {MAX_NESTING} deep",
+            s.chars().take(40).collect::<String>()
+        ));
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -41,6 +49,30 @@ pub fn interpolate(s: &str, vars: &dyn Lookup) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// How deep `${` references may nest inside defaults.
+const MAX_NESTING: usize = 16;
+
+/// The deepest nesting of `${` in `s` (unclosed ones count).
+fn nesting(s: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'$') => i += 1,
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                i += 1;
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
 }
 
 /// Index of the `}` closing a `${`, allowing nested `${...}` in defaults.
@@ -190,5 +222,14 @@ mod tests {
         assert_eq!(m["C"], "q");
         assert_eq!(m["D"], "v");
         assert!(parse_dotenv("oops").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "${X:-".repeat(200_000) + &"}".repeat(200_000);
+        let e = interpolate(&deep, &vars()).unwrap_err();
+        assert!(e.contains("nested more than 16 deep"), "{e}");
+        let fine = "${A:-${B:-${C:-x}}}";
+        assert_eq!(interpolate(fine, &vars()).unwrap(), "x");
     }
 }
