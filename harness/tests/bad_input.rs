@@ -409,3 +409,38 @@ fn sizes_beyond_reason_are_refused_before_any_work() {
     let r = std::fs::read_to_string(dir.path().join("out/baseline_bigbody.json")).unwrap();
     assert!(r.contains("at most 1000000 characters"), "{r}");
 }
+
+#[test]
+fn vus_and_rates_past_the_machine_are_refused_with_the_limit() {
+    for (body, want) in [
+        (
+            "[options]\nexecutor = \"constant-vus\"\nvus = 4294967295\nduration = \"2s\"\n",
+            "VUs is more than this machine can hold",
+        ),
+        (
+            "[options]\nexecutor = \"ramping-vus\"\nstages = [{ duration = \"2s\", target = 1e12 }]\n",
+            "VUs is more than this machine can hold",
+        ),
+        (
+            "[options]\nexecutor = \"constant-arrival-rate\"\nrate = 1e12\nduration = \"2s\"\npre_allocated_vus = 1\n",
+            "iterations/s is more than one machine can schedule",
+        ),
+    ] {
+        expect_usage_error(&format!("{body}{GOOD_STEP}"), &[want]);
+    }
+    // The --vus flag is held to the same limit.
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let o = run_scenario(
+        &repo_root().join("scenarios/health.toml"),
+        &srv.url,
+        dir.path(),
+        &["--vus", "4000000000", "--duration", "1s"],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("more than this machine can hold"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -244,6 +244,7 @@ impl Options {
                 "the executor would never run a VU (all VU counts are 0)",
             ));
         }
+        options.executor.check_capacity()?;
         Ok(options)
     }
 }
@@ -271,7 +272,89 @@ fn stages_total(stages: &[Stage]) -> Duration {
     stages.iter().map(|s| s.duration).sum()
 }
 
+/// The most iterations per second an arrival-rate executor may schedule: far
+/// above what one machine sends, far below a schedule that only spins.
+pub const MAX_RATE_PER_S: f64 = 1_000_000.0;
+
+/// The most VUs a run may hold: each keeps a connection (a file descriptor)
+/// and its buffers, so at most 50,000 and within the open-file limit.
+pub fn vu_limit() -> (u64, String) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        u64::MAX
+    };
+    let by_files = nofile.saturating_sub(100);
+    if by_files < 50_000 {
+        (
+            by_files,
+            format!("one connection per VU and the open-file limit is {nofile} (ulimit -n)"),
+        )
+    } else {
+        (50_000, "each VU holds a connection and its buffers".into())
+    }
+}
+
 impl Executor {
+    /// Refuses, before anything is sent, VU counts and rates past what the
+    /// machine can hold (they used to exhaust memory or spin).
+    pub fn check_capacity(&self) -> Result<(), OptError> {
+        let (limit, why) = vu_limit();
+        let vus = match self {
+            Executor::RampingVus { start_vus, stages } => stages
+                .iter()
+                .map(|s| s.target)
+                .fold(*start_vus as f64, f64::max),
+            _ => self.max_vus() as f64,
+        };
+        if vus > limit as f64 {
+            let key = match self {
+                Executor::RampingVus { .. } => "stages",
+                Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
+                    "max_vus"
+                }
+                _ => "vus",
+            };
+            return Err(err(
+                &[key],
+                format!("{vus} VUs is more than this machine can hold: at most {limit} ({why})"),
+            ));
+        }
+        let per_s = |rate: f64, unit: Duration| rate / unit.as_secs_f64();
+        let (key, rate) = match self {
+            Executor::ConstantArrivalRate {
+                rate, time_unit, ..
+            } => ("rate", per_s(*rate, *time_unit)),
+            Executor::RampingArrivalRate {
+                start_rate,
+                time_unit,
+                stages,
+                ..
+            } => (
+                "stages",
+                stages
+                    .iter()
+                    .map(|s| per_s(s.target, *time_unit))
+                    .fold(per_s(*start_rate, *time_unit), f64::max),
+            ),
+            _ => return Ok(()),
+        };
+        if rate > MAX_RATE_PER_S {
+            return Err(err(
+                &[key],
+                format!(
+                    "{rate} iterations/s is more than one machine can schedule: at most {MAX_RATE_PER_S}/s"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Executor::ConstantVus { .. } => "constant-vus",
@@ -451,6 +534,7 @@ impl Options {
         if self.executor.max_vus() == 0 {
             return Err("--vus must be at least 1".into());
         }
+        self.executor.check_capacity().map_err(|(_, m)| m)?;
         Ok(notes)
     }
 }
