@@ -14,7 +14,7 @@ use chrono::{Datelike, Utc};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
@@ -126,6 +126,27 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
     headers.get("api-key").and_then(|v| v.to_str().ok())
 }
 
+/// Compares two secrets in time that does not depend on where they differ:
+/// both are hashed to a fixed length first, then every byte is compared.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// What an unconfirmed payment keeps of its card: the charge's outcome and the
+/// last four digits, never the number or the CVC.
+#[derive(Serialize, Deserialize)]
+struct StoredCard {
+    outcome: String,
+    last4: String,
+}
+
 /// The merchant an `api-key` header belongs to.
 async fn merchant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     let key =
@@ -145,11 +166,15 @@ async fn health() -> Json<Value> {
 async fn ready(State(app): State<App>) -> Response {
     match sqlx::query("SELECT 1").execute(&app.db).await {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            // The details (hosts, users) are for the logs, not for callers.
+            eprintln!("readiness check: database error: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "error": "database unavailable"})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -164,7 +189,7 @@ async fn create_account(
     headers: HeaderMap,
     body: Result<Json<NewAccount>, JsonRejection>,
 ) -> ApiResult {
-    if api_key(&headers) != Some(&*app.admin_key) {
+    if !api_key(&headers).is_some_and(|k| same_secret(k, &app.admin_key)) {
         return Err(ApiError::Unauthorized("admin api-key required".into()));
     }
     let Json(body) = body?;
@@ -293,14 +318,20 @@ async fn create_payment(
             .ok_or_else(|| bad("payment_method_data.card is required to confirm"))?;
         (charge(c)?, None, Some(last4(c)))
     } else {
-        if let Some(c) = &card {
-            // Reject bad card data now rather than at confirmation.
-            charge(c)?;
-        }
+        // The card is judged now (bad data is rejected at creation); only the
+        // outcome and its last four digits wait for the confirmation.
+        let stored = card
+            .as_ref()
+            .map(|c| {
+                Ok::<_, ApiError>(StoredCard {
+                    outcome: charge(c)?.to_string(),
+                    last4: last4(c),
+                })
+            })
+            .transpose()?;
         (
             "requires_confirmation",
-            card.as_ref()
-                .map(|c| serde_json::to_value(c).expect("card serialises")),
+            stored.map(|c| serde_json::to_value(c).expect("stored card serialises")),
             None,
         )
     };
@@ -359,15 +390,18 @@ async fn confirm_payment(
             "payment {payment_id} is already {status}"
         )));
     }
-    let stored: Option<Card> = row
+    let stored: Option<StoredCard> = row
         .get::<Option<Value>, _>("card")
         .and_then(|v| serde_json::from_value(v).ok());
-    let card = body
-        .payment_method_data
-        .map(|d| d.card)
-        .or(stored)
-        .ok_or_else(|| bad("payment_method_data.card is required: none was given at creation"))?;
-    let outcome = charge(&card)?;
+    let (outcome, card_last4) = match (body.payment_method_data.map(|d| d.card), stored) {
+        (Some(card), _) => (charge(&card)?.to_string(), last4(&card)),
+        (None, Some(s)) => (s.outcome, s.last4),
+        (None, None) => {
+            return Err(bad(
+                "payment_method_data.card is required: none was given at creation",
+            ))
+        }
+    };
     let row = sqlx::query(concat!(
         "UPDATE payments SET status = $3, card = NULL, card_last4 = $4, payment_method = 'card', updated_at = now()
          WHERE payment_id = $1 AND merchant_id = $2 RETURNING ",
@@ -376,7 +410,7 @@ async fn confirm_payment(
     .bind(&payment_id)
     .bind(&merchant_id)
     .bind(outcome)
-    .bind(last4(&card))
+    .bind(card_last4)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -225,6 +225,64 @@ fn the_stack_serves_the_contract_and_a_payment_run() {
     let declared = loadtest::scenario::load(&contract).unwrap().check_count() as u64;
     assert_eq!(r.metrics.checks.passes, declared);
     assert_eq!(r.metrics.checks.fails, 0);
+    // Payments created with card data and left to confirm: the database holds no card number
+    // and no CVC for them, only the outcome and the last four digits.
+    let unconfirmed = out.path().join("unconfirmed.toml");
+    std::fs::write(
+        &unconfirmed,
+        r#"[options]
+executor = "per-vu-iterations"
+vus = 1
+iterations = 3
+
+[[setup]]
+name = "merchant"
+method = "POST"
+path = "/accounts"
+headers = { "api-key" = "test_admin" }
+json = { merchant_name = "card-storage" }
+extract = { api_key = "$.api_key" }
+
+[[steps]]
+name = "create with card"
+method = "POST"
+path = "/payments"
+headers = { "api-key" = "{{ api_key }}" }
+json = { amount = 100, currency = "USD", confirm = false, payment_method_data = { card = { card_number = "4242424242424242", card_exp_month = "10", card_exp_year = "35", card_cvc = "123" } } }
+checks = { status = 200 }
+"#,
+    )
+    .unwrap();
+    let o = s.cmd(&[
+        "run",
+        "-s",
+        unconfirmed.to_str().unwrap(),
+        "-t",
+        &s.url(),
+        "-o",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cards: Vec<String> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&s.db_url()).await.unwrap();
+        sqlx::query_scalar("SELECT card::text FROM payments WHERE card IS NOT NULL")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    });
+    assert!(cards.len() >= 3, "{cards:?}");
+    for card in &cards {
+        assert!(
+            !card.contains("4242424242424242") && !card.contains("cvc") && card.contains("last4"),
+            "stored card data: {card}"
+        );
+    }
 
     // A short payment-confirm run against the fresh stack.
     let o = s.cmd(&[
