@@ -540,3 +540,48 @@ fn requests_that_cannot_be_built_are_grouped_and_the_run_keeps_time() {
     );
     assert_eq!(srv.state.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+#[test]
+fn result_names_never_collide_and_the_history_stays_in_its_folder() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let out = dir.path().join("out");
+    let body = "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 2\n\n\
+                [[steps]]\nname = \"h\"\npath = \"/health\"\n";
+    let c = scenario_file(dir.path(), "c", body);
+    let b_c = scenario_file(dir.path(), "b_c", body);
+    let o = run_scenario(&c, &srv.url, &out, &["-r", "a_b"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let first = std::fs::read_to_string(out.join("a_b_c.json")).unwrap();
+    // The same file name from another run name and scenario: refused, the first kept.
+    let o = run_scenario(&b_c, &srv.url, &out, &["-r", "a"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("would overwrite it"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("a_b_c.json")).unwrap(),
+        first
+    );
+
+    // A non-UTF-8 byte in one history line spoils that line only.
+    let history = out.join("history.jsonl");
+    let mut bytes = std::fs::read(&history).unwrap();
+    bytes.extend_from_slice(b"{\"run\": \"\xff\xfe\"}\n");
+    std::fs::write(&history, &bytes).unwrap();
+    let o = loadtest(&["history", "-s", "c", "-d", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped"), "{}", stderr(&o));
+
+    // A history that is a symlink to a file elsewhere is not written through.
+    let elsewhere = dir.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "keep\n").unwrap();
+    std::fs::remove_file(&history).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &history).unwrap();
+    let o = run_scenario(&c, &srv.url, &out, &["-r", "again"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not append to the run history"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep\n");
+}

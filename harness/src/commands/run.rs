@@ -14,7 +14,7 @@ use crate::exit::{self, Classify, Failure};
 use crate::files::write_atomic;
 use crate::prepare;
 use crate::report::links;
-use crate::results::{self, assemble, history, result_path, StackInfo, TrialResult};
+use crate::results::{self, assemble, history, result_path, RunResult, StackInfo, TrialResult};
 use crate::scenario::{self, Scenario};
 
 /// Everything one run needs, from `loadtest run` or the full cycle.
@@ -161,6 +161,21 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     for steps in [&sc.setup, &sc.steps, &sc.teardown] {
         engine::vu::prepare(steps, &target)
             .map_err(|e| Failure::Usage(anyhow!("{}: {e}", path.display())))?;
+    }
+    // `-r a_b -s c` and `-r a -s b_c` name the same file: never overwrite
+    // another run's result.
+    let json = result_path(&args.out, &args.run_name, &sc.name, "json");
+    if let Ok(old) = RunResult::load(&json) {
+        if old.run != args.run_name || old.scenario != sc.name {
+            return Err(Failure::Usage(anyhow!(
+                "{} holds the result of run `{}` of scenario `{}`; run `{}` of `{}` would overwrite it: choose another run name",
+                json.display(),
+                old.run,
+                old.scenario,
+                args.run_name,
+                sc.name
+            )));
+        }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| {
         Failure::Usage(anyhow!(

@@ -62,11 +62,14 @@ pub fn append(out: &Path, r: &RunResult, file: &Path) -> Result<()> {
     let path = out.join(FILE);
     let mut line = serde_json::to_string(&HistoryLine::from_result(r, file))?;
     line.push('\n');
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symlink: the history is a file of the results folder.
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .with_context(|| format!("cannot open {} (a symlink is refused)", path.display()))?;
     f.write_all(line.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -75,12 +78,14 @@ pub fn append(out: &Path, r: &RunResult, file: &Path) -> Result<()> {
 /// Lines for one scenario, oldest first. Unreadable lines are reported, not fatal.
 pub fn read(out: &Path, scenario: &str) -> Result<(Vec<HistoryLine>, Vec<String>)> {
     let path = out.join(FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
+    let bytes = std::fs::read(&path).with_context(|| {
         format!(
             "cannot read {} (it is written by `loadtest run`)",
             path.display()
         )
     })?;
+    // A stray non-UTF-8 byte spoils its own line at most, not the history.
+    let text = String::from_utf8_lossy(&bytes);
     let mut lines = Vec::new();
     let mut problems = Vec::new();
     for (i, l) in text.lines().enumerate() {
