@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod output;
 pub mod populate;
 pub mod prepare;
+pub mod redact;
 pub mod report;
 pub mod results;
 pub mod scenario;

@@ -444,3 +444,26 @@ fn vus_and_rates_past_the_machine_are_refused_with_the_limit() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_template_that_loops_without_end_fails_fast() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "loops",
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n\n\
+         [[steps]]\nname = \"spin\"\nmethod = \"POST\"\npath = \"/health\"\n\
+         body = \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\"\n",
+    );
+    let started = std::time::Instant::now();
+    let o = run_scenario(&sc, &srv.url, &dir.path().join("out"), &[]);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    let r = std::fs::read_to_string(dir.path().join("out/baseline_loops.json")).unwrap();
+    assert!(r.contains("template error"), "{r}");
+}

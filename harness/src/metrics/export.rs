@@ -53,7 +53,7 @@ fn target(url: &str, run: &str, scenario: &str) -> Result<(String, String, Strin
         label("run", run),
         label("scenario", scenario)
     );
-    Ok((hostport, path, url.to_string()))
+    Ok((hostport, path, crate::redact::userinfo(url)))
 }
 
 fn put(hostport: &str, path: &str, body: &str) -> Result<()> {

@@ -65,13 +65,13 @@ pub struct ClientRequest<'a> {
 pub fn split_url(url: &str) -> Result<(String, String)> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("`{url}` must start with http://"))?;
+        .ok_or_else(|| anyhow!("`{}` must start with http://", crate::redact::userinfo(url)))?;
     let (hostport, prefix) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
     };
     if hostport.is_empty() {
-        bail!("`{url}` has no host");
+        bail!("`{}` has no host", crate::redact::userinfo(url));
     }
     let hostport = if hostport.contains(':') {
         hostport.to_string()

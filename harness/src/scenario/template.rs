@@ -8,6 +8,9 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 /// Functions every template may call.
 pub const FUNCTIONS: &[&str] = &["uuid", "random_string", "random_int", "now_ms"];
 
+/// Instructions one render may run (far above any request's template).
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// The longest `random_string` (1 MB): a body, not the machine's memory.
 pub const MAX_RANDOM_STRING: usize = 1_000_000;
 /// Globals minijinja itself provides; not variables.
@@ -44,6 +47,9 @@ impl Templates {
         let mut env = Environment::new();
         // Strict: a missing variable is an error, never an empty string sent to the server.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A template is a request's text, not a program: a bounded amount of
+        // work per render (nested loops of a hundred thousand fail fast).
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
         env.add_function(
             "random_string",
