@@ -72,7 +72,13 @@ async fn one(
             Ok(r) => r,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let (res, _) = vu.send(req, sh.scenario.options.timeout).await;
+        let (res, _) = vu
+            .send(
+                req,
+                sh.scenario.options.timeout,
+                crate::engine::client::BODY_KEEP_MAX,
+            )
+            .await;
         let (retryable, reason) = match res {
             Ok(resp) => {
                 let status = resp.parts.status.as_u16();

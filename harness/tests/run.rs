@@ -585,3 +585,34 @@ fn result_names_never_collide_and_the_history_stays_in_its_folder() {
     );
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep\n");
 }
+
+#[test]
+fn bodies_nobody_reads_are_not_held() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    // 16 VUs fetching 10 MB bodies with a status check only: nothing needs the bytes.
+    let sc = scenario_file(
+        dir.path(),
+        "big",
+        "[options]\nexecutor = \"constant-vus\"\nvus = 16\nduration = \"2s\"\n\n\
+         [[steps]]\nname = \"big\"\npath = \"/big\"\nchecks = { status = 200 }\n",
+    );
+    let o = run_scenario(&sc, &srv.url, dir.path(), &["-r", "big"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = RunResult::load(&dir.path().join("big_big.json")).unwrap();
+    assert!(
+        r.metrics.http_reqs.count >= 16,
+        "{}",
+        r.metrics.http_reqs.count
+    );
+    assert!(
+        r.metrics.data_received.count > 100 << 20,
+        "the bodies were read to the end"
+    );
+    // Holding them would take 16 x 10 MB at once.
+    assert!(
+        r.loadgen.max_rss_kb < 100 * 1024,
+        "peak RSS {} kB",
+        r.loadgen.max_rss_kb
+    );
+}

@@ -173,7 +173,10 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// A response, fully read.
+/// The largest body kept for checks, extraction and error messages.
+pub const BODY_KEEP_MAX: usize = 8 << 20;
+
+/// A response, read to its end; `body` holds what the caller asked to keep.
 pub struct Response {
     pub parts: Parts,
     pub body: Bytes,
@@ -218,10 +221,13 @@ impl Client {
     /// Sends a request on the kept-alive connection (reconnecting when needed).
     /// The returned duration covers writing the request to reading the last
     /// body byte; connecting is not part of it (as in k6).
+    /// Only the first `keep` bytes of the body are kept (0: none, when no
+    /// check or extraction reads it); the rest is read and counted, not held.
     pub async fn send(
         &mut self,
         mut req: Request<Full<Bytes>>,
         timeout: Duration,
+        keep: usize,
     ) -> (Result<Response, Error>, Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         if let Some(s) = self.sender.as_mut() {
@@ -247,8 +253,23 @@ impl Client {
         let start = std::time::Instant::now();
         let exchange = async {
             let resp = sender.send_request(req).await?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await?.to_bytes();
+            let (parts, mut body) = resp.into_parts();
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut kept = 0usize;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    if kept < keep {
+                        let take = data.len().min(keep - kept);
+                        kept += take;
+                        chunks.push(data.slice(..take));
+                    }
+                }
+            }
+            let body = match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks.pop().expect("one chunk"),
+                _ => Bytes::from(chunks.concat()),
+            };
             Ok::<_, hyper::Error>(Response { parts, body })
         };
         let out = match tokio::time::timeout_at(deadline, exchange).await {

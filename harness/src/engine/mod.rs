@@ -72,7 +72,9 @@ pub async fn run_once(
         let req = vu
             .build(&sh, step, prep)
             .map_err(|e| failed(OnceProblem::Build(Box::new(e))))?;
-        let (res, _) = vu.send(req, scenario.options.timeout).await;
+        let (res, _) = vu
+            .send(req, scenario.options.timeout, client::BODY_KEEP_MAX)
+            .await;
         let resp = res.map_err(|e| failed(OnceProblem::Send(Box::new(e))))?;
         let status = resp.parts.status.as_u16();
         let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Request, Uri};
 use http_body_util::Full;
 use minijinja::Value;
 
-use super::client::{Client, IoCounters, Response, Target};
+use super::client::{Client, IoCounters, Response, Target, BODY_KEEP_MAX};
 use super::error::{Error, RenderProblem, StepProblem};
 use crate::metrics::{MetricsSet, Sample};
 use crate::scenario::template::{TemplateError, Text};
@@ -203,12 +203,14 @@ impl Vu {
         Ok(req)
     }
 
+    /// Sends a request; `keep` is how much of the body to hold (see Client::send).
     pub async fn send(
         &mut self,
         req: Request<Full<Bytes>>,
         timeout: Duration,
+        keep: usize,
     ) -> (Result<Response, Error>, Duration) {
-        self.client.send(req, timeout).await
+        self.client.send(req, timeout, keep).await
     }
 
     /// Sets the variables a step extracts from a JSON body; a missing value unsets it.
@@ -272,7 +274,8 @@ impl Vu {
                     break;
                 }
             };
-            let (res, elapsed) = self.send(req, scenario.options.timeout).await;
+            let keep = if step.needs_body { BODY_KEEP_MAX } else { 0 };
+            let (res, elapsed) = self.send(req, scenario.options.timeout, keep).await;
             let json = match &res {
                 Ok(r) if step.needs_json && !r.body.is_empty() => {
                     serde_json::from_slice::<serde_json::Value>(&r.body).ok()

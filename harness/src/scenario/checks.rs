@@ -94,6 +94,14 @@ impl Check {
         Err(CheckError::Unknown(key.to_string()))
     }
 
+    /// Whether the check reads the body at all.
+    pub fn needs_body(&self) -> bool {
+        matches!(
+            self.kind,
+            CheckKind::Json { .. } | CheckKind::BodyContains(_)
+        )
+    }
+
     pub fn needs_json(&self) -> bool {
         matches!(self.kind, CheckKind::Json { .. })
     }

@@ -154,6 +154,9 @@ pub struct Step {
     pub first_check: usize,
     /// Whether the response body must be parsed as JSON.
     pub needs_json: bool,
+    /// Whether anything reads the body (JSON, `body_contains`); when not, the
+    /// engine reads it to the end without holding it.
+    pub needs_body: bool,
 }
 
 impl Step {
@@ -649,6 +652,7 @@ fn compile_step(
         check_list.push(Check::parse(k, v).map_err(|m| fail(&segs, m.to_string()))?);
     }
     let needs_json = !extract.is_empty() || check_list.iter().any(Check::needs_json);
+    let needs_body = needs_json || check_list.iter().any(Check::needs_body);
     Ok(Step {
         name,
         method,
@@ -660,6 +664,7 @@ fn compile_step(
         checks: check_list,
         first_check,
         needs_json,
+        needs_body,
     })
 }
 

@@ -177,6 +177,13 @@ async fn fail() -> impl IntoResponse {
     )
 }
 
+/// A 10 MB body (the same bytes every time), for memory tests.
+async fn big() -> impl IntoResponse {
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| bytes::Bytes::from(vec![b'x'; 10 << 20]))
+        .clone()
+}
+
 /// Records the Host and Authorization headers of each request (last one wins).
 async fn headers_seen(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
     let h = |n: &str| {
@@ -252,6 +259,7 @@ impl TestServer {
             .route("/payments/{id}/confirm", post(confirm))
             .route("/who", get(who))
             .route("/headers", get(headers_seen))
+            .route("/big", get(big))
             .route("/flaky", post(flaky))
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
