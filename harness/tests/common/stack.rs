@@ -83,6 +83,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.cmd(&["down"]);
+        // The app image built for this test goes too: test runs must not pile images up.
+        let _ = self.cmd(&["down", "--rmi"]);
     }
 }
