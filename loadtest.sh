@@ -16,6 +16,8 @@ Usage: ./loadtest.sh [-r NAME] [-s SCENARIO] [-c] [-a] [-h]
   -h           this help
 
 Flags combine: ./loadtest.sh -ca. Results go to benchmark/<run>_<scenario>.{json,summary,diff}.
+First run on a bare machine: builds both binaries (about 5 minutes), installs mmdebstrap when running as root
+(otherwise prints the command) and builds the local stand-in images (about 2 minutes), then runs.
 The stack stays up after the run for viewing; `target/release/loadtest down -p loadtest` removes it.
 Grafana (the "Load test" dashboard, link printed after the run): LOADTEST_PROFILES=grafana ./loadtest.sh ...
 Exit codes: 0 ok, 1 runtime error, 2 usage/config error, 98 regressed against the baseline, 99 thresholds crossed.
