@@ -91,7 +91,10 @@ pub async fn fresh_stack(
 ) -> Result<StackInfo, Failure> {
     let docker = DockerClient::connect().await.runtime()?;
     let t = Instant::now();
-    let removed = docker.down(&project.name).await.runtime()?;
+    let removed = docker
+        .down(&project.name, Some(&project.working_dir))
+        .await
+        .runtime()?;
     let down_s = t.elapsed().as_secs_f64();
     say(
         quiet,
@@ -159,7 +162,7 @@ pub async fn fresh_stack(
             let kept = if keep_on_failure {
                 "the stack was kept for debugging".to_string()
             } else {
-                let _ = docker.down(&project.name).await;
+                let _ = docker.down(&project.name, Some(&project.working_dir)).await;
                 "the stack was removed".to_string()
             };
             return Err(Failure::Runtime(e.context(kept)));

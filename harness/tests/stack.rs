@@ -264,3 +264,56 @@ fn project_names_are_normalised_alike_by_every_command() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_checkout_never_takes_down_another_checkouts_project() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Two checkouts (two folders with a compose file) using one project name.
+    let (mine, theirs) = (tempdir(), tempdir());
+    let f_mine = stack_file(mine.path(), free_port(), "true");
+    let f_theirs = stack_file(theirs.path(), free_port(), "true");
+    let p = format!("ltt-owner-{}", std::process::id());
+    let o = lt(&[
+        "up",
+        "-f",
+        f_theirs.to_str().unwrap(),
+        "-p",
+        &p,
+        "--timeout",
+        "180s",
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = leftovers(&p);
+    assert!(!before.is_empty());
+    // `down` and `up --fresh` from the other checkout refuse and touch nothing.
+    for args in [
+        vec!["down", "-f", f_mine.to_str().unwrap(), "-p", &p],
+        vec![
+            "up",
+            "--fresh",
+            "-f",
+            f_mine.to_str().unwrap(),
+            "-p",
+            &p,
+            "-q",
+        ],
+    ] {
+        let o = lt(&args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("belongs to another checkout"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            leftovers(&p),
+            before,
+            "{args:?} touched the other checkout's stack"
+        );
+    }
+    // From its own checkout it goes.
+    let o = lt(&["down", "-f", f_theirs.to_str().unwrap(), "-p", &p]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(leftovers(&p).is_empty());
+}

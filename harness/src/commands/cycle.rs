@@ -131,7 +131,10 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         if a.down {
             rt.block_on(async {
                 let docker = DockerClient::connect().await.runtime()?;
-                docker.down(&project.name).await.runtime()
+                docker
+                    .down(&project.name, Some(&project.working_dir))
+                    .await
+                    .runtime()
             })?;
             say(
                 quiet,

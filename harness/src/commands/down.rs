@@ -16,7 +16,7 @@ pub struct DownCmd {
 impl DownCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
         // Which images the project builds is in the compose file: read it only when asked.
-        let (name, built) = if self.rmi {
+        let (name, built, owner) = if self.rmi {
             let p = self.stack.load_project()?;
             let built: Vec<String> = p
                 .services
@@ -24,14 +24,14 @@ impl DownCmd {
                 .filter(|s| s.build.is_some())
                 .map(|s| s.image.clone())
                 .collect();
-            (p.name, built)
+            (p.name, built, Some(p.working_dir))
         } else {
-            (self.stack.project_name()?, Vec::new())
+            (self.stack.project_name()?, Vec::new(), self.stack.owner())
         };
         let rt = super::runtime()?;
         rt.block_on(async {
             let docker = DockerClient::connect().await.runtime()?;
-            let mut removed = docker.down(&name).await.runtime()?;
+            let mut removed = docker.down(&name, owner.as_deref()).await.runtime()?;
             for image in built {
                 if docker.remove_image(&image).await.runtime()? {
                     removed.push(format!("image {image}"));

@@ -43,6 +43,22 @@ impl StackArgs {
         compose::load(&self.file, Some(&project), &vars, &self.profiles).usage()
     }
 
+    /// The folder of this checkout's compose file, as its containers record
+    /// it; None when the file is not here (then any checkout's may go).
+    pub fn owner(&self) -> Option<PathBuf> {
+        self.file
+            .parent()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                }
+            })
+            .and_then(|d| d.canonicalize().ok())
+            .filter(|_| self.file.is_file())
+    }
+
     /// The project named by -p, else by the compose file (only read when needed).
     pub fn project_name(&self) -> Result<String, Failure> {
         match &self.project {

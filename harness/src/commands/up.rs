@@ -32,7 +32,7 @@ impl UpCmd {
         rt.block_on(async {
             let docker = DockerClient::connect().await.runtime()?;
             if self.fresh {
-                let removed = docker.down(&p.name).await.runtime()?;
+                let removed = docker.down(&p.name, Some(&p.working_dir)).await.runtime()?;
                 if !self.quiet && !removed.is_empty() {
                     crate::errln!("down: removed {}", removed.join(", "));
                 }

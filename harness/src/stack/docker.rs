@@ -4,6 +4,7 @@
 //! and `down -v` see the same world.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,6 +24,7 @@ use super::compose::{Condition, MountSource, Project, ServiceSpec};
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 /// Written on every object so compose's version checks accept them.
 const COMPOSE_VERSION: &str = "1.29.2";
 
@@ -75,9 +77,27 @@ impl DockerClient {
 
     /// Like `docker compose down -v`: removes the project's containers (killed,
     /// the data is discarded), network and volumes. Returns what was removed.
-    pub async fn down(&self, project: &str) -> Result<Vec<String>> {
+    /// Removes the project's containers, network and volumes. With `owner`
+    /// (the compose file's folder of this checkout), a project whose
+    /// containers were made from another folder is refused, untouched: two
+    /// checkouts or CI jobs on the same project name never take each other down.
+    pub async fn down(&self, project: &str, owner: Option<&Path>) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let containers = self.project_containers(project).await?;
+        if let Some(owner) = owner {
+            let ours = owner.display().to_string();
+            // A folder that no longer exists (a moved or deleted checkout) owns nothing.
+            let other = containers.iter().find_map(|c| {
+                let dir = c.labels.as_ref()?.get(LABEL_WORKING_DIR)?;
+                (*dir != ours && Path::new(dir).exists()).then(|| dir.clone())
+            });
+            if let Some(dir) = other {
+                bail!(
+                    "project `{project}` belongs to another checkout ({dir}); nothing of it was touched. \
+                     Give this one its own name (-p NAME or LOADTEST_PROJECT), or take the other down from there"
+                );
+            }
+        }
         let removals = containers.iter().filter_map(|c| {
             let id = c.id.clone()?;
             let name = c
@@ -274,10 +294,7 @@ impl DockerClient {
                 ("com.docker.compose.container-number", "1".into()),
                 ("com.docker.compose.oneoff", "False".into()),
                 ("com.docker.compose.config-hash", s.config_hash()),
-                (
-                    "com.docker.compose.project.working_dir",
-                    p.working_dir.display().to_string(),
-                ),
+                (LABEL_WORKING_DIR, p.working_dir.display().to_string()),
                 (
                     "com.docker.compose.project.config_files",
                     p.config_file.display().to_string(),

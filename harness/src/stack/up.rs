@@ -313,7 +313,10 @@ pub async fn up(
                 p.name
             )));
         }
-        let removed = docker.down(&p.name).await.unwrap_or_default();
+        let removed = docker
+            .down(&p.name, Some(&p.working_dir))
+            .await
+            .unwrap_or_default();
         return Err(e.context(format!(
             "up failed; removed what it had made ({} objects); pass --keep-on-failure to keep them",
             removed.len()
