@@ -49,6 +49,42 @@ fn closed_stdout_ends_quietly_by_sigpipe() {
 }
 
 #[test]
+fn every_command_survives_a_closed_stdout() {
+    let none = format!("ltt-nothing-{}", std::process::id());
+    let mut cases: Vec<Vec<String>> = [
+        "run",
+        "compare",
+        "history",
+        "bench",
+        "up",
+        "down",
+        "ps",
+        "images",
+        "populate",
+        "db",
+        "migrate",
+        "validate",
+        "scenarios",
+    ]
+    .iter()
+    .map(|c| vec![c.to_string(), "--help".to_string()])
+    .collect();
+    cases.push(vec!["ps".into(), "-p".into(), none.clone()]);
+    cases.push(vec!["down".into(), "-p".into(), none]);
+    cases.push(vec!["--help".into()]);
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, err) = with_closed(&args, false);
+        // Help text is clap's: it stops at the closed pipe and exits 0; ours dies by SIGPIPE.
+        assert!(
+            status.code() == Some(0) || status.signal() == Some(libc_sigpipe()),
+            "loadtest {args:?}: {status:?}, stderr: {err}"
+        );
+        assert!(!err.contains("panicked"), "loadtest {args:?}: {err}");
+    }
+}
+
+#[test]
 fn closed_stderr_ends_quietly_by_sigpipe() {
     // An error message is the first thing written, to the closed stderr.
     let (status, out) = with_closed(&["validate", "-s", "no-such-scenario"], true);
