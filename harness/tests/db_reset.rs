@@ -77,6 +77,35 @@ fn assert_wrote(s: &Stack, out: &Path, before: &Value) {
     );
 }
 
+/// A 1 s health run with a database step before it, under extra environment.
+fn health_with_reset(
+    s: &Stack,
+    out: &Path,
+    run: &str,
+    strategy: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    s.cmd_env(
+        &[
+            "run",
+            "-s",
+            "health",
+            "-t",
+            &s.url(),
+            "--duration",
+            "1s",
+            "-q",
+            "-o",
+            out.to_str().unwrap(),
+            "-r",
+            run,
+            "--reset",
+            strategy,
+        ],
+        env,
+    )
+}
+
 /// A 20 s payment run wrapped in a snapshot, to be cut short; output piped.
 fn long_snapshot_run(s: &Stack, out: &Path, run: &str) -> std::process::Command {
     let mut c = s.command(&[
@@ -217,25 +246,7 @@ fn every_strategy_restores_the_prepared_state() {
     assert_wrote(&s, &out, &prepared);
     let written = state(&s);
     let no = [("LOADTEST_DB_DISPOSABLE", "false")];
-    let o = s.cmd_env(
-        &[
-            "run",
-            "-s",
-            "health",
-            "-t",
-            &s.url(),
-            "--duration",
-            "1s",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-            "-r",
-            "refused",
-            "--reset",
-            "snapshot",
-        ],
-        &no,
-    );
+    let o = health_with_reset(&s, &out, "refused", "snapshot", &no);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("not marked disposable"),
@@ -332,23 +343,11 @@ fn every_strategy_restores_the_prepared_state() {
         &["db", "reset", "--strategy", "truncate"],
         &[("LOADTEST_DATABASE_URL", &other)],
     );
-    let by_run = s.cmd_env(
-        &[
-            "run",
-            "-s",
-            "health",
-            "-t",
-            &s.url(),
-            "--duration",
-            "1s",
-            "-q",
-            "-o",
-            out.to_str().unwrap(),
-            "-r",
-            "shared",
-            "--reset",
-            "truncate",
-        ],
+    let by_run = health_with_reset(
+        &s,
+        &out,
+        "shared",
+        "truncate",
         &[("LOADTEST_DATABASE_URL", &other)],
     );
     for o in [&by_flag, &by_env, &by_run] {

@@ -184,27 +184,24 @@ async fn big() -> impl IntoResponse {
         .clone()
 }
 
+/// A header's text, empty when absent or not text.
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Records the Host and Authorization headers of each request (last one wins).
 async fn headers_seen(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let h = |n: &str| header(&headers, n);
     *s.seen.lock().unwrap() = (h("host"), h("authorization"));
     Json(json!({"status": "ok"}))
 }
 
 async fn who(State(s): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let h = |n: &str| header(&headers, n);
     *s.who
         .lock()
         .unwrap()
