@@ -25,6 +25,15 @@ struct Raw {
     paths: RawPaths,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    ab: RawAb,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAb {
+    build: Option<String>,
+    service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +108,11 @@ pub struct Config {
     pub db: DbSettings,
     /// Generated data loaded after migrations (`None`: no seeding).
     pub data: Option<PathBuf>,
+    /// `loadtest ab`: the command that builds what the app image copies
+    /// (run in the checkout and in the base's worktree; empty: none).
+    pub ab_build: String,
+    /// `loadtest ab`: the compose service whose image differs between A and B.
+    pub ab_service: String,
 }
 
 impl Config {
@@ -181,6 +195,12 @@ impl Config {
         }
         let data = pick("LOADTEST_DATA", raw.database.data.as_ref(), "")?;
         Ok(Config {
+            ab_build: pick(
+                "LOADTEST_AB_BUILD",
+                raw.ab.build.as_ref(),
+                "cargo build --release -p demo",
+            )?,
+            ab_service: pick("LOADTEST_AB_SERVICE", raw.ab.service.as_ref(), "app")?,
             reset,
             db: DbSettings {
                 url: database_url.clone(),

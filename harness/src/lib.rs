@@ -7,6 +7,7 @@
 //! `engine`, `populate`, `db`, `metrics`, `stack`, `scenario`) and the shared
 //! helpers (`files`, `output`, `duration`, `exit`).
 
+pub mod ab;
 pub mod commands;
 pub mod compare;
 pub mod config;

@@ -126,6 +126,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         server_metric: cfg.server_metric.clone(),
         grafana_url: cfg.grafana_url.clone(),
         db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
+        trial: false,
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

@@ -2,6 +2,8 @@
 //! arguments and the work of that command. This is the only layer that knows
 //! the whole pipeline; the stage folders below never import from here.
 
+pub mod ab;
+pub mod calibrate;
 pub mod compare;
 pub mod cycle;
 pub mod db;
@@ -26,7 +28,8 @@ pub const EXIT_CODES: &str = "Exit codes:
   0   ok: the run completed and every threshold held
   1   runtime error: setup failed, files could not be written, or the run was interrupted (Ctrl-C)
   2   usage, config or scenario error, found before any request was sent
-  98  a gate regressed against the baseline (`loadtest compare`, `loadtest bench --compare`)
+  97  undecided: `loadtest ab` ran out of trials before a verdict
+  98  a gate regressed against the baseline (`loadtest compare`, `loadtest bench --compare`, `loadtest ab`)
   99  one or more thresholds were crossed";
 
 #[derive(Parser, Debug)]
@@ -49,6 +52,12 @@ pub enum Command {
     /// Compare a run with its baseline; writes <current-run>_<scenario>.diff next to the current result
     #[command(after_help = compare::COMPARE_HELP)]
     Compare(compare::CompareCmd),
+    /// A/B check before a merge: the service from a git ref (A) against the working tree (B), in interleaved trials
+    #[command(after_help = ab::AB_HELP)]
+    Ab(ab::AbCmd),
+    /// Measure the noise between trials (A/A on the working tree) for `ab` and `compare` tolerances
+    #[command(after_help = calibrate::CALIBRATE_HELP)]
+    Calibrate(calibrate::CalibrateCmd),
     /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
     History(history::HistoryCmd),
     /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
@@ -84,6 +93,8 @@ pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
     match cmd {
         Command::Run(c) => c.execute(),
         Command::Compare(c) => c.execute(),
+        Command::Ab(c) => c.execute(),
+        Command::Calibrate(c) => c.execute(),
         Command::History(c) => c.execute(),
         Command::Bench(c) => c.execute(),
         Command::Up(c) => c.execute(),

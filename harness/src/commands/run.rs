@@ -41,6 +41,8 @@ pub struct RunPlan {
     pub grafana_url: Option<String>,
     /// Database reset before the run (snapshot: taken before, restored after).
     pub db_reset: Option<(crate::db::reset::Strategy, crate::db::reset::DbSettings)>,
+    /// One trial of `loadtest ab`: result files only; no summary printed, no history line.
+    pub trial: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +129,7 @@ impl RunCmd {
             prometheus_url: self.prometheus_url.clone().filter(|u| !u.is_empty()),
             server_metric: self.server_metric.clone(),
             grafana_url: self.grafana_url.clone().filter(|u| !u.is_empty()),
+            trial: false,
         })?;
         Ok(report.code)
     }
@@ -340,6 +343,16 @@ fn run_phase(
     let text = results::summary(&result);
     write_atomic(&json, result.to_json().as_bytes()).runtime()?;
     write_atomic(&summary_path, text.as_bytes()).runtime()?;
+    if args.trial {
+        return Ok(RunReport {
+            code: if out.interrupted {
+                exit::RUNTIME
+            } else {
+                exit::OK
+            },
+            json,
+        });
+    }
     crate::outln!("{text}");
     crate::outln!(
         "  results: {}\n           {}",

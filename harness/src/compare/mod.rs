@@ -396,7 +396,7 @@ pub fn samples(r: &RunResult, request: Option<&str>, m: MetricKind) -> Samples {
 }
 
 /// The whole-run figure shown in tables (rates as percent).
-fn headline(r: &RunResult, request: Option<&str>, m: MetricKind) -> Option<f64> {
+pub fn headline(r: &RunResult, request: Option<&str>, m: MetricKind) -> Option<f64> {
     let (reqs, dur, failed, checks) = match request {
         None => (
             &r.metrics.http_reqs,

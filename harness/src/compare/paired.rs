@@ -5,8 +5,9 @@
 //! block's ratio B/A.
 //!
 //! The decision is sequential: `Worse`/`Better` when the change is significant
-//! and its whole interval lies beyond the tolerance, `Same` when the whole
-//! interval lies within it, and `Undecided` otherwise: more blocks may decide.
+//! and its whole interval lies beyond the tolerance, `NotWorse` when the
+//! interval's worse end stays inside the tolerance (a gate asks one-sided
+//! "not slower"), and `Undecided` otherwise: more blocks may decide.
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
@@ -23,8 +24,8 @@ pub enum Decision {
     Worse,
     /// B is better than A by more than the tolerance.
     Better,
-    /// B and A are within the tolerance of each other.
-    Same,
+    /// B is not worse than A by more than the tolerance (it may be better).
+    NotWorse,
     /// Neither yet: more blocks may decide.
     Undecided,
 }
@@ -33,7 +34,8 @@ pub enum Decision {
 pub struct Judgement {
     /// Blocks judged.
     pub n: usize,
-    /// B/A - 1 from the geometric mean of the blocks' ratios.
+    /// B/A - 1 from the geometric mean of the blocks' ratios; for an
+    /// additive metric (rates in points), the mean difference B - A.
     pub change: f64,
     /// Bootstrap interval of `change` (confidence 1 - alpha).
     pub low: f64,
@@ -47,20 +49,42 @@ pub struct Judgement {
     pub decision: Decision,
 }
 
-/// Judges the blocks of one metric. `tolerance` is a relative change (0.05 =
-/// 5%); `higher_is_worse` says which direction is a regression.
+/// How a metric's change is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// Relative: B/A - 1 (latencies, throughput); `tolerance` 0.05 = 5%.
+    Ratio,
+    /// Absolute: B - A (rates in percentage points); `tolerance` in the same unit.
+    Points,
+}
+
+/// Judges the blocks of one metric; `higher_is_worse` says which direction
+/// is a regression.
 pub fn judge(
     pairs: &[Pair],
+    scale: Scale,
     higher_is_worse: bool,
     tolerance: f64,
     alpha: f64,
     seed: u64,
 ) -> Option<Judgement> {
-    let d: Vec<f64> = pairs
-        .iter()
-        .filter(|p| p.a > 0.0 && p.b > 0.0 && p.a.is_finite() && p.b.is_finite())
-        .map(|p| (p.b / p.a).ln())
-        .collect();
+    let d: Vec<f64> = match scale {
+        Scale::Ratio => pairs
+            .iter()
+            .filter(|p| p.a > 0.0 && p.b > 0.0 && p.a.is_finite() && p.b.is_finite())
+            .map(|p| (p.b / p.a).ln())
+            .collect(),
+        Scale::Points => pairs
+            .iter()
+            .filter(|p| p.a.is_finite() && p.b.is_finite())
+            .map(|p| p.b - p.a)
+            .collect(),
+    };
+    // Back from the judged scale to the reported one.
+    let out = |x: f64| match scale {
+        Scale::Ratio => x.exp() - 1.0,
+        Scale::Points => x,
+    };
     let n = d.len();
     if n < 2 {
         return None;
@@ -75,9 +99,12 @@ pub fn judge(
     let z80 = Normal::new(0.0, 1.0)
         .map(|z| z.inverse_cdf(0.8))
         .unwrap_or(0.84);
-    let detectable = ((t + z80) * sd / (n as f64).sqrt()).exp() - 1.0;
+    let detectable = out((t + z80) * sd / (n as f64).sqrt());
 
-    let bound = (1.0 + tolerance).ln();
+    let bound = match scale {
+        Scale::Ratio => (1.0 + tolerance).ln(),
+        Scale::Points => tolerance,
+    };
     // Worse means a positive log-ratio when higher is worse, negative otherwise.
     let (worse_lo, worse_hi) = if higher_is_worse {
         (lo, hi)
@@ -88,16 +115,16 @@ pub fn judge(
         Decision::Worse
     } else if p < alpha && worse_hi < -bound {
         Decision::Better
-    } else if lo > -bound && hi < bound {
-        Decision::Same
+    } else if worse_hi < bound {
+        Decision::NotWorse
     } else {
         Decision::Undecided
     };
     Some(Judgement {
         n,
-        change: mean.exp() - 1.0,
-        low: lo.exp() - 1.0,
-        high: hi.exp() - 1.0,
+        change: out(mean),
+        low: out(lo),
+        high: out(hi),
         p,
         detectable,
         decision,
@@ -175,8 +202,16 @@ mod tests {
 
     #[test]
     fn identical_sides_under_drift_are_the_same() {
-        let j = judge(&drifting(12, 1.0, 0.02, 1), true, 0.05, 0.05, 7).unwrap();
-        assert_eq!(j.decision, Decision::Same, "{j:?}");
+        let j = judge(
+            &drifting(12, 1.0, 0.02, 1),
+            Scale::Ratio,
+            true,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
+        assert_eq!(j.decision, Decision::NotWorse, "{j:?}");
         assert!(j.p > 0.05, "{j:?}");
         assert!(j.detectable < 0.05, "{j:?}");
     }
@@ -184,27 +219,85 @@ mod tests {
     #[test]
     fn a_clear_slowdown_is_worse_and_its_size_is_estimated() {
         // p95 15% higher in every block.
-        let j = judge(&drifting(8, 1.15, 0.02, 2), true, 0.05, 0.05, 7).unwrap();
+        let j = judge(
+            &drifting(8, 1.15, 0.02, 2),
+            Scale::Ratio,
+            true,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
         assert_eq!(j.decision, Decision::Worse, "{j:?}");
         assert!((j.change - 0.15).abs() < 0.02, "{j:?}");
         assert!(j.low > 0.05 && j.high > j.change, "{j:?}");
         // Throughput 15% lower is worse too (lower is worse).
-        let j = judge(&drifting(8, 0.85, 0.02, 3), false, 0.05, 0.05, 7).unwrap();
+        let j = judge(
+            &drifting(8, 0.85, 0.02, 3),
+            Scale::Ratio,
+            false,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
         assert_eq!(j.decision, Decision::Worse, "{j:?}");
-        let j = judge(&drifting(8, 1.15, 0.02, 3), false, 0.05, 0.05, 7).unwrap();
+        let j = judge(
+            &drifting(8, 1.15, 0.02, 3),
+            Scale::Ratio,
+            false,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
         assert_eq!(j.decision, Decision::Better, "{j:?}");
     }
 
     #[test]
     fn few_noisy_blocks_stay_undecided() {
         // Three blocks cannot reach p < 0.05 whatever they hold (2/2^3 = 0.25).
-        let j = judge(&drifting(3, 1.3, 0.02, 4), true, 0.05, 0.05, 7).unwrap();
+        let j = judge(
+            &drifting(3, 1.3, 0.02, 4),
+            Scale::Ratio,
+            true,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
         assert_eq!(j.decision, Decision::Undecided, "{j:?}");
         assert!((j.p - 0.25).abs() < 1e-9, "{j:?}");
         // A noisy ratio near the tolerance: neither shown beyond nor within it.
-        let j = judge(&drifting(6, 1.05, 0.15, 5), true, 0.05, 0.05, 7).unwrap();
+        let j = judge(
+            &drifting(6, 1.05, 0.15, 5),
+            Scale::Ratio,
+            true,
+            0.05,
+            0.05,
+            7,
+        )
+        .unwrap();
         assert_eq!(j.decision, Decision::Undecided, "{j:?}");
         assert!(j.detectable > 0.05, "{j:?}");
+    }
+
+    #[test]
+    fn rates_are_judged_in_points() {
+        // Error rate 0% on A, 2 points higher on B in every block.
+        let pairs: Vec<Pair> = (0..8)
+            .map(|i| Pair {
+                a: 0.0,
+                b: 2.0 + 0.1 * (i % 3) as f64,
+            })
+            .collect();
+        let j = judge(&pairs, Scale::Points, true, 0.5, 0.05, 7).unwrap();
+        assert_eq!(j.decision, Decision::Worse, "{j:?}");
+        assert!((j.change - 2.1).abs() < 0.1, "{j:?}");
+        // No errors on either side: nothing to see, and not worse.
+        let zero = vec![Pair { a: 0.0, b: 0.0 }; 6];
+        let j = judge(&zero, Scale::Points, true, 0.5, 0.05, 7).unwrap();
+        assert_eq!(j.decision, Decision::NotWorse, "{j:?}");
     }
 
     #[test]
@@ -212,6 +305,14 @@ mod tests {
         // All four positive: 2 of 16 patterns are as extreme.
         assert!((sign_flip_p(&[0.1, 0.2, 0.3, 0.4], 1) - 0.125).abs() < 1e-12);
         assert_eq!(sign_flip_p(&[0.0, 0.0], 1), 1.0);
-        assert!(judge(&[Pair { a: 1.0, b: 1.0 }], true, 0.05, 0.05, 1).is_none());
+        assert!(judge(
+            &[Pair { a: 1.0, b: 1.0 }],
+            Scale::Ratio,
+            true,
+            0.05,
+            0.05,
+            1
+        )
+        .is_none());
     }
 }

@@ -40,6 +40,25 @@ struct RawScenario {
     data: Option<data::RawData>,
     #[serde(default)]
     populate: Vec<RawPopulate>,
+    #[serde(default)]
+    ab: RawAb,
+}
+
+/// `[ab]`: how `loadtest ab` and `loadtest calibrate` shape one trial.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAb {
+    duration: Option<String>,
+    warmup: Option<String>,
+}
+
+/// One A/B trial's shape; `None` leaves the choice to the command's default.
+#[derive(Debug, Clone, Default)]
+pub struct AbOptions {
+    /// The measured part of a trial (the executor's duration is replaced).
+    pub duration: Option<std::time::Duration>,
+    /// Load before the measured part, not recorded.
+    pub warmup: Option<std::time::Duration>,
 }
 
 /// A `[[populate]]` entry: a request (as a step) sent once per item before the run.
@@ -185,6 +204,8 @@ pub struct Scenario {
     pub data: Option<data::DataSpec>,
     /// Items created through the API before the run (`[[populate]]`).
     pub populate: Vec<Populate>,
+    /// `[ab]`: the trial shape of `loadtest ab`.
+    pub ab: AbOptions,
 }
 
 impl Scenario {
@@ -398,12 +419,33 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         }
     }
 
+    let ab_duration = |key: &'static str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| {
+                crate::duration::parse(t)
+                    .and_then(|d| {
+                        if d.is_zero() && key == "duration" {
+                            Err("a trial must last longer than 0s".to_string())
+                        } else {
+                            Ok(d)
+                        }
+                    })
+                    .map_err(|e| fail(&[Seg::Key("ab"), Seg::Key(key)], e))
+            })
+            .transpose()
+    };
+    let ab = AbOptions {
+        duration: ab_duration("duration", &raw.ab.duration)?,
+        warmup: ab_duration("warmup", &raw.ab.warmup)?,
+    };
+
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("scenario")
         .to_string();
     Ok(Scenario {
+        ab,
         name,
         file: path.to_path_buf(),
         sha256: hex::encode(Sha256::digest(source.as_bytes())),

@@ -359,6 +359,43 @@ impl DockerClient {
         Ok(created.id)
     }
 
+    /// Removes one container (stopped first, its anonymous volumes with it);
+    /// a container that is not there is no error.
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        match self
+            .api
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(anyhow!("cannot remove container {name}: {e}")),
+        }
+    }
+
+    /// The host port a container's `private` TCP port is published on.
+    pub async fn published_port(&self, name: &str, private: u16) -> Result<u16> {
+        let info = self
+            .api
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .with_context(|| format!("cannot inspect container {name}"))?;
+        info.network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(&format!("{private}/tcp")).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()))
+            .ok_or_else(|| anyhow!("container {name} publishes no port for {private}/tcp"))
+    }
+
     /// The last `n` log lines of a container.
     pub async fn last_logs(&self, container: &str, n: usize) -> String {
         let mut s = self.api.logs(

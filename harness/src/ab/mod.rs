@@ -1,0 +1,509 @@
+//! A/B trials: the schedule (randomized ABBA/BAAB blocks), each trial's
+//! figures, and the sequential verdict over paired trials. The unit of
+//! observation is the trial: the seconds inside one trial move together and
+//! are never counted as samples.
+
+pub mod git;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::paired::{self, Decision, Pair, Scale};
+use crate::compare::{self, GateConfig, MetricKind};
+use crate::results::RunResult;
+
+/// Which build a trial ran against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    A,
+    B,
+}
+
+/// Blocks of four trials, each ABBA or BAAB at random: a steady drift of the
+/// machine then weighs on both sides alike, and the order within a block
+/// cannot favour one side.
+pub fn schedule(blocks: usize, rng: &mut fastrand::Rng) -> Vec<Side> {
+    let mut out = Vec::with_capacity(blocks * 4);
+    for _ in 0..blocks {
+        let (x, y) = if rng.bool() {
+            (Side::A, Side::B)
+        } else {
+            (Side::B, Side::A)
+        };
+        out.extend([x, y, y, x]);
+    }
+    out
+}
+
+/// The scope of a figure: every request together, or one request name.
+pub const ALL_REQUESTS: &str = "all requests";
+
+/// One trial as recorded in the A/B result file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trial {
+    pub index: usize,
+    pub side: Side,
+    pub started_at: String,
+    pub duration_s: f64,
+    /// Time the database reset before this trial took.
+    pub reset_ms: u64,
+    pub requests: u64,
+    /// Scope (`all requests` or a request name) -> metric key -> value, as
+    /// the result file reports it (ms, req/s, rates in percent).
+    pub values: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The figures of one trial's result.
+pub fn values_of(r: &RunResult) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut scopes: Vec<(String, Option<&str>)> = vec![(ALL_REQUESTS.to_string(), None)];
+    // A single request adds nothing beside the total.
+    if r.requests.len() > 1 {
+        scopes.extend(r.requests.keys().map(|n| (n.clone(), Some(n.as_str()))));
+    }
+    scopes
+        .into_iter()
+        .map(|(name, scope)| {
+            let m = MetricKind::ALL
+                .iter()
+                .filter_map(|&k| compare::headline(r, scope, k).map(|v| (k.key().to_string(), v)))
+                .collect();
+            (name, m)
+        })
+        .collect()
+}
+
+/// Trials paired two by two: each half of a block holds one A and one B.
+pub fn pairs(trials: &[Trial], scope: &str, metric: &str) -> Vec<Pair> {
+    trials
+        .chunks_exact(2)
+        .filter_map(|two| {
+            let get = |t: &Trial| t.values.get(scope).and_then(|m| m.get(metric)).copied();
+            let (x, y) = (get(&two[0])?, get(&two[1])?);
+            match (two[0].side, two[1].side) {
+                (Side::A, Side::B) => Some(Pair { a: x, b: y }),
+                (Side::B, Side::A) => Some(Pair { a: y, b: x }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Where a tolerance came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToleranceSource {
+    /// config/regression.toml (or the built-in default).
+    Configured,
+    /// The measured noise of `loadtest calibrate`.
+    Calibrated,
+    /// Raised to the latency floor (`min_change_ms`).
+    Floor,
+}
+
+/// One metric's verdict over the trials so far.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricOutcome {
+    pub scope: String,
+    pub metric: String,
+    pub gate: bool,
+    /// Pairs judged.
+    pub pairs: usize,
+    /// Relative change B/A - 1 (fraction), or points for rates.
+    pub change: f64,
+    pub low: f64,
+    pub high: f64,
+    pub p: f64,
+    /// The smallest change these pairs could detect (80% power).
+    pub detectable: f64,
+    /// Fraction, or points for rates.
+    pub tolerance: f64,
+    pub tolerance_source: ToleranceSource,
+    pub decision: String,
+    /// Medians over the trials of each side, in the metric's unit.
+    pub median_a: f64,
+    pub median_b: f64,
+}
+
+impl MetricOutcome {
+    pub fn kind(&self) -> Option<MetricKind> {
+        MetricKind::parse(&self.metric).ok()
+    }
+    fn decision(&self) -> Decision {
+        match self.decision.as_str() {
+            "worse" => Decision::Worse,
+            "better" => Decision::Better,
+            "not_worse" => Decision::NotWorse,
+            _ => Decision::Undecided,
+        }
+    }
+}
+
+fn decision_key(d: Decision) -> &'static str {
+    match d {
+        Decision::Worse => "worse",
+        Decision::Better => "better",
+        Decision::NotWorse => "not_worse",
+        Decision::Undecided => "undecided",
+    }
+}
+
+/// The verdict of the whole comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No gate is worse beyond its tolerance.
+    Pass,
+    /// At least one gate is worse beyond its tolerance, significantly.
+    Regressed,
+    /// Neither shown yet; the trials ran out.
+    Undecided,
+}
+
+/// One side of a comparison: the source it was built from and its image.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SideInfo {
+    /// The git ref as given (`HEAD` plus the working tree for B).
+    pub reference: String,
+    /// The commit, with `-dirty` when uncommitted changes were built.
+    pub commit: String,
+    pub image: String,
+    pub image_id: String,
+}
+
+/// How the trials were run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AbSettings {
+    pub trial_s: f64,
+    pub warmup_s: f64,
+    pub min_trials: usize,
+    pub max_trials: usize,
+    pub budget_s: f64,
+    pub alpha: f64,
+    pub seed: u64,
+    /// How A and B were served: both apps up, each on its own port.
+    pub apps: String,
+    /// `configured` (config/regression.toml) or the calibration file used.
+    pub tolerances: String,
+}
+
+/// `benchmark/ab_<scenario>_<base>_<head>.json` (and the calibration file):
+/// every trial, and the verdict over them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AbResult {
+    pub schema_version: u32,
+    /// `ab` or `calibration`.
+    pub kind: String,
+    pub scenario: String,
+    pub base: SideInfo,
+    pub head: SideInfo,
+    pub settings: AbSettings,
+    pub started_at: String,
+    pub wall_s: f64,
+    pub trials: Vec<Trial>,
+    pub metrics: Vec<MetricOutcome>,
+    pub outcome: Outcome,
+    pub exit_code: u8,
+    /// Stopped by Ctrl-C.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Calibration only: one pair's spread per scope and metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub noise: Noise,
+}
+
+impl AbResult {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("A/B result serialises")
+    }
+}
+
+/// Measured noise per scope and metric: the standard deviation of one
+/// pair's log-ratio (or point difference for rates), from `loadtest calibrate`.
+pub type Noise = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Settings of the judgement.
+pub struct JudgeSettings<'a> {
+    pub gates: &'a GateConfig,
+    pub scenario: &'a str,
+    /// Significance per look. Looks are few and every one also needs the
+    /// whole interval beyond the tolerance, which keeps repeated looks honest
+    /// (measured by bench/verdict.sh).
+    pub alpha: f64,
+    /// From calibration: tolerances follow the measured noise.
+    pub noise: Option<&'a Noise>,
+}
+
+/// Tolerance in judged units (fraction or points) and where it came from.
+fn tolerance(
+    s: &JudgeSettings,
+    scope: &str,
+    m: MetricKind,
+    median_a: f64,
+) -> (f64, ToleranceSource) {
+    let request = (scope != ALL_REQUESTS).then_some(scope);
+    let configured = s.gates.tolerance(s.scenario, request, m);
+    let points = m.change() == compare::stats::Change::Points;
+    let mut tol = if points {
+        configured
+    } else {
+        configured / 100.0
+    };
+    let mut source = ToleranceSource::Configured;
+    if let Some(sd) = s
+        .noise
+        .and_then(|n| n.get(scope))
+        .and_then(|m2| m2.get(m.key()))
+    {
+        // Three times one pair's spread: a change that large stands out of
+        // the noise of a single pair. Never below 1% (or 0.1 points).
+        let measured = if points {
+            (3.0 * sd).max(0.1)
+        } else {
+            (3.0 * sd).exp_m1().max(0.01)
+        };
+        tol = measured;
+        source = ToleranceSource::Calibrated;
+    }
+    if !points && m != MetricKind::Rps && median_a > 0.0 {
+        let floor = s.gates.min_change_ms(s.scenario, request) / median_a;
+        if floor > tol {
+            tol = floor;
+            source = ToleranceSource::Floor;
+        }
+    }
+    (tol, source)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Judges every scope and metric over the complete pairs so far.
+pub fn judge(trials: &[Trial], s: &JudgeSettings) -> Vec<MetricOutcome> {
+    let Some(first) = trials.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (si, (scope, metrics)) in first.values.iter().enumerate() {
+        for (mi, &m) in MetricKind::ALL.iter().enumerate() {
+            if !metrics.contains_key(m.key()) {
+                continue;
+            }
+            let ps = pairs(trials, scope, m.key());
+            let median_a = median(ps.iter().map(|p| p.a).collect());
+            let median_b = median(ps.iter().map(|p| p.b).collect());
+            let scale = if m.change() == compare::stats::Change::Points {
+                Scale::Points
+            } else {
+                Scale::Ratio
+            };
+            let (tol, source) = tolerance(s, scope, m, median_a);
+            let seed = 0xab_u64 ^ ((si as u64) << 8) ^ mi as u64;
+            let Some(j) = paired::judge(&ps, scale, m.higher_is_worse(), tol, s.alpha, seed) else {
+                continue;
+            };
+            let request = (scope != ALL_REQUESTS).then_some(scope.as_str());
+            out.push(MetricOutcome {
+                scope: scope.clone(),
+                metric: m.key().to_string(),
+                gate: s.gates.is_gate(s.scenario, request, m),
+                pairs: j.n,
+                change: j.change,
+                low: j.low,
+                high: j.high,
+                p: j.p,
+                detectable: j.detectable,
+                tolerance: tol,
+                tolerance_source: source,
+                decision: decision_key(j.decision).to_string(),
+                median_a,
+                median_b,
+            });
+        }
+    }
+    out
+}
+
+/// The comparison's outcome from its metrics' decisions.
+pub fn outcome(metrics: &[MetricOutcome]) -> Outcome {
+    let gates: Vec<&MetricOutcome> = metrics.iter().filter(|m| m.gate).collect();
+    if gates.iter().any(|m| m.decision() == Decision::Worse) {
+        Outcome::Regressed
+    } else if !gates.is_empty()
+        && gates
+            .iter()
+            .all(|m| matches!(m.decision(), Decision::NotWorse | Decision::Better))
+    {
+        Outcome::Pass
+    } else {
+        Outcome::Undecided
+    }
+}
+
+/// The spread of one pair per scope and metric, for calibration: the
+/// standard deviation of the log-ratio (points for rates).
+pub fn noise(trials: &[Trial]) -> Noise {
+    let Some(first) = trials.first() else {
+        return Noise::new();
+    };
+    let mut out = Noise::new();
+    for (scope, metrics) in &first.values {
+        let mut per = BTreeMap::new();
+        for &m in MetricKind::ALL.iter() {
+            if !metrics.contains_key(m.key()) {
+                continue;
+            }
+            let d: Vec<f64> = pairs(trials, scope, m.key())
+                .into_iter()
+                .filter_map(|p| match m.change() {
+                    compare::stats::Change::Points => Some(p.b - p.a),
+                    _ if p.a > 0.0 && p.b > 0.0 => Some((p.b / p.a).ln()),
+                    _ => None,
+                })
+                .collect();
+            if d.len() < 2 {
+                continue;
+            }
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            let sd =
+                (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (d.len() - 1) as f64).sqrt();
+            per.insert(m.key().to_string(), sd);
+        }
+        out.insert(scope.clone(), per);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(i: usize, side: Side, p95: f64, rps: f64) -> Trial {
+        let mut m = BTreeMap::new();
+        m.insert("p95".to_string(), p95);
+        m.insert("rps".to_string(), rps);
+        m.insert("error_rate".to_string(), 0.0);
+        Trial {
+            index: i,
+            side,
+            started_at: String::new(),
+            duration_s: 10.0,
+            reset_ms: 0,
+            requests: 1000,
+            values: BTreeMap::from([(ALL_REQUESTS.to_string(), m)]),
+        }
+    }
+
+    fn trials(n_blocks: usize, slowdown: f64, seed: u64) -> Vec<Trial> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        schedule(n_blocks, &mut rng)
+            .into_iter()
+            .enumerate()
+            .map(|(i, side)| {
+                // The machine drifts by up to 30% over the blocks.
+                let level = 1.0 + 0.3 * (i as f64 / 5.0).sin();
+                let noise = 1.0 + 0.02 * (rng.f64() - 0.5);
+                let f = if side == Side::B { slowdown } else { 1.0 };
+                trial(
+                    i,
+                    side,
+                    30.0 * level * f * noise,
+                    1000.0 / (level * f * noise),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_are_abba_or_baab() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let s = schedule(20, &mut rng);
+        assert_eq!(s.len(), 80);
+        let mut kinds = std::collections::BTreeSet::new();
+        for b in s.chunks(4) {
+            assert_eq!(b[0], b[3]);
+            assert_eq!(b[1], b[2]);
+            assert_ne!(b[0], b[1]);
+            kinds.insert(format!("{:?}", b[0]));
+        }
+        assert_eq!(kinds.len(), 2, "both orders appear");
+    }
+
+    #[test]
+    fn pairs_put_a_and_b_in_place_whatever_the_order() {
+        let t = vec![
+            trial(0, Side::B, 2.0, 1.0),
+            trial(1, Side::A, 1.0, 1.0),
+            trial(2, Side::A, 3.0, 1.0),
+            trial(3, Side::B, 4.0, 1.0),
+            trial(4, Side::A, 5.0, 1.0),
+        ];
+        let p = pairs(&t, ALL_REQUESTS, "p95");
+        assert_eq!(p, vec![Pair { a: 1.0, b: 2.0 }, Pair { a: 3.0, b: 4.0 }]);
+    }
+
+    fn settings(g: &GateConfig) -> JudgeSettings<'_> {
+        JudgeSettings {
+            gates: g,
+            scenario: "s",
+            alpha: 0.05,
+            noise: None,
+        }
+    }
+
+    #[test]
+    fn a_drifting_machine_with_identical_sides_passes() {
+        let g = GateConfig::default();
+        let m = judge(&trials(4, 1.0, 1), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Pass, "{m:#?}");
+    }
+
+    #[test]
+    fn a_slower_b_regresses_and_says_by_how_much() {
+        let g = GateConfig::default();
+        let m = judge(&trials(4, 1.2, 2), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Regressed, "{m:#?}");
+        let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
+        assert!((p95.change - 0.2).abs() < 0.02, "{p95:?}");
+        let rps = m.iter().find(|m| m.metric == "rps").unwrap();
+        assert_eq!(rps.decision, "worse");
+    }
+
+    #[test]
+    fn two_blocks_cannot_decide_a_regression() {
+        // Four pairs: the sign-flip test cannot go below 2/16.
+        let g = GateConfig::default();
+        let m = judge(&trials(2, 1.2, 2), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Undecided, "{m:#?}");
+    }
+
+    #[test]
+    fn calibrated_noise_sets_the_tolerance() {
+        let g = GateConfig::default();
+        let noise = Noise::from([(
+            ALL_REQUESTS.to_string(),
+            BTreeMap::from([("p95".to_string(), 0.02)]),
+        )]);
+        let s = JudgeSettings {
+            noise: Some(&noise),
+            ..settings(&g)
+        };
+        let m = judge(&trials(4, 1.0, 1), &s);
+        let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
+        assert_eq!(p95.tolerance_source, ToleranceSource::Calibrated);
+        assert!((p95.tolerance - (0.06f64).exp_m1()).abs() < 1e-9);
+        let rps = m.iter().find(|m| m.metric == "rps").unwrap();
+        assert_eq!(rps.tolerance_source, ToleranceSource::Configured);
+    }
+}
