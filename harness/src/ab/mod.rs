@@ -233,6 +233,22 @@ pub struct JudgeSettings<'a> {
     pub alpha: f64,
     /// From calibration: tolerances follow the measured noise.
     pub noise: Option<&'a Noise>,
+    /// The most pairs the comparison may run (`--max-trials` / 2).
+    pub max_pairs: usize,
+}
+
+/// The smallest change `pairs` pairs detect (alpha, power 80%) when one
+/// pair's judged value varies with standard deviation `sd`, in judged units.
+pub fn detectable(sd: f64, pairs: usize, alpha: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+    let n = pairs.max(2) as f64;
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .map(|t| t.inverse_cdf(1.0 - alpha / 2.0))
+        .unwrap_or(f64::INFINITY);
+    let z = Normal::new(0.0, 1.0)
+        .map(|z| z.inverse_cdf(0.8))
+        .unwrap_or(0.84);
+    (t + z) * sd / n.sqrt()
 }
 
 /// Tolerance in judged units (fraction or points) and where it came from.
@@ -256,12 +272,14 @@ fn tolerance(
         .and_then(|n| n.get(scope))
         .and_then(|m2| m2.get(m.key()))
     {
-        // Three times one pair's spread: a change that large stands out of
-        // the noise of a single pair. Never below 1% (or 0.1 points).
+        // The smallest change the whole budget of pairs detects: a
+        // tolerance below it could neither be shown crossed nor kept.
+        // Never below 1% (or 0.1 points).
+        let d = detectable(*sd, s.max_pairs, s.alpha);
         let measured = if points {
-            (3.0 * sd).max(0.1)
+            d.max(0.1)
         } else {
-            (3.0 * sd).exp_m1().max(0.01)
+            d.exp_m1().max(0.01)
         };
         tol = measured;
         source = ToleranceSource::Calibrated;
@@ -459,6 +477,7 @@ mod tests {
             scenario: "s",
             alpha: 0.05,
             noise: None,
+            max_pairs: 16,
         }
     }
 
@@ -502,7 +521,8 @@ mod tests {
         let m = judge(&trials(4, 1.0, 1), &s);
         let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
         assert_eq!(p95.tolerance_source, ToleranceSource::Calibrated);
-        assert!((p95.tolerance - (0.06f64).exp_m1()).abs() < 1e-9);
+        // 16 pairs, sd 2%: (t15 + z80) * 0.02 / 4 = 1.49%.
+        assert!((p95.tolerance - 0.0150).abs() < 0.0005, "{p95:?}");
         let rps = m.iter().find(|m| m.metric == "rps").unwrap();
         assert_eq!(rps.tolerance_source, ToleranceSource::Configured);
     }

@@ -159,10 +159,11 @@ pub fn text(r: &AbResult) -> String {
     );
     let _ = writeln!(
         o,
-        "  {} trials of {:.0}s after {:.0}s warm-up, ABBA/BAAB blocks, database reset before each; tolerances: {}",
+        "  {} trials of {:.0}s after {:.0}s warm-up ({}), ABBA/BAAB blocks, database reset before each; tolerances: {}",
         r.trials.len(),
         r.settings.trial_s,
         r.settings.warmup_s,
+        r.settings.apps,
         r.settings.tolerances
     );
     for m in r.metrics.iter().filter(|m| m.gate) {

@@ -70,6 +70,16 @@ pub struct TrialArgs {
     /// No progress lines
     #[arg(short, long)]
     pub quiet: bool,
+    /// How the sides share the machine: `duet` loads A and B at the same time (interference
+    /// hits both alike), `alternate` runs one trial at a time
+    #[arg(long, value_enum, default_value = "duet")]
+    pub mode: Mode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Duet,
+    Alternate,
 }
 
 #[derive(clap::Args, Debug)]
@@ -175,7 +185,7 @@ impl AbCmd {
             budget_s: self.budget.as_secs_f64(),
             alpha: gates.alpha(),
             seed: ctx.seed,
-            apps: "both up, one port each".into(),
+            apps: ctx.apps_text(),
             tolerances: match &calibration {
                 Some((p, _)) => format!("calibrated ({})", p.display()),
                 None => format!("configured ({})", self.gates.display()),
@@ -196,6 +206,7 @@ impl AbCmd {
             scenario: &ctx.scenario,
             alpha: gates.alpha(),
             noise: calibration.as_ref().map(|(_, n)| n),
+            max_pairs: round_blocks(self.max_trials) / 2,
         };
         let result = ctx.trials(
             SideInfo {
@@ -255,7 +266,33 @@ pub struct Context {
     pub seed: u64,
     pub quiet: bool,
     pub down: bool,
+    pub duet: bool,
     pub service: ServiceSpec,
+    /// Held while this process owns the project's A/B apps and database.
+    _lock: std::fs::File,
+}
+
+/// One A/B run per project at a time: two would remove each other's app
+/// containers and race on the database copies.
+fn lock_project(project: &str) -> Result<std::fs::File, Failure> {
+    use std::os::fd::AsRawFd;
+    let path = crate::stack::progress::file_for(&format!("ab-{project}"), "lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            Failure::Runtime(anyhow!("cannot open the lock file {}: {e}", path.display()))
+        })?;
+    // SAFETY: flock on a descriptor we own; released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Failure::Usage(anyhow!(
+            "another `loadtest ab` or `loadtest calibrate` is running on project `{project}` (lock {}); wait for it, or give this one its own project and ports (LOADTEST_PROJECT, LOADTEST_APP_PORT, LOADTEST_DB_PORT)",
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 impl Context {
@@ -312,6 +349,7 @@ impl Context {
         // The disposable mark is checked before anything is built.
         crate::prepare::check_strategy(&cfg.db, Strategy::Template)?;
         let repo = git::toplevel(Path::new(".")).usage()?;
+        let lock = lock_project(&project.name)?;
         let seed = t.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -329,8 +367,19 @@ impl Context {
             seed,
             quiet: t.quiet,
             down: t.down,
+            duet: t.mode == Mode::Duet,
             service,
+            _lock: lock,
         })
+    }
+
+    /// How the trials shared the machine, for the result file.
+    pub fn apps_text(&self) -> String {
+        if self.duet {
+            "duet: both apps up, one port each, A and B loaded at the same time".into()
+        } else {
+            "alternate: both apps up, one port each, one trial at a time".into()
+        }
     }
 
     pub fn say(&self, msg: &str) {
@@ -565,41 +614,58 @@ impl Context {
         };
         let mut i = 0;
         while i < plan.len() {
-            let side = plan[i];
-            let url = &urls[if side == Side::A { 0 } else { 1 }];
+            // Duet: both sides of a pair at once; otherwise one trial at a time.
+            let step: Vec<Side> =
+                plan[i..(i + if self.duet { 2 } else { 1 }).min(plan.len())].to_vec();
+            let targets: Vec<(Side, &str)> = step
+                .iter()
+                .map(|&side| (side, urls[if side == Side::A { 0 } else { 1 }].as_str()))
+                .collect();
             let started = chrono::Utc::now().to_rfc3339();
             let reset_ms = rt
                 .block_on(reset::from_template(&self.cfg.db))
                 .runtime()?
                 .as_millis() as u64;
-            let measured = self.one_trial(url, scratch.path(), i)?;
-            let Some(r) = measured else {
+            // The next trial's copy is made during this trial's warm-up, so
+            // that the next reset is a swap and no copy runs while measuring.
+            let db = self.cfg.db.clone();
+            let copy = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(reset::prepare_next(&db))
+            });
+            let measured = self.one_trial(&targets, scratch.path(), i, copy)?;
+            let Some(runs) = measured else {
                 result.interrupted = true;
                 break;
             };
-            let values = ab::values_of(&r);
-            let all = values.get(ab::ALL_REQUESTS);
-            let get = |k: &str| all.and_then(|m| m.get(k)).copied().unwrap_or(f64::NAN);
-            self.say(&format!(
-                "trial {:>2}/{} {:?}: {:.1} req/s, p50 {:.2} ms, p95 {:.2} ms, errors {:.2}% (reset {reset_ms} ms)",
-                i + 1,
-                plan.len(),
-                side,
-                get("rps"),
-                get("p50"),
-                get("p95"),
-                get("error_rate"),
-            ));
-            result.trials.push(ab::Trial {
-                index: i,
-                side,
-                started_at: started,
-                duration_s: r.duration_s,
-                reset_ms,
-                requests: r.metrics.http_reqs.count,
-                values,
-            });
-            i += 1;
+            for (k, r) in runs.iter().enumerate() {
+                let side = step[k];
+                let values = ab::values_of(r);
+                let all = values.get(ab::ALL_REQUESTS);
+                let get = |key: &str| all.and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
+                self.say(&format!(
+                    "trial {:>2}/{} {:?}: {:.1} req/s, p50 {:.2} ms, p95 {:.2} ms, errors {:.2}% (reset {reset_ms} ms)",
+                    i + k + 1,
+                    plan.len(),
+                    side,
+                    get("rps"),
+                    get("p50"),
+                    get("p95"),
+                    get("error_rate"),
+                ));
+                result.trials.push(ab::Trial {
+                    index: i + k,
+                    side,
+                    started_at: started.clone(),
+                    duration_s: r.duration_s,
+                    reset_ms,
+                    requests: r.metrics.http_reqs.count,
+                    values,
+                });
+            }
+            i += step.len();
             result.wall_s = t0.elapsed().as_secs_f64();
             if i % 4 == 0 && i >= result.settings.min_trials {
                 result.metrics = ab::judge(&result.trials, judge);
@@ -659,9 +725,16 @@ impl Context {
         Ok(result)
     }
 
-    /// A warm-up and one measured trial against `url`; `None` when interrupted.
-    fn one_trial(&self, url: &str, scratch: &Path, i: usize) -> Result<Option<RunResult>, Failure> {
-        let plan = |duration: Duration, name: String| RunPlan {
+    /// A warm-up and one measured trial per target (all at once when more
+    /// than one); `None` when interrupted.
+    fn one_trial(
+        &self,
+        targets: &[(Side, &str)],
+        scratch: &Path,
+        i: usize,
+        copy: std::thread::JoinHandle<anyhow::Result<Duration>>,
+    ) -> Result<Option<Vec<RunResult>>, Failure> {
+        let plan = |url: &str, duration: Duration, name: String| RunPlan {
             scenario: self.scenario_path.display().to_string(),
             scenarios_dir: self.cfg.scenarios.clone(),
             target: url.to_string(),
@@ -679,17 +752,46 @@ impl Context {
             db_reset: None,
             trial: true,
         };
+        let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = targets
+                    .iter()
+                    .map(|(side, url)| {
+                        let p = plan(url, duration, format!("{what}-{i}-{side:?}"));
+                        sc.spawn(move || run::execute(p))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Failure::Runtime(anyhow!("a trial's thread failed")))
+                        })
+                    })
+                    .collect()
+            })
+        };
         if !self.warmup.is_zero() {
-            let w = run::execute(plan(self.warmup, format!("warmup-{i}")))?;
-            if w.code == exit::RUNTIME {
+            let w = all(self.warmup, "warmup")?;
+            if w.iter().any(|r| r.code == exit::RUNTIME) {
                 return Ok(None);
             }
         }
-        let m = run::execute(plan(self.duration, format!("trial-{i}")))?;
-        let r = RunResult::load(&m.json).runtime()?;
-        if m.code == exit::RUNTIME || r.interrupted {
-            return Ok(None);
+        match copy.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.say(&format!(
+                "warning: the next database copy could not be prepared ({e:#}); the next reset copies it"
+            )),
+            Err(_) => self.say("warning: the database copy thread failed"),
         }
-        Ok(Some(r))
+        let mut out = Vec::new();
+        for m in all(self.duration, "trial")? {
+            let r = RunResult::load(&m.json).runtime()?;
+            if m.code == exit::RUNTIME || r.interrupted {
+                return Ok(None);
+            }
+            out.push(r);
+        }
+        Ok(Some(out))
     }
 }

@@ -12,8 +12,8 @@ use super::ab::{Context, TrialArgs};
 
 pub const CALIBRATE_HELP: &str = "Both sides are the working tree's build, each in its own container; trials alternate in
 ABBA/BAAB blocks with the database reset before each, exactly as `loadtest ab` runs them. For every metric the
-spread of one pair's B/A log-ratio is recorded; `ab` then uses three times that spread as the tolerance (at least 1%),
-and `compare` (one run a side) uses it to decide whether a change stands out of the between-run noise.";
+spread of one pair's B/A log-ratio is recorded; `ab` then takes as tolerance the smallest change its --max-trials
+can detect (5% significance, 80% power; at least 1%), and `compare` (one run a side) uses it to decide whether a change stands out of the between-run noise.";
 
 #[derive(clap::Args, Debug)]
 pub struct CalibrateCmd {
@@ -40,7 +40,7 @@ impl CalibrateCmd {
             budget_s: f64::INFINITY,
             alpha: gates.alpha(),
             seed: ctx.seed,
-            apps: "both up, one port each (same image)".into(),
+            apps: format!("{} (same image)", ctx.apps_text()),
             tolerances: "configured (built-in)".into(),
         };
         let out = results::result_path(&ctx.cfg.results, "calibration", &ctx.scenario, "json");
@@ -49,6 +49,7 @@ impl CalibrateCmd {
             scenario: &ctx.scenario,
             alpha: gates.alpha(),
             noise: None,
+            max_pairs: n / 2,
         };
         let base = SideInfo {
             reference: "working tree (A/A)".into(),
@@ -84,7 +85,7 @@ impl CalibrateCmd {
                     .map(|m| format!(", A/A change {}", render::sentence(m)))
                     .unwrap_or_default();
                 text.push_str(&format!(
-                    "  {scope:<16} {metric:<12} one pair varies by {spread} (sd); tolerance for ab: {tol}{aa}\n"
+                    "  {scope:<16} {metric:<12} one pair varies by {spread} (sd); ab tolerance at 32 trials: {tol}{aa}\n"
                 ));
             }
         }
