@@ -91,12 +91,11 @@ for key, label, _ in parts:
     n = len(rs)
     c = lambda code: sum(1 for r in rs if r["exit"] == code)
     other = n - c("0") - c("97") - c("98")
-    med = lambda k: statistics.median(float(r[k]) for r in rs if r[k] not in ("", "nan"))
+    def med(k):
+        v = [float(r[k]) for r in rs if r[k] not in ("", "nan")]
+        return statistics.median(v) if v else float("nan")
     rate = (f"false alarms {c('98')}/{n}" if key == "aa" else f"power {c('98')}/{n}")
-    try:
-        rc, pc = f"{100*med('rps_change'):+.1f}%", f"{100*med('p95_change'):+.1f}%"
-    except statistics.StatisticsError:
-        rc = pc = "-"
+    rc, pc = f"{100*med('rps_change'):+.1f}%", f"{100*med('p95_change'):+.1f}%"
     o.append(f"| {label} | {n} | {c('0')} | {c('97')} | {c('98')} | {other} | {rate} | {med('wall_s'):.0f} | {med('trials'):.0f} | {rc} | {pc} |")
 args = sorted({r["ab_args"] for r in rows})
 commits = sorted({r["commit"][:12] for r in rows})

@@ -28,6 +28,48 @@ pub struct App {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    slow: SlowDown,
+}
+
+/// A known slowdown for testing the harness's A/B verdicts: one extra
+/// database round trip of `DEMO_DB_DELAY_MS` per authenticated request,
+/// plus `DEMO_DRIFT_MS` that rises and falls over `DEMO_DRIFT_PERIOD_S`
+/// seconds (a service whose speed drifts). Off unless set.
+#[derive(Clone, Copy, Default)]
+struct SlowDown {
+    base_ms: f64,
+    drift_ms: f64,
+    period_s: f64,
+}
+
+impl SlowDown {
+    fn from_env() -> SlowDown {
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0 && *v <= 10_000.0)
+                .unwrap_or(0.0)
+        };
+        SlowDown {
+            base_ms: num("DEMO_DB_DELAY_MS"),
+            drift_ms: num("DEMO_DRIFT_MS"),
+            period_s: num("DEMO_DRIFT_PERIOD_S"),
+        }
+    }
+
+    fn now_ms(&self) -> f64 {
+        if self.drift_ms > 0.0 && self.period_s > 0.0 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let phase = (std::f64::consts::TAU * t / self.period_s).sin();
+            self.base_ms + self.drift_ms * (1.0 + phase) / 2.0
+        } else {
+            self.base_ms
+        }
+    }
 }
 
 impl App {
@@ -64,6 +106,7 @@ impl App {
             registry,
             requests,
             latency,
+            slow: SlowDown::from_env(),
         }
     }
 }
@@ -151,6 +194,13 @@ struct StoredCard {
 async fn merchant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     let key =
         api_key(headers).ok_or_else(|| ApiError::Unauthorized("missing api-key header".into()))?;
+    let delay = app.slow.now_ms();
+    if delay > 0.0 {
+        sqlx::query("SELECT pg_sleep($1)")
+            .bind(delay / 1000.0)
+            .execute(&app.db)
+            .await?;
+    }
     let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
         .bind(key_hash(key))
         .fetch_optional(&app.db)

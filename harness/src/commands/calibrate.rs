@@ -37,7 +37,7 @@ impl CalibrateCmd {
             warmup_s: ctx.warmup.as_secs_f64(),
             min_trials: n,
             max_trials: n,
-            budget_s: f64::INFINITY,
+            budget_s: f64::MAX,
             alpha: gates.alpha(),
             seed: ctx.seed,
             apps: format!("{} (same image)", ctx.apps_text()),
@@ -67,15 +67,14 @@ impl CalibrateCmd {
         for (scope, metrics) in &r.noise {
             for (metric, sd) in metrics {
                 let points = matches!(metric.as_str(), "error_rate" | "checks_rate");
+                // What `ab` with its default 32 trials (16 pairs) can tell apart.
+                let d = crate::ab::detectable(*sd, 16, gates.alpha());
                 let (spread, tol) = if points {
-                    (
-                        format!("{sd:.2} pt"),
-                        format!("{:.2} pt", (3.0 * sd).max(0.1)),
-                    )
+                    (format!("{sd:.2} pt"), format!("{:.2} pt", d.max(0.1)))
                 } else {
                     (
                         format!("{:.1}%", sd.exp_m1() * 100.0),
-                        format!("{:.1}%", (3.0 * sd).exp_m1().max(0.01) * 100.0),
+                        format!("{:.1}%", d.exp_m1().max(0.01) * 100.0),
                     )
                 };
                 let aa = r

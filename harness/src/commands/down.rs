@@ -8,7 +8,8 @@ use crate::stack::docker::DockerClient;
 pub struct DownCmd {
     #[command(flatten)]
     pub stack: StackArgs,
-    /// Also remove the images the project builds (services with `build:`), like compose's --rmi local
+    /// Also remove the images the project builds (services with `build:`, and their `ab-` tags from
+    /// `loadtest ab`), like compose's --rmi local
     #[arg(long)]
     pub rmi: bool,
 }
@@ -32,7 +33,13 @@ impl DownCmd {
         rt.block_on(async {
             let docker = DockerClient::connect().await.runtime()?;
             let mut removed = docker.down(&name, owner.as_deref()).await.runtime()?;
-            for image in built {
+            let mut images = built.clone();
+            // The A/B images (`loadtest ab`) are built from the same service.
+            for image in &built {
+                let repo = image.split(':').next().unwrap_or(image);
+                images.extend(docker.tags_with_prefix(repo, "ab-").await.runtime()?);
+            }
+            for image in images {
                 if docker.remove_image(&image).await.runtime()? {
                     removed.push(format!("image {image}"));
                 }

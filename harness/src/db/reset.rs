@@ -466,6 +466,10 @@ async fn fast_swap(a: &mut PgConnection, s: &DbSettings) -> Result<()> {
             .fetch_one(&mut *a)
             .await?;
             if left == 0 {
+                // A session leaves the activity view a moment before it
+                // leaves the process list that RENAME checks (and then
+                // waits on in steps of 100 ms).
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 break;
             }
             if Instant::now() > deadline {

@@ -359,6 +359,25 @@ impl DockerClient {
         Ok(created.id)
     }
 
+    /// Tags of `repo` whose tag starts with `prefix` (e.g. the `ab-` images
+    /// `loadtest ab` builds).
+    pub async fn tags_with_prefix(&self, repo: &str, prefix: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("reference".to_string(), vec![format!("{repo}:{prefix}*")])]);
+        let images = self
+            .api
+            .list_images(Some(bollard::query_parameters::ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| anyhow!("cannot list images: {e}"))?;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.starts_with(&format!("{repo}:{prefix}")))
+            .collect())
+    }
+
     /// Removes one container (stopped first, its anonymous volumes with it);
     /// a container that is not there is no error.
     pub async fn remove_container(&self, name: &str) -> Result<()> {

@@ -1,0 +1,303 @@
+//! `loadtest ab` through the real Docker Engine and Postgres, on a small git
+//! repository of its own whose app is the demo with a known slowdown baked
+//! into its image (DEMO_DB_DELAY_MS: one extra database round trip per
+//! authenticated request; DEMO_DRIFT_MS: a slow rise and fall of that delay).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::stack::{demo_bin, free_port};
+use common::*;
+
+struct Repo {
+    dir: tempfile::TempDir,
+    project: String,
+    db_port: u16,
+    app_port: u16,
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let o = Command::new("git")
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The demo image with `env` lines baked in (the part A and B differ in).
+fn dockerfile(env: &str) -> String {
+    format!(
+        "FROM loadtest/debian:bookworm\nCOPY target/debug/demo /usr/local/bin/demo\n{env}\nENV BIND_ADDR=0.0.0.0:8080\nCMD [\"demo\"]\n"
+    )
+}
+
+impl Repo {
+    /// A repository whose first commit serves with `env` baked in.
+    fn new(name: &str, env: &str) -> Repo {
+        let root = repo_root();
+        let demo = root.join(demo_bin());
+        let dir = tempdir();
+        let d = dir.path();
+        let project = format!("ltab-{name}-{}", std::process::id());
+        write(
+            d,
+            "compose/docker-compose.yml",
+            r#"services:
+  db:
+    image: ${LOADTEST_POSTGRES_IMAGE:-postgres:16}
+    environment: { POSTGRES_USER: demo, POSTGRES_PASSWORD: demo, POSTGRES_DB: demo }
+    ports: ["127.0.0.1:${LOADTEST_DB_PORT}:5432"]
+    healthcheck:
+      test: ["CMD-SHELL", "pg_isready -U demo -d demo -h 127.0.0.1"]
+      interval: 1s
+      retries: 60
+  app:
+    build: { context: .., dockerfile: compose/app.Dockerfile }
+    environment:
+      DATABASE_URL: postgres://demo:demo@db:5432/demo
+      ADMIN_API_KEY: test_admin
+      DB_POOL_SIZE: "10"
+    ports: ["127.0.0.1:${LOADTEST_APP_PORT}:8080"]
+    depends_on: { db: { condition: service_healthy } }
+    healthcheck:
+      test: ["CMD", "demo", "healthcheck"]
+      interval: 1s
+      retries: 30
+"#,
+        );
+        write(d, "compose/app.Dockerfile", &dockerfile(env));
+        write(
+            d,
+            ".dockerignore",
+            "*\n!target/debug/demo\n!compose/app.Dockerfile\n",
+        );
+        write(d, ".gitignore", "target/\nbenchmark/\n");
+        // Three-second trials on a shared machine are noisy: wide tolerances,
+        // and a slowdown far beyond them.
+        write(
+            d,
+            "config/regression.toml",
+            "[tolerance]\nrps = 15\np50 = 15\np90 = 15\np95 = 20\np99 = 40\n",
+        );
+        write(
+            d,
+            "config/loadtest.toml",
+            &format!(
+                r#"[stack]
+project = "{project}"
+[target]
+url = "http://127.0.0.1:${{LOADTEST_APP_PORT}}"
+[database]
+url = "postgres://demo:demo@127.0.0.1:${{LOADTEST_DB_PORT}}/demo"
+migrations = "{migrations}"
+data = ""
+reset = "template"
+disposable = true
+[metrics]
+push_url = ""
+prometheus_url = ""
+grafana_url = ""
+[ab]
+service = "app"
+build = "mkdir -p target/debug && cp '{demo}' target/debug/demo"
+"#,
+                migrations = root.join("demo/migrations").display(),
+                demo = demo.display()
+            ),
+        );
+        write(
+            d,
+            "scenarios/confirm.toml",
+            r#"[options]
+executor = "constant-vus"
+vus = 8
+duration = "30s"
+
+[ab]
+duration = "3s"
+warmup = "1s"
+
+[[setup]]
+name = "create merchant"
+method = "POST"
+path = "/accounts"
+headers = { "api-key" = "test_admin" }
+json = { merchant_name = "ab-{{ uuid() }}" }
+extract = { api_key = "$.api_key" }
+checks = { status = 200 }
+
+[[steps]]
+name = "confirm payment"
+method = "POST"
+path = "/payments"
+headers = { "api-key" = "{{ api_key }}" }
+json = { amount = 100, currency = "USD", confirm = true, payment_method = "card", payment_method_data = { card = { card_number = "4242424242424242", card_exp_month = "10", card_exp_year = "35", card_cvc = "123" } } }
+checks = { status = 200 }
+"#,
+        );
+        git(d, &["init", "-q", "-b", "main"]);
+        git(d, &["add", "-A"]);
+        git(d, &["commit", "-qm", "A"]);
+        Repo {
+            dir,
+            project,
+            db_port: free_port(),
+            app_port: free_port(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn loadtest(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .current_dir(self.path())
+            .env("LOADTEST_DB_PORT", self.db_port.to_string())
+            .env("LOADTEST_APP_PORT", self.app_port.to_string())
+            .env_remove("LOADTEST_PROJECT")
+            .env_remove("LOADTEST_TARGET")
+            .env_remove("LOADTEST_DATABASE_URL")
+            .output()
+            .unwrap()
+    }
+
+    fn ab(&self, extra: &[&str]) -> (Output, serde_json::Value) {
+        let mut args = vec!["ab", "-s", "confirm", "-f", "json", "--down"];
+        args.extend_from_slice(extra);
+        let o = self.loadtest(&args);
+        let v = serde_json::from_str(&stdout(&o)).unwrap_or(serde_json::Value::Null);
+        (o, v)
+    }
+
+    /// Containers of the project still there (running or not).
+    fn leftovers(&self) -> String {
+        stdout(&self.loadtest(&["ps", "-p", &self.project]))
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = self.loadtest(&["down", "--rmi"]);
+    }
+}
+
+fn metric<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["metrics"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|x| x["scope"] == "all requests" && x["metric"] == name)
+        })
+        .unwrap_or_else(|| panic!("no {name} in {v}"))
+}
+
+#[test]
+fn a_fixed_extra_delay_in_b_regresses_and_identical_drifting_sides_pass() {
+    // Both sides drift by up to 3 ms over 20 s, at the same moments.
+    let drift = "ENV DEMO_DRIFT_MS=3 DEMO_DRIFT_PERIOD_S=20";
+    let r = Repo::new("fixed", drift);
+
+    // A/A: the working tree is the base commit. Never "regressed"; with
+    // too few trials to show it within the tolerances it may stay undecided.
+    let (o, v) = r.ab(&["--base", "HEAD", "--trials", "8", "--max-trials", "16"]);
+    assert!(matches!(code(&o), 0 | 97), "{}\n{}", stderr(&o), stdout(&o));
+    assert_ne!(v["outcome"], "regressed", "{v}");
+    assert!(v["trials"].as_array().unwrap().len() >= 8);
+    assert!(stderr(&o).contains("duet"), "{}", stderr(&o));
+    assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
+
+    // B adds 20 ms to every authenticated request.
+    write(
+        r.path(),
+        "compose/app.Dockerfile",
+        &dockerfile(&format!("{drift}\nENV DEMO_DB_DELAY_MS=20")),
+    );
+    let (o, v) = r.ab(&["--base", "main", "--trials", "8", "--max-trials", "16"]);
+    assert_eq!(code(&o), 98, "{}\n{}", stderr(&o), stdout(&o));
+    assert_eq!(v["outcome"], "regressed", "{v}");
+    assert!(
+        v["head"]["commit"].as_str().unwrap().ends_with("-dirty"),
+        "{v}"
+    );
+    let p50 = metric(&v, "p50");
+    assert_eq!(p50["decision"], "worse", "{p50}");
+    assert!(p50["change"].as_f64().unwrap() > 0.15, "{p50}");
+    // Every trial is in the result file named after both commits.
+    let files: Vec<String> = std::fs::read_dir(r.path().join("benchmark"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("ab_confirm_") && f.ends_with("-dirty.json")),
+        "{files:?}"
+    );
+}
+
+#[test]
+fn too_small_a_budget_is_undecided_and_a_base_that_does_not_build_is_exit_2() {
+    let r = Repo::new("budget", "ENV DEMO_DB_DELAY_MS=0");
+    // A base whose build command fails: the second commit breaks the Dockerfile.
+    write(
+        r.path(),
+        "compose/app.Dockerfile",
+        "FROM loadtest/debian:bookworm\nRUN exit 3\n",
+    );
+    git(r.path(), &["commit", "-qam", "broken"]);
+    let broken = {
+        let o = Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(r.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(r.path(), &["revert", "--no-edit", "HEAD"]);
+    let (o, _) = r.ab(&["--base", &broken]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&broken[..12]) && err.contains("does not build"),
+        "{err}"
+    );
+    assert!(
+        !r.leftovers().contains(&format!("{}-", r.project)),
+        "{}",
+        r.leftovers()
+    );
+    // A ref that does not exist is named.
+    let (o, _) = r.ab(&["--base", "no-such-branch"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no-such-branch"), "{}", stderr(&o));
+
+    // B is clearly slower, but two pairs cannot show it and the budget allows no more.
+    write(
+        r.path(),
+        "compose/app.Dockerfile",
+        &dockerfile("ENV DEMO_DB_DELAY_MS=20"),
+    );
+    let (o, v) = r.ab(&["--base", "HEAD", "--trials", "4", "--budget", "1s"]);
+    assert_eq!(code(&o), 97, "{}\n{}", stderr(&o), stdout(&o));
+    assert_eq!(v["outcome"], "undecided", "{v}");
+    assert_eq!(v["trials"].as_array().unwrap().len(), 4);
+    let p50 = metric(&v, "p50");
+    assert!(p50["detectable"].as_f64().unwrap() > 0.0, "{p50}");
+    assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
+}
