@@ -219,7 +219,10 @@ fn a_fixed_extra_delay_in_b_regresses_and_identical_drifting_sides_pass() {
     assert!(matches!(code(&o), 0 | 97), "{}\n{}", stderr(&o), stdout(&o));
     assert_ne!(v["outcome"], "regressed", "{v}");
     assert!(v["trials"].as_array().unwrap().len() >= 8);
-    assert!(stderr(&o).contains("duet"), "{}", stderr(&o));
+    assert!(
+        v["settings"]["apps"].as_str().unwrap().starts_with("duet"),
+        "{v}"
+    );
     assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
 
     // B adds 20 ms to every authenticated request.

@@ -23,9 +23,12 @@ pub enum Format {
 pub const COMPARE_HELP: &str = "BASE and CURRENT are result files, or run names resolved as <dir>/<run>_<scenario>.json.
 
 Each metric (req/s, p50, p90, p95, p99, max, mean, error rate, checks rate), per request name and overall,
-gets a change with a bootstrap confidence interval and a Mann-Whitney U p-value, computed from the runs'
-one-second windows (or from their trials with `run --repeat N`). A metric regresses only when the change is
-significant and the whole interval lies beyond its tolerance. Tolerances and gates: config/regression.toml.
+gets a change judged against what varies between runs, never the seconds of one run: with `run --repeat N`
+on both sides, the trials (bootstrap interval, Mann-Whitney U); with one run a side, the spread of other runs
+of one commit in history.jsonl (3 or more), else only a change beyond a conservative bound (x1.5 for req/s,
+p50, mean; x2 for p90/p95; x3 for p99/max; 5 points for rates) counts. A metric regresses only when the change is significant and the whole
+interval lies beyond its tolerance. Tolerances and gates: config/regression.toml. For a merge decision,
+`loadtest ab` compares interleaved trials of both builds.
 
 Exit codes:
   0   no gate regressed
@@ -102,12 +105,24 @@ fn judge(a: &CompareCmd) -> Result<u8, Failure> {
     }
     .usage()?;
 
+    // One run a side is judged against how much runs of one commit vary.
+    let noise = if base.trials.len() >= 2 && cur.trials.len() >= 2 {
+        None
+    } else {
+        let dir = cur_path.parent().unwrap_or(Path::new("."));
+        crate::results::history::read(dir, &cur.scenario)
+            .ok()
+            .and_then(|(lines, _)| {
+                compare::run_noise(&lines, &[base_path.clone(), cur_path.clone()])
+            })
+    };
     let cmp = compare::compare(
         &base,
         &cur,
         &base_path.display().to_string(),
         &cur_path.display().to_string(),
         &cfg,
+        noise.as_ref(),
     );
     if !cmp.mismatches.is_empty() && !a.allow_mismatch {
         let list: Vec<String> = cmp.mismatches.iter().map(|m| format!("  - {m}")).collect();

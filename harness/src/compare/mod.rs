@@ -152,10 +152,175 @@ impl Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// One-second windows of a single run.
+    /// One-second windows of a single run (no longer used for verdicts: the
+    /// seconds of one run move together).
     Windows,
     /// Whole trials of `--repeat` runs (between-trial variance).
     Trials,
+    /// One run a side: the change against the between-run noise of runs of
+    /// one commit (history), or against a conservative bound when unknown.
+    SingleRuns,
+}
+
+/// How much whole runs of one commit vary, per metric key: the standard
+/// deviation of ln(value) (points for rates), from `history.jsonl`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunNoise {
+    /// Where it was measured, for the report.
+    pub source: String,
+    /// Runs it rests on.
+    pub runs: usize,
+    pub sd: std::collections::BTreeMap<String, f64>,
+}
+
+/// Without a measured noise, one run a side regresses only beyond these
+/// changes of the ratio (rates: points). Two runs of one commit on fresh stacks
+/// differed here by up to 36% in req/s and 47% in p95 (six runs, 30 pairs);
+/// tails of short runs on a busy machine by more (p95 +52% against a local
+/// server that did not change).
+pub fn conservative_bound(m: MetricKind) -> f64 {
+    match m {
+        MetricKind::P99 | MetricKind::Max => 3f64.ln(),
+        MetricKind::P90 | MetricKind::P95 => 2f64.ln(),
+        MetricKind::ErrorRate | MetricKind::ChecksRate => 5.0,
+        _ => 1.5f64.ln(),
+    }
+}
+
+/// Between-run noise from the history lines of a scenario: the pooled spread
+/// of runs that share a commit (at least 3 runs in groups of 2 or more),
+/// leaving out the runs being compared (`exclude`: their result files).
+pub fn run_noise(
+    lines: &[crate::results::history::HistoryLine],
+    exclude: &[std::path::PathBuf],
+) -> Option<RunNoise> {
+    let same_file = |f: &str| {
+        let p = std::path::Path::new(f);
+        let canon = p.canonicalize().ok();
+        exclude
+            .iter()
+            .any(|x| x == p || (canon.is_some() && x.canonicalize().ok() == canon))
+    };
+    let mut groups: std::collections::BTreeMap<String, Vec<&crate::results::history::HistoryLine>> =
+        Default::default();
+    for l in lines
+        .iter()
+        .filter(|l| !l.interrupted && l.trials <= 1 && !same_file(&l.file))
+    {
+        if let Some(c) = &l.commit {
+            // Runs of a dirty tree count together only with each other.
+            let key = format!("{c}{}", if l.dirty { "-dirty" } else { "" });
+            groups.entry(key).or_default().push(l);
+        }
+    }
+    let groups: Vec<_> = groups.into_values().filter(|g| g.len() >= 2).collect();
+    let runs: usize = groups.iter().map(|g| g.len()).sum();
+    if runs < 3 {
+        return None;
+    }
+    type Pick = fn(&crate::results::history::HistoryLine) -> Option<f64>;
+    let metrics: [(&str, Pick); 6] = [
+        ("rps", |l| (l.rps > 0.0).then(|| l.rps.ln())),
+        ("p50", |l| (l.p50 > 0.0).then(|| l.p50.ln())),
+        ("p95", |l| (l.p95 > 0.0).then(|| l.p95.ln())),
+        ("p99", |l| (l.p99 > 0.0).then(|| l.p99.ln())),
+        ("error_rate", |l| Some(l.error_rate * 100.0)),
+        ("checks_rate", |l| Some(l.checks_rate * 100.0)),
+    ];
+    let mut sd = std::collections::BTreeMap::new();
+    for (key, pick) in metrics {
+        let (mut ss, mut df) = (0.0, 0usize);
+        for g in &groups {
+            let v: Vec<f64> = g.iter().filter_map(|l| pick(l)).collect();
+            if v.len() < 2 {
+                continue;
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            ss += v.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+            df += v.len() - 1;
+        }
+        if df >= 2 {
+            sd.insert(key.to_string(), (ss / df as f64).sqrt());
+        }
+    }
+    Some(RunNoise {
+        source: "history.jsonl: runs of one commit".into(),
+        runs,
+        sd,
+    })
+}
+
+/// Judges one run a side. With `sd` (between-run noise of the metric) the
+/// difference is a normal variable with spread sd * sqrt 2; without it only
+/// a change beyond [`conservative_bound`] counts.
+pub fn judge_single(
+    b: Option<f64>,
+    c: Option<f64>,
+    m: MetricKind,
+    tolerance: f64,
+    sd: Option<f64>,
+    alpha: f64,
+    confidence: f64,
+) -> Judgement {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let none = Judgement {
+        change: None,
+        interval: None,
+        p_value: None,
+        verdict: Verdict::InsufficientData,
+    };
+    let (Some(b), Some(c)) = (b, c) else {
+        return none;
+    };
+    let change = m.change().of(b, c);
+    let points = m.change() == Change::Points;
+    if !points && (b <= 0.0 || c <= 0.0) {
+        return Judgement { change, ..none };
+    }
+    // Judged on the log scale for ratios, in points for rates.
+    let d = if points { c - b } else { (c / b).ln() };
+    let to_report = |x: f64| if points { x } else { x.exp_m1() * 100.0 };
+    let worse = |lo: f64, hi: f64, t: f64| {
+        if m.higher_is_worse() {
+            (lo > t, hi < -t)
+        } else {
+            (hi < -t, lo > t)
+        }
+    };
+    let Some(sd) = sd.filter(|s| *s > 0.0 && s.is_finite()) else {
+        let bound = conservative_bound(m);
+        let verdict = match worse(d, d, bound) {
+            (true, _) => Verdict::Regressed,
+            (_, true) => Verdict::Improved,
+            _ => Verdict::InsufficientData,
+        };
+        return Judgement {
+            change,
+            interval: None,
+            p_value: None,
+            verdict,
+        };
+    };
+    let n = Normal::new(0.0, 1.0).expect("standard normal");
+    let se = sd * std::f64::consts::SQRT_2;
+    let z = n.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let (lo, hi) = (to_report(d - z * se), to_report(d + z * se));
+    let p = 2.0 * (1.0 - n.cdf(d.abs() / se));
+    let verdict = if p < alpha {
+        match worse(lo, hi, tolerance) {
+            (true, _) => Verdict::Regressed,
+            (_, true) => Verdict::Improved,
+            _ => Verdict::NoSignificantChange,
+        }
+    } else {
+        Verdict::NoSignificantChange
+    };
+    Judgement {
+        change,
+        interval: Some((lo, hi)),
+        p_value: Some(p),
+        verdict,
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -214,6 +379,9 @@ pub struct Comparison {
     pub confidence: f64,
     pub resamples: usize,
     pub scopes: Vec<ScopeComparison>,
+    /// The between-run noise single runs were judged against, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<RunNoise>,
     /// Differences that make the runs hard to compare (accepted with --allow-mismatch).
     pub mismatches: Vec<String>,
     /// Reasons to distrust a run's figures.
@@ -498,11 +666,12 @@ pub fn compare(
     base_file: &str,
     cur_file: &str,
     cfg: &GateConfig,
+    noise: Option<&RunNoise>,
 ) -> Comparison {
     let method = if base.trials.len() >= 2 && cur.trials.len() >= 2 {
         Method::Trials
     } else {
-        Method::Windows
+        Method::SingleRuns
     };
     let mut names: Vec<(&String, usize)> = cur.requests.iter().map(|(n, q)| (n, q.index)).collect();
     names.sort_by_key(|(_, i)| *i);
@@ -539,7 +708,12 @@ pub fn compare(
                     interval,
                     p_value,
                     verdict,
-                } = judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed);
+                } = if method == Method::Trials {
+                    judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed)
+                } else {
+                    let sd = noise.and_then(|n| n.sd.get(m.key()).copied());
+                    judge_single(b, c, m, tolerance, sd, cfg.alpha(), cfg.confidence())
+                };
                 Some(MetricVerdict {
                     metric: m,
                     baseline: b,
@@ -562,8 +736,16 @@ pub fn compare(
     }
     let mut warnings = warnings("baseline", base);
     warnings.extend(self::warnings("current", cur));
-    if method == Method::Windows && (base.trials.len() >= 2) != (cur.trials.len() >= 2) {
-        warnings.push("only one of the runs has trials: judged on one-second windows".into());
+    if method == Method::SingleRuns {
+        match noise {
+            Some(n) => warnings.push(format!(
+                "one run a side: judged against the between-run noise of {} runs ({}); metrics without it count only beyond the conservative bounds",
+                n.runs, n.source
+            )),
+            None => warnings.push(
+                "one run a side cannot support a verdict: runs of one commit differ by up to a third here. Only a change beyond a conservative bound counts (x1.5 for req/s, p50 and mean, x2 for p90/p95, x3 for p99/max, 5 points for rates); for a verdict use `loadtest ab`, or record 3+ runs of one commit (history) so their noise is known".into(),
+            ),
+        }
     }
     let rref = |r: &RunResult, f: &str| RunRef {
         run: r.run.clone(),
@@ -583,6 +765,9 @@ pub fn compare(
         confidence: cfg.confidence(),
         resamples: RESAMPLES,
         scopes,
+        noise: (method == Method::SingleRuns)
+            .then(|| noise.cloned())
+            .flatten(),
         mismatches: mismatches(base, cur),
         warnings,
     }
@@ -658,5 +843,110 @@ mod tests {
         );
         let j = judge(&base, &cur, MetricKind::ErrorRate, 0.5, 0.05, 0.95, 1);
         assert_eq!(j.verdict, Verdict::NoSignificantChange);
+    }
+
+    #[test]
+    fn one_run_a_side_without_known_noise_needs_a_change_beyond_the_bound() {
+        // p50 +40%: within the x1.5 bound, not a verdict.
+        let j = judge_single(
+            Some(10.0),
+            Some(14.0),
+            MetricKind::P50,
+            5.0,
+            None,
+            0.05,
+            0.95,
+        );
+        assert_eq!(j.verdict, Verdict::InsufficientData, "{j:?}");
+        assert!((j.change.unwrap() - 40.0).abs() < 1e-9);
+        // p95 two and a half times as slow (bound x2): regressed even so.
+        let j = judge_single(
+            Some(10.0),
+            Some(25.0),
+            MetricKind::P95,
+            5.0,
+            None,
+            0.05,
+            0.95,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        // Throughput down by half (ratio 0.5 < 1/1.5).
+        let j = judge_single(
+            Some(100.0),
+            Some(50.0),
+            MetricKind::Rps,
+            5.0,
+            None,
+            0.05,
+            0.95,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+    }
+
+    #[test]
+    fn one_run_a_side_with_known_noise_is_judged_against_it() {
+        // Runs of one commit vary by 2% (sd of ln): +20% stands out.
+        let j = judge_single(
+            Some(10.0),
+            Some(12.0),
+            MetricKind::P95,
+            5.0,
+            Some(0.02),
+            0.05,
+            0.95,
+        );
+        assert_eq!(j.verdict, Verdict::Regressed, "{j:?}");
+        let (lo, hi) = j.interval.unwrap();
+        assert!(lo > 5.0 && hi > 20.0 && lo < 20.0, "{j:?}");
+        // They vary by 15%: +20% does not.
+        let j = judge_single(
+            Some(10.0),
+            Some(12.0),
+            MetricKind::P95,
+            5.0,
+            Some(0.15),
+            0.05,
+            0.95,
+        );
+        assert_eq!(j.verdict, Verdict::NoSignificantChange, "{j:?}");
+        assert!(j.p_value.unwrap() > 0.05);
+    }
+
+    #[test]
+    fn run_noise_pools_runs_of_one_commit_and_leaves_out_the_compared_ones() {
+        use crate::results::history::HistoryLine;
+        let line = |commit: &str, rps: f64, file: &str| HistoryLine {
+            run: "r".into(),
+            scenario: "s".into(),
+            commit: Some(commit.into()),
+            dirty: false,
+            time: String::new(),
+            duration_s: 10.0,
+            trials: 1,
+            interrupted: false,
+            rps,
+            p50: 10.0,
+            p95: 20.0,
+            p99: 30.0,
+            error_rate: 0.0,
+            checks_rate: 1.0,
+            file: file.into(),
+        };
+        let lines = vec![
+            line("a", 100.0, "x1"),
+            line("a", 110.0, "x2"),
+            line("b", 200.0, "x3"),
+            line("b", 220.0, "x4"),
+            line("c", 500.0, "x5"),
+            line("a", 1000.0, "compared"),
+        ];
+        let n = run_noise(&lines, &[std::path::PathBuf::from("compared")]).unwrap();
+        assert_eq!(n.runs, 4);
+        // Both groups differ by ln(1.1): pooled sd = ln(1.1) / sqrt 2.
+        let want = 1.1f64.ln() / 2f64.sqrt();
+        assert!((n.sd["rps"] - want).abs() < 1e-9, "{n:?}");
+        assert!(n.sd["p95"].abs() < 1e-12);
+        // Two runs of one commit are not enough.
+        assert!(run_noise(&lines[..2], &[]).is_none());
     }
 }

@@ -65,6 +65,17 @@ pub fn verdict(mv: &MetricVerdict) -> String {
 }
 
 fn method(c: &Comparison) -> String {
+    if c.method == Method::SingleRuns {
+        return match &c.noise {
+            Some(n) => format!(
+                "one run a side, against the between-run noise of {} runs of one commit; {:.0}% interval, normal test, alpha {}",
+                n.runs,
+                c.confidence * 100.0,
+                c.alpha
+            ),
+            None => "one run a side, no between-run noise known: only changes beyond the conservative bounds count".into(),
+        };
+    }
     let n = c
         .scopes
         .first()
@@ -73,7 +84,7 @@ fn method(c: &Comparison) -> String {
         .unwrap_or((0, 0));
     let unit = match c.method {
         Method::Windows => "one-second windows",
-        Method::Trials => "trials",
+        Method::Trials | Method::SingleRuns => "trials",
     };
     format!(
         "{} vs {} {unit}; {:.0}% bootstrap interval ({} resamples); Mann-Whitney U, alpha {}",
