@@ -3,6 +3,7 @@
 # demo was made slower (power), through the full stack, on this machine.
 #
 #   bench/verdict.sh [PART...]      PART: aa | reg2 | reg1 | reg05     (default: aa reg2)
+#   bench/verdict.sh render          rewrite the table from the CSV only
 #
 #   aa     A/A: --base HEAD against the same commit's clean working tree (N_AA verdicts, default 20)
 #   regX   the working tree adds one database round trip of X ms (2, 1, 0.5) per authenticated request
@@ -28,9 +29,53 @@ PARTS=("$@")
 
 say() { printf '== %s\n' "$*" >&2; }
 for p in "${PARTS[@]}"; do
-  case "$p" in aa | reg2 | reg1 | reg05) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05)" >&2; exit 2 ;; esac
+  case "$p" in aa | reg2 | reg1 | reg05 | render) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05, render)" >&2; exit 2 ;; esac
 done
 command -v python3 >/dev/null || { echo "python3 is needed to read the verdicts" >&2; exit 2; }
+
+render() {
+  python3 - "$CSV" "$OUT" <<'EOF'
+import csv, statistics, sys
+import datetime
+rows = list(csv.DictReader(open(sys.argv[1])))
+# A verdict's whole time (builds, stack, trials): from the previous row's end when they ran back to back.
+prev = None
+for r in rows:
+    end = datetime.datetime.fromisoformat(r["finished_at"])
+    gap = (end - prev).total_seconds() if prev else None
+    r["cmd_s"] = str(gap) if gap is not None and gap < 3 * 3600 and gap >= float(r["wall_s"] or 0) else ""
+    prev = end
+parts = [("aa", "A/A (same commit both sides)", None), ("reg2", "B adds a 2 ms database round trip", 2),
+         ("reg1", "B adds a 1 ms database round trip", 1), ("reg05", "B adds a 0.5 ms database round trip", 0.5)]
+o = ["# Verdict study: `loadtest ab` on payment-confirm", "",
+     "Written by `bench/verdict.sh` from `verdict-runs.csv` (one row per verdict, through the full stack on this",
+     "machine: 2 cores shared by the load generator, both apps, Postgres, Prometheus). Exit 0 = pass,",
+     "97 = undecided, 98 = regressed.", "",
+     "Wall = the trials; whole = the whole command (both builds, image builds, the stack reused, trials),",
+     "from one verdict's end to the next.", "",
+     "| study | verdicts | exit 0 | exit 97 | exit 98 | other | rate that matters | median trials | median wall (s) | median whole (s) | median req/s change | median p95 change |",
+     "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+for key, label, _ in parts:
+    rs = [r for r in rows if r["part"] == key]
+    if not rs:
+        continue
+    n = len(rs)
+    c = lambda code: sum(1 for r in rs if r["exit"] == code)
+    other = n - c("0") - c("97") - c("98")
+    def med(k):
+        v = [float(r[k]) for r in rs if r[k] not in ("", "nan")]
+        return statistics.median(v) if v else float("nan")
+    rate = (f"false alarms {c('98')}/{n}" if key == "aa" else f"power {c('98')}/{n}")
+    rc, pc = f"{100*med('rps_change'):+.1f}%", f"{100*med('p95_change'):+.1f}%"
+    o.append(f"| {label} | {n} | {c('0')} | {c('97')} | {c('98')} | {other} | {rate} | {med('trials'):.0f} | {med('wall_s'):.0f} | {med('cmd_s'):.0f} | {rc} | {pc} |")
+args = sorted({r["ab_args"] for r in rows})
+commits = sorted({r["commit"][:12] for r in rows})
+o += ["", f"Flags: {', '.join(repr(a) if a else '(defaults)' for a in args)}; commits: {', '.join(commits)}.", ""]
+open(sys.argv[2], "w").write("\n".join(o) + "\n")
+EOF
+}
+
+if [ "${PARTS[*]}" = render ]; then render; exit 0; fi
 
 # The study's own project and ports.
 export LOADTEST_PROJECT=ltverdict LOADTEST_DB_PORT=5533 LOADTEST_APP_PORT=8180
@@ -72,37 +117,6 @@ fi
 
 [ -f "$CSV" ] || echo "part,n,exit,trials,wall_s,rps_change,p95_change,p99_change,decided_by,commit,ab_args,finished_at" >"$CSV"
 
-render() {
-  python3 - "$CSV" "$OUT" <<'EOF'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-parts = [("aa", "A/A (same commit both sides)", None), ("reg2", "B adds a 2 ms database round trip", 2),
-         ("reg1", "B adds a 1 ms database round trip", 1), ("reg05", "B adds a 0.5 ms database round trip", 0.5)]
-o = ["# Verdict study: `loadtest ab` on payment-confirm", "",
-     "Written by `bench/verdict.sh` from `verdict-runs.csv` (one row per verdict, through the full stack on this",
-     "machine: 2 cores shared by the load generator, both apps, Postgres, Prometheus). Exit 0 = pass,",
-     "97 = undecided, 98 = regressed.", "",
-     "| study | verdicts | exit 0 | exit 97 | exit 98 | other | rate that matters | median wall (s) | median trials | median req/s change | median p95 change |",
-     "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-for key, label, _ in parts:
-    rs = [r for r in rows if r["part"] == key]
-    if not rs:
-        continue
-    n = len(rs)
-    c = lambda code: sum(1 for r in rs if r["exit"] == code)
-    other = n - c("0") - c("97") - c("98")
-    def med(k):
-        v = [float(r[k]) for r in rs if r[k] not in ("", "nan")]
-        return statistics.median(v) if v else float("nan")
-    rate = (f"false alarms {c('98')}/{n}" if key == "aa" else f"power {c('98')}/{n}")
-    rc, pc = f"{100*med('rps_change'):+.1f}%", f"{100*med('p95_change'):+.1f}%"
-    o.append(f"| {label} | {n} | {c('0')} | {c('97')} | {c('98')} | {other} | {rate} | {med('wall_s'):.0f} | {med('trials'):.0f} | {rc} | {pc} |")
-args = sorted({r["ab_args"] for r in rows})
-commits = sorted({r["commit"][:12] for r in rows})
-o += ["", f"Flags: {', '.join(repr(a) if a else '(defaults)' for a in args)}; commits: {', '.join(commits)}.", ""]
-open(sys.argv[2], "w").write("\n".join(o) + "\n")
-EOF
-}
 
 for part in "${PARTS[@]}"; do
   case "$part" in
