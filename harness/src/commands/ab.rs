@@ -31,7 +31,8 @@ pub const UNDECIDED: u8 = 97;
 
 pub const AB_HELP: &str = "A is the service built from --base (default: the commit of benchmark/baseline_<scenario>.json
 when git has it, else the merge-base with the default branch); B is the working tree, uncommitted changes
-included. Both run at once on one stack, each on its own port. Trials alternate in randomized ABBA/BAAB blocks,
+included. Both run at once on one stack, each on its own port, in new containers every block. Trials come in
+randomized ABBA/BAAB blocks (by default the two trials of a pair run at the same time: --mode duet),
 the database reset from its template before each, a warm-up before each that is not measured. Every gated metric
 (config/regression.toml) is judged on the paired trials: a bootstrap interval of the B/A ratio and an exact
 sign-flip permutation test; it regressed when significant (p < alpha) and the whole interval lies beyond its
@@ -500,15 +501,27 @@ impl Context {
                 }
             });
         };
-        let started = rt.block_on(self.start_apps(&docker, &names, [&base.image, &head.image]));
-        let urls = match started {
+        let images = [base.image.clone(), head.image.clone()];
+        // Fresh containers for every block, created in random order: what
+        // sets one container apart from the other (its start, where its
+        // threads and memory landed) must not stay with one side.
+        let restart = |b_first: bool| {
+            rt.block_on(self.start_apps(&docker, &names, [&images[0], &images[1]], b_first))
+        };
+        let urls = match restart(false) {
             Ok(u) => u,
             Err(e) => {
                 cleanup();
                 return Err(Failure::Runtime(e));
             }
         };
-        let r = self.trial_loop(&rt, &urls, base, head, settings, judge, out_path, kind);
+        self.say(&format!(
+            "apps: A at {}, B at {} (new containers for every block)",
+            urls[0], urls[1]
+        ));
+        let r = self.trial_loop(
+            &rt, urls, &restart, base, head, settings, judge, out_path, kind,
+        );
         cleanup();
         if self.down {
             rt.block_on(docker.down(&self.project.name, Some(&self.project.working_dir)))
@@ -553,10 +566,12 @@ impl Context {
         docker: &DockerClient,
         specs: &[ServiceSpec; 2],
         images: [&String; 2],
+        b_first: bool,
     ) -> anyhow::Result<[String; 2]> {
         let mut urls = [String::new(), String::new()];
-        for (i, spec) in specs.iter().enumerate() {
-            let mut s = spec.clone();
+        let order = if b_first { [1, 0] } else { [0, 1] };
+        for i in order {
+            let mut s = specs[i].clone();
             s.image = images[i].clone();
             let name = self.project.container_name(&s.name);
             docker.remove_container(&name).await?;
@@ -576,7 +591,6 @@ impl Context {
                 .await?;
             urls[i] = format!("http://127.0.0.1:{port}");
         }
-        self.say(&format!("apps: A at {}, B at {}", urls[0], urls[1]));
         Ok(urls)
     }
 
@@ -584,7 +598,8 @@ impl Context {
     fn trial_loop(
         &self,
         rt: &tokio::runtime::Runtime,
-        urls: &[String; 2],
+        mut urls: [String; 2],
+        restart: &dyn Fn(bool) -> anyhow::Result<[String; 2]>,
         base: SideInfo,
         head: SideInfo,
         settings: AbSettings,
@@ -614,6 +629,9 @@ impl Context {
         };
         let mut i = 0;
         while i < plan.len() {
+            if i > 0 && i % 4 == 0 {
+                urls = restart(rng.bool()).map_err(Failure::Runtime)?;
+            }
             // Duet: both sides of a pair at once; otherwise one trial at a time.
             let step: Vec<Side> =
                 plan[i..(i + if self.duet { 2 } else { 1 }).min(plan.len())].to_vec();

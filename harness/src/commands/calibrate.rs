@@ -12,8 +12,8 @@ use super::ab::{Context, TrialArgs};
 
 pub const CALIBRATE_HELP: &str = "Both sides are the working tree's build, each in its own container; trials alternate in
 ABBA/BAAB blocks with the database reset before each, exactly as `loadtest ab` runs them. For every metric the
-spread of one pair's B/A log-ratio is recorded; `ab` then takes as tolerance the smallest change its --max-trials
-can detect (5% significance, 80% power; at least 1%), and `compare` (one run a side) uses it to decide whether a change stands out of the between-run noise.";
+spread of one pair's B/A log-ratio is recorded; `ab` then raises a configured tolerance to the smallest change
+its --max-trials can detect (5% significance, 80% power) where that is larger, and `compare` (one run a side) uses it to decide whether a change stands out of the between-run noise.";
 
 #[derive(clap::Args, Debug)]
 pub struct CalibrateCmd {
@@ -70,11 +70,11 @@ impl CalibrateCmd {
                 // What `ab` with its default 32 trials (16 pairs) can tell apart.
                 let d = crate::ab::detectable(*sd, 16, gates.alpha());
                 let (spread, tol) = if points {
-                    (format!("{sd:.2} pt"), format!("{:.2} pt", d.max(0.1)))
+                    (format!("{sd:.2} pt"), format!("{d:.2} pt"))
                 } else {
                     (
                         format!("{:.1}%", sd.exp_m1() * 100.0),
-                        format!("{:.1}%", d.exp_m1().max(0.01) * 100.0),
+                        format!("{:.1}%", d.exp_m1() * 100.0),
                     )
                 };
                 let aa = r
@@ -84,7 +84,7 @@ impl CalibrateCmd {
                     .map(|m| format!(", A/A change {}", render::sentence(m)))
                     .unwrap_or_default();
                 text.push_str(&format!(
-                    "  {scope:<16} {metric:<12} one pair varies by {spread} (sd); ab tolerance at 32 trials: {tol}{aa}\n"
+                    "  {scope:<16} {metric:<12} one pair varies by {spread} (sd); 32 trials detect {tol}{aa}\n"
                 ));
             }
         }

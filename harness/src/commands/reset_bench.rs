@@ -115,6 +115,20 @@ async fn measure(db: &DbSettings, plan_path: &Path, payments: u64, rounds: u32) 
         write_run(db).await?;
         ahead.push(reset::from_template(db).await?);
     }
+    // The same with the app's pool connected: the swap must first see those
+    // sessions gone.
+    let mut ahead_busy = vec![];
+    for round in 0..rounds {
+        progress("template, copy prepared ahead, 10 sessions open", round);
+        reset::prepare_next(db).await?;
+        write_run(db).await?;
+        let mut sessions = Vec::new();
+        for _ in 0..10 {
+            sessions.push(crate::db::connect(&db.url).await?);
+        }
+        ahead_busy.push(reset::from_template(db).await?);
+        drop(sessions);
+    }
     let (mut trunc, mut del_all) = (vec![], vec![]);
     for round in 0..rounds {
         progress("truncate", round);
@@ -149,6 +163,10 @@ async fn measure(db: &DbSettings, plan_path: &Path, payments: u64, rounds: u32) 
         (
             "template: copy prepared ahead (as `ab` does), then renamed in".to_string(),
             median(ahead),
+        ),
+        (
+            "template: copy prepared ahead, 10 sessions open (an app's pool)".to_string(),
+            median(ahead_busy),
         ),
         (
             "template: the copy prepared ahead (off the waiting path)".to_string(),
