@@ -135,32 +135,28 @@ baseline_commit() {
 
 worst=0
 for s in "${scenarios[@]}"; do
+  args=(bench)
+  [ -n "$s" ] && args+=(-s "$s")
+  [ -n "$run_name" ] && args+=(-r "$run_name")
+  [ "$compare" = 1 ] && args+=(--compare)
+  label=${s:-default}
   if [ "$compare" = 1 ]; then
     name=${s:-${LOADTEST_SCENARIO:-$(sed -n 's/^LOADTEST_SCENARIO=//p' .env 2>/dev/null | tail -n1)}}
     name=${name:-health}
     base=$(baseline_commit "$results_dir/baseline_$name.json")
     if [ -n "$base" ] && git cat-file -e "$base^{commit}" 2>/dev/null; then
       echo "loadtest.sh: -c: A/B of the baseline's commit $base against the working tree (loadtest ab)" >&2
-      set +e
-      target/release/loadtest ab --base "$base" -s "$name" --report "$results_dir/ab_$name.txt"
-      code=$?
-      set -e
-      echo "loadtest.sh: scenario $name finished with exit code $code" >&2
-      if [ "$code" = 2 ]; then exit 2; fi
-      if [ "$code" -gt "$worst" ]; then worst=$code; fi
-      continue
+      args=(ab --base "$base" -s "$name" --report "$results_dir/ab_$name.txt")
+      label=$name
+    else
+      echo "loadtest.sh: -c: the baseline's commit (${base:-not recorded}) is not in this git checkout: comparing one run with the stored baseline instead, which only catches large changes" >&2
     fi
-    echo "loadtest.sh: -c: the baseline's commit (${base:-not recorded}) is not in this git checkout: comparing one run with the stored baseline instead, which only catches large changes" >&2
   fi
-  args=(bench)
-  [ -n "$s" ] && args+=(-s "$s")
-  [ -n "$run_name" ] && args+=(-r "$run_name")
-  [ "$compare" = 1 ] && args+=(--compare)
   set +e
   target/release/loadtest "${args[@]}"
   code=$?
   set -e
-  echo "loadtest.sh: scenario ${s:-default} finished with exit code $code" >&2
+  echo "loadtest.sh: scenario $label finished with exit code $code" >&2
   # Usage errors stop everything; otherwise keep the most serious code.
   if [ "$code" = 2 ]; then exit 2; fi
   if [ "$code" -gt "$worst" ]; then worst=$code; fi
