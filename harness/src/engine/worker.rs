@@ -136,8 +136,8 @@ impl Runner for Worker {
         self.metrics.borrow_mut().interrupted_iterations += n;
     }
 
-    fn record_dropped(&self) {
-        self.metrics.borrow_mut().dropped_iterations += 1;
+    fn record_dropped(&self, n: u64) {
+        self.metrics.borrow_mut().dropped_iterations += n;
     }
 }
 

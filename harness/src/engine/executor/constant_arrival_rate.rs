@@ -3,7 +3,22 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::arrival::Plan;
 use super::Runner;
+
+/// Arrival `k` at `k * interval` seconds.
+struct Even {
+    interval: f64,
+}
+
+impl Plan for Even {
+    fn offset(&self, k: u64) -> Option<Duration> {
+        Some(Duration::from_secs_f64(k as f64 * self.interval))
+    }
+    fn estimate_before(&self, t: Duration) -> u64 {
+        (t.as_secs_f64() / self.interval).ceil() as u64
+    }
+}
 
 pub async fn run<R: Runner>(
     w: &Rc<R>,
@@ -14,13 +29,10 @@ pub async fn run<R: Runner>(
     max_vus: u32,
     graceful: Duration,
 ) {
-    let interval = time_unit.as_secs_f64() / rate;
-    let (index, count) = (w.index() as u64, w.count() as u64);
-    let offsets = (0u64..)
-        .skip(index as usize)
-        .step_by(count as usize)
-        .map(move |k| Duration::from_secs_f64(k as f64 * interval));
-    super::arrival::run(w, offsets, duration, pre_allocated, max_vus, graceful).await
+    let plan = Even {
+        interval: time_unit.as_secs_f64() / rate,
+    };
+    super::arrival::run(w, &plan, duration, pre_allocated, max_vus, graceful).await
 }
 
 #[cfg(test)]

@@ -42,8 +42,8 @@ pub trait Runner: 'static {
     fn busy(&self) -> u64;
     /// Counts the iterations in flight as interrupted.
     fn mark_interrupted(&self);
-    /// Counts an arrival that found no VU.
-    fn record_dropped(&self);
+    /// Counts `n` arrivals that found no VU.
+    fn record_dropped(&self, n: u64);
 
     /// This worker's part of `n` things numbered 0..n (round robin).
     fn share(&self, n: u64) -> impl Iterator<Item = u64> {
@@ -143,6 +143,9 @@ pub(crate) mod fake {
         pub count: usize,
         pub t0: Instant,
         pub iteration: Duration,
+        /// How long an iteration holds the thread before it waits (a VU
+        /// stalling the worker: the clock jumps while nothing else runs).
+        pub stall: Cell<Duration>,
         pub starts: RefCell<Vec<Start>>,
         pub active: Cell<u64>,
         pub busy: Cell<u64>,
@@ -159,6 +162,7 @@ pub(crate) mod fake {
                 count,
                 t0: Instant::now(),
                 iteration,
+                stall: Cell::new(Duration::ZERO),
                 starts: RefCell::new(Vec::new()),
                 active: Cell::new(0),
                 busy: Cell::new(0),
@@ -206,6 +210,9 @@ pub(crate) mod fake {
                 at_ms: self.ms(Instant::now()),
                 planned_ms: scheduled.map(|s| self.ms(s)),
             });
+            if !self.stall.get().is_zero() {
+                tokio::time::advance(self.stall.get()).await;
+            }
             tokio::time::sleep(self.iteration).await;
             self.busy.set(self.busy.get() - 1);
         }
@@ -219,8 +226,8 @@ pub(crate) mod fake {
             self.interrupted
                 .set(self.interrupted.get() + self.busy.replace(0));
         }
-        fn record_dropped(&self) {
-            self.dropped.set(self.dropped.get() + 1);
+        fn record_dropped(&self, n: u64) {
+            self.dropped.set(self.dropped.get() + n);
         }
     }
 

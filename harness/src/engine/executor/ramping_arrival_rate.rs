@@ -11,9 +11,7 @@ use crate::scenario::Stage;
 pub struct Schedule {
     /// `(duration s, rate at start /s, rate at end /s)` per stage.
     segments: Vec<(f64, f64, f64)>,
-    seg: usize,
-    seg_start: f64,
-    seg_count: f64,
+    /// The next iteration the iterator yields.
     k: u64,
 }
 
@@ -30,23 +28,16 @@ impl Schedule {
                 seg
             })
             .collect();
-        Schedule {
-            segments,
-            seg: 0,
-            seg_start: 0.0,
-            seg_count: 0.0,
-            k: 0,
-        }
+        Schedule { segments, k: 0 }
     }
-}
 
-impl Iterator for Schedule {
-    type Item = f64;
-    fn next(&mut self) -> Option<f64> {
-        let c = self.k as f64;
-        while let Some(&(d, a, b)) = self.segments.get(self.seg) {
+    /// Start of iteration `k` in seconds, `None` past the last stage.
+    pub fn start_of(&self, k: u64) -> Option<f64> {
+        let c = k as f64;
+        let (mut seg_start, mut seg_count) = (0.0, 0.0);
+        for &(d, a, b) in &self.segments {
             let total = (a + b) / 2.0 * d;
-            let need = c - self.seg_count;
+            let need = c - seg_count;
             if need < total || (need == 0.0 && total == 0.0 && a > 0.0) {
                 // Solve a*t + (b-a)/(2d)*t^2 = need for t in [0, d].
                 let slope = (b - a) / d;
@@ -55,14 +46,44 @@ impl Iterator for Schedule {
                 } else {
                     (-a + (a * a + 2.0 * slope * need).max(0.0).sqrt()) / slope
                 };
-                self.k += 1;
-                return Some(self.seg_start + t.clamp(0.0, d));
+                return Some(seg_start + t.clamp(0.0, d));
             }
-            self.seg_start += d;
-            self.seg_count += total;
-            self.seg += 1;
+            seg_start += d;
+            seg_count += total;
         }
         None
+    }
+
+    /// Iterations due by `t` seconds: the integral of the rate up to `t`.
+    fn integral(&self, t: f64) -> f64 {
+        let (mut seg_start, mut sum) = (0.0, 0.0);
+        for &(d, a, b) in &self.segments {
+            if t < seg_start + d {
+                let x = (t - seg_start).max(0.0);
+                return sum + a * x + (b - a) / d * x * x / 2.0;
+            }
+            sum += (a + b) / 2.0 * d;
+            seg_start += d;
+        }
+        sum
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = f64;
+    fn next(&mut self) -> Option<f64> {
+        let t = self.start_of(self.k)?;
+        self.k += 1;
+        Some(t)
+    }
+}
+
+impl super::arrival::Plan for Schedule {
+    fn offset(&self, k: u64) -> Option<Duration> {
+        self.start_of(k).map(Duration::from_secs_f64)
+    }
+    fn estimate_before(&self, t: Duration) -> u64 {
+        self.integral(t.as_secs_f64()).ceil().max(0.0) as u64
     }
 }
 
@@ -76,11 +97,8 @@ pub async fn run<R: Runner>(
     graceful: Duration,
 ) {
     let end: Duration = stages.iter().map(|s| s.duration).sum();
-    let offsets = Schedule::new(start_rate, time_unit, stages)
-        .skip(w.index())
-        .step_by(w.count())
-        .map(Duration::from_secs_f64);
-    super::arrival::run(w, offsets, end, pre_allocated, max_vus, graceful).await
+    let plan = Schedule::new(start_rate, time_unit, stages);
+    super::arrival::run(w, &plan, end, pre_allocated, max_vus, graceful).await
 }
 
 #[cfg(test)]
