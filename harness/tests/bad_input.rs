@@ -498,3 +498,40 @@ fn the_highest_arrival_rate_keeps_its_schedule_and_counts_what_it_drops() {
     // Before, every missed arrival was walked one by one: a 2 s run lasted 10 s.
     assert!(took.as_secs() < 8, "took {took:?}");
 }
+
+#[test]
+fn ctrl_c_stops_a_run_whose_templates_burn_all_their_fuel() {
+    // Every iteration renders a template that runs out of fuel; Ctrl-C must
+    // still end the run promptly with partial results marked interrupted.
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "burn",
+        "[options]\nexecutor = \"constant-vus\"\nvus = 2\nduration = \"60s\"\n\n\
+         [[steps]]\nname = \"spin\"\nmethod = \"POST\"\npath = \"/health\"\n\
+         body = \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\"\n",
+    );
+    let out = dir.path().join("out");
+    let child = std::process::Command::new(bin())
+        .args(["run", "-s", sc.to_str().unwrap(), "-t", &srv.url, "-o"])
+        .arg(&out)
+        .arg("-q")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed().as_secs() < 15,
+        "Ctrl-C took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let r = read_json(&out.join("baseline_burn.json"));
+    assert_eq!(r["interrupted"], true);
+    assert!(r.to_string().contains("ran out of fuel"), "{r}");
+}
