@@ -14,6 +14,7 @@
 #          `loadtest compare` on every ordered pair of clean runs (A/A) and every clean/slow pair, once with the
 #          runs' history.jsonl (between-run noise known) and once with the two files alone
 #
+# STUDY_REF=<commit> studies that commit instead of HEAD.
 # Resumable: every verdict (and every full-cycle run) is appended to its CSV as it finishes and done ones are
 # skipped, so the study can run in pieces (AB_ARGS adds flags to every `loadtest ab`; the rows record them).
 # The full-cycle results are kept in bench/results/raw/compare-runs/ so that the judging can be redone.
@@ -54,7 +55,8 @@ export LOADTEST_PROJECT=ltverdict LOADTEST_DB_PORT=5533 LOADTEST_APP_PORT=8180
 export LOADTEST_PUSHGATEWAY_PORT=9191 LOADTEST_PROMETHEUS_PORT=9190
 export LOADTEST_RESULTS_DIR="$STUDY/benchmark"
 
-REF=$(git -C "$ROOT" rev-parse HEAD)
+# The commit studied: HEAD, or STUDY_REF (to go on with the build an interrupted study used).
+REF=$(git -C "$ROOT" rev-parse "${STUDY_REF:-HEAD}")
 if [ ! -d "$STUDY/.git" ]; then
   say "cloning this checkout into $STUDY"
   git clone -q "$ROOT" "$STUDY"
@@ -63,7 +65,7 @@ if [ ! -d "$STUDY/.git" ]; then
     mkdir -p "$STUDY/target" && cp -a "$ROOT/target/release" "$STUDY/target/release"
   fi
 fi
-git -C "$STUDY" fetch -q "$ROOT" HEAD
+git -C "$STUDY" fetch -q "$ROOT" "$REF"
 git -C "$STUDY" checkout -q --force --detach "$REF"
 say "building loadtest and the demo in the study clone"
 (cd "$STUDY" && cargo build --release -q -p loadtest -p demo)
