@@ -194,8 +194,16 @@ fn bad_flags_are_usage_errors() {
         ),
         (vec!["run", "-s", sc], "--target"),
         (
-            vec!["run", "-s", sc, "-t", "https://127.0.0.1:1"],
-            "https is not supported",
+            vec![
+                "run",
+                "-s",
+                sc,
+                "-t",
+                "https://127.0.0.1:1",
+                "--ca-cert",
+                "/nonexistent/ca.pem",
+            ],
+            "--ca-cert /nonexistent/ca.pem: cannot read it",
         ),
     ] {
         let o = loadtest(&args);

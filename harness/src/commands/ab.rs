@@ -753,6 +753,7 @@ impl Context {
         copy: std::thread::JoinHandle<anyhow::Result<Duration>>,
     ) -> Result<Option<Vec<RunResult>>, Failure> {
         let plan = |url: &str, duration: Duration, name: String| RunPlan {
+            tls: Default::default(),
             scenario: self.scenario_path.display().to_string(),
             scenarios_dir: self.cfg.scenarios.clone(),
             target: url.to_string(),

@@ -111,6 +111,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
     ))?;
 
     let report = run::execute(RunPlan {
+        tls: Default::default(),
         scenario: path.display().to_string(),
         scenarios_dir: cfg.scenarios.clone(),
         target: cfg.target.clone(),

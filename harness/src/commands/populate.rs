@@ -23,6 +23,8 @@ pub struct PopulateCmd {
     /// No progress bar
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub tls: super::run::TlsArgs,
 }
 
 impl PopulateCmd {
@@ -36,7 +38,8 @@ impl PopulateCmd {
             )));
         }
         let rt = super::runtime()?;
-        let target = Arc::new(rt.block_on(Target::resolve(&self.target)).usage()?);
+        let tls = self.tls.settings(&sc, &path);
+        let target = Arc::new(rt.block_on(Target::resolve(&self.target, &tls)).usage()?);
         let mut base = BTreeMap::new();
         base.insert("env".to_string(), crate::engine::env_value());
         rt.block_on(crate::populate::run_all(&sc, &target, &base, !self.quiet))

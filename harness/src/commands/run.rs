@@ -20,6 +20,8 @@ use crate::scenario::{self, Scenario};
 /// Everything one run needs, from `loadtest run` or the full cycle.
 pub struct RunPlan {
     pub scenario: String,
+    /// --ca-cert / --insecure-skip-tls-verify (over the scenario's options).
+    pub tls: TlsArgs,
     pub scenarios_dir: PathBuf,
     pub target: String,
     pub vus: Option<u32>,
@@ -43,6 +45,31 @@ pub struct RunPlan {
     pub db_reset: Option<(crate::db::reset::Strategy, crate::db::reset::DbSettings)>,
     /// One trial of `loadtest ab`: result files only; no summary printed, no history line.
     pub trial: bool,
+}
+
+/// How an https target is trusted, from the command line; over the scenario's
+/// `tls_ca_file` / `insecure_skip_tls_verify`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Trust the CA certificates in this PEM file too (https targets)
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any server certificate (self-signed test environments only)
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl TlsArgs {
+    /// The settings for a run of the scenario at `path`.
+    pub fn settings(&self, sc: &Scenario, path: &Path) -> crate::engine::tls::TlsSettings {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut s = sc.options.tls.clone().relative_to(dir);
+        if let Some(ca) = &self.ca_cert {
+            s.ca_file = Some(ca.clone());
+        }
+        s.insecure_skip_verify |= self.insecure_skip_tls_verify;
+        s
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,6 +124,8 @@ pub struct RunCmd {
     /// `loadtest compare` then judges between-trial variance (use 5 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 impl RunCmd {
@@ -114,6 +143,7 @@ impl RunCmd {
             }
         };
         let report = execute(RunPlan {
+            tls: self.tls.clone(),
             db_reset,
             scenario: self.scenario.clone(),
             scenarios_dir: self.scenarios_dir.clone(),
@@ -159,7 +189,8 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     let sc = Arc::new(sc);
 
     let rt = super::runtime()?;
-    let target = Arc::new(rt.block_on(Target::resolve(&args.target)).usage()?);
+    let tls = args.tls.settings(&sc, &path);
+    let target = Arc::new(rt.block_on(Target::resolve(&args.target, &tls)).usage()?);
     // Paths must form valid URIs with this target before anything is sent.
     for steps in [&sc.setup, &sc.steps, &sc.teardown] {
         engine::vu::prepare(steps, &target)

@@ -1,5 +1,5 @@
-//! The HTTP/1.1 client: one keep-alive connection per VU, driven by hyper
-//! directly (no pool, no locks), with byte counting on the socket.
+//! The HTTP/1.1 client: one keep-alive connection per VU (over TLS for https),
+//! driven by hyper directly (no pool, no locks), with byte counting on the socket.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::error::{Error, InvalidPath};
+use super::tls::{Tls, TlsSettings};
 
 /// The system under test, resolved once before the run.
 #[derive(Debug)]
@@ -34,23 +35,23 @@ pub struct Target {
     pub auth: Option<HeaderValue>,
     /// Path prefix from the target URL, without a trailing slash.
     pub base_path: String,
+    /// Set for https targets.
+    pub tls: Option<Tls>,
 }
 
 impl Target {
-    /// Parses and resolves `http://host:port[/prefix]`.
-    pub async fn resolve(given: &str) -> Result<Target> {
+    /// Parses and resolves `http[s]://host:port[/prefix]`.
+    pub async fn resolve(given: &str, tls: &TlsSettings) -> Result<Target> {
         let shown = crate::redact::userinfo(given);
         let url = shown.as_str();
         let uri: Uri = given
             .parse()
             .map_err(|e| anyhow!("--target `{url}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                bail!("--target `{url}`: https is not supported yet; point at the plain-HTTP port")
-            }
-            _ => bail!("--target `{url}` must start with http://"),
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => bail!("--target `{url}` must start with http:// or https://"),
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow!("--target `{url}` has no host"))?;
@@ -77,6 +78,7 @@ impl Target {
             .map(|(_, p)| p)
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         let port = match (written, authority.port_u16()) {
+            (None, _) if https => 443,
             (None, _) => 80,
             (Some(_), Some(p)) if p > 0 => p,
             (Some(p), _) => bail!("--target `{url}`: port {p} is not a TCP port (1-65535)"),
@@ -90,12 +92,17 @@ impl Target {
             .map_err(|e| anyhow!("--target `{url}`: cannot resolve `{host}`: {e}"))?
             .next()
             .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?;
+        let tls = https
+            .then(|| Tls::new(host, tls))
+            .transpose()
+            .map_err(|e| anyhow!("--target `{url}`: {e:#}"))?;
         Ok(Target {
             url: shown.clone(),
             addr,
             host: HeaderValue::from_str(hostport)?,
             auth,
             base_path: uri.path().trim_end_matches('/').to_string(),
+            tls,
         })
     }
 
@@ -173,6 +180,20 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// HTTP/1.1 on an open connection; the connection is driven by its own task.
+async fn handshake<T>(io: T, addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| Error::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 /// The largest body kept for checks, extraction and error messages.
 pub const BODY_KEEP_MAX: usize = 8 << 20;
 
@@ -205,17 +226,21 @@ impl Client {
             .map_err(|source| Error::Connect { addr, source })?;
         // Small requests must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(Counted {
+        let io = Counted {
             inner: tcp,
             counters: self.counters.clone(),
-        });
-        let (sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|source| Error::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+        };
+        match &self.target.tls {
+            None => handshake(io, addr).await,
+            Some(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(tls.name.clone(), io)
+                    .await
+                    .map_err(|source| Error::Tls { addr, source })?;
+                handshake(stream, addr).await
+            }
+        }
     }
 
     /// Sends a request on the kept-alive connection (reconnecting when needed).

@@ -19,6 +19,13 @@ pub enum Error {
     },
     #[error("connect timeout after {}", crate::duration::format(*.0))]
     ConnectTimeout(Duration),
+    /// The TLS handshake failed: a certificate not trusted, no common
+    /// protocol, or no TLS at all on that port.
+    #[error("{}", tls_text(.addr, .source))]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("handshake failed ({addr}): {}", chain(.source))]
     Handshake {
         addr: SocketAddr,
@@ -41,6 +48,28 @@ pub enum Error {
     /// A worker thread panicked: its share of the run is lost.
     #[error("a worker thread failed ({0}); the run's figures would be incomplete")]
     Worker(String),
+}
+
+fn tls_text(addr: &SocketAddr, e: &std::io::Error) -> String {
+    use rustls::CertificateError as C;
+    let cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(c) => Some(c),
+            _ => None,
+        });
+    let hint = match cert {
+        Some(C::UnknownIssuer | C::BadSignature) => {
+            "; trust its CA with --ca-cert FILE, or pass --insecure-skip-tls-verify for a test environment"
+        }
+        Some(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "; use the host name the certificate was issued for (or --insecure-skip-tls-verify for a test environment)"
+        }
+        Some(_) => "; --insecure-skip-tls-verify accepts it for a test environment",
+        None => "",
+    };
+    format!("TLS handshake failed ({addr}): {e}{hint}")
 }
 
 impl Error {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 mod executor;
+pub mod tls;
 pub mod vu;
 pub mod worker;
 

@@ -26,6 +26,10 @@ pub struct RawOptions {
     pub graceful_stop: Option<String>,
     pub think_time: Option<String>,
     pub timeout: Option<String>,
+    pub tls_ca_file: Option<String>,
+    pub insecure_skip_tls_verify: Option<bool>,
+    pub tls_client_cert: Option<String>,
+    pub tls_client_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +85,16 @@ pub const EXECUTORS: &[&str] = &[
 ];
 
 /// Settings that apply whatever the executor.
-const COMMON: &[&str] = &["executor", "graceful_stop", "think_time", "timeout"];
+const COMMON: &[&str] = &[
+    "executor",
+    "graceful_stop",
+    "think_time",
+    "timeout",
+    "tls_ca_file",
+    "insecure_skip_tls_verify",
+    "tls_client_cert",
+    "tls_client_key",
+];
 
 fn allowed(executor: &str) -> &'static [&'static str] {
     match executor {
@@ -115,6 +128,39 @@ pub struct Options {
     pub think_time: Option<(Duration, Duration)>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// For https targets; paths as written (relative to the scenario file).
+    pub tls: TlsSettings,
+}
+
+/// How an https target is trusted and how the client proves who it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsSettings {
+    /// Extra trusted roots (PEM), beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate (self-signed test environments).
+    pub insecure_skip_verify: bool,
+    /// Client certificate chain and key (PEM) for mutual TLS.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl TlsSettings {
+    /// Relative paths taken from `dir` (the scenario file's folder).
+    pub fn relative_to(mut self, dir: &std::path::Path) -> TlsSettings {
+        for p in [
+            &mut self.ca_file,
+            &mut self.client_cert,
+            &mut self.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        self
+    }
 }
 
 /// An option error: the key it concerns (inside `[options]`) and the message.
@@ -237,6 +283,12 @@ impl Options {
                 .unwrap_or(Duration::from_secs(30)),
             think_time,
             timeout: dur("timeout", &raw.timeout)?.unwrap_or(Duration::from_secs(60)),
+            tls: TlsSettings {
+                ca_file: raw.tls_ca_file.as_ref().map(Into::into),
+                insecure_skip_verify: raw.insecure_skip_tls_verify.unwrap_or(false),
+                client_cert: raw.tls_client_cert.as_ref().map(Into::into),
+                client_key: raw.tls_client_key.as_ref().map(Into::into),
+            },
         };
         if options.executor.max_vus() == 0 {
             return Err(err(

@@ -242,23 +242,28 @@ async fn flaky(State(s): State<Arc<AppState>>, Json(body): Json<Value>) -> impl 
     )
 }
 
+/// The test API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/slow", get(slow))
+        .route("/fail", get(fail))
+        .route("/steady", get(steady))
+        .route("/accounts", post(accounts))
+        .route("/payments", post(create_payment))
+        .route("/payments/{id}/confirm", post(confirm))
+        .route("/who", get(who))
+        .route("/headers", get(headers_seen))
+        .route("/big", get(big))
+        .route("/flaky", post(flaky))
+        .with_state(state)
+}
+
 impl TestServer {
     /// Starts the server on its own runtime thread; it stops when dropped.
     pub fn start() -> TestServer {
         let state = Arc::new(AppState::default());
-        let app = Router::new()
-            .route("/health", get(health))
-            .route("/slow", get(slow))
-            .route("/fail", get(fail))
-            .route("/steady", get(steady))
-            .route("/accounts", post(accounts))
-            .route("/payments", post(create_payment))
-            .route("/payments/{id}/confirm", post(confirm))
-            .route("/who", get(who))
-            .route("/headers", get(headers_seen))
-            .route("/big", get(big))
-            .route("/flaky", post(flaky))
-            .with_state(state.clone());
+        let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

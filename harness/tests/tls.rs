@@ -1,0 +1,275 @@
+//! https targets: a real rustls server on 127.0.0.1 with certificates made for
+//! each test (a CA, a server certificate for 127.0.0.1, and the bad cases).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, Issuer, KeyPair, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A CA, written to `<dir>/ca.pem`.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    pem: PathBuf,
+}
+
+fn ca(dir: &Path, name: &str) -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("loadtest test CA {name}"),
+    );
+    let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let pem = dir.join(format!("{name}.pem"));
+    std::fs::write(&pem, issuer.pem()).unwrap();
+    Ca { issuer, pem }
+}
+
+/// A leaf certificate for `names` signed by `ca` (or by itself), valid from
+/// `days.0` to `days.1` days from now. Returns (chain, key) as rustls wants them.
+fn leaf(
+    ca: Option<&Issuer<'_, KeyPair>>,
+    names: &[&str],
+    days: (i64, i64),
+) -> (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    String,
+    String,
+) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    for n in names {
+        p.subject_alt_names.push(match n.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+        });
+    }
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now + time::Duration::days(days.0);
+    p.not_after = now + time::Duration::days(days.1);
+    let key = KeyPair::generate().unwrap();
+    let cert = match ca {
+        Some(ca) => p.signed_by(&key, ca).unwrap(),
+        None => p.self_signed(&key).unwrap(),
+    };
+    let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
+    let chain = vec![cert.der().clone()];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    (chain, key, cert_pem, key_pem)
+}
+
+/// What a run must say, and the certificate that makes it say so: issuer
+/// (`None`: self-signed), names, validity in days from now.
+type BadCert<'a> = (
+    &'a str,
+    Option<&'a Issuer<'a, KeyPair>>,
+    &'a [&'a str],
+    (i64, i64),
+);
+
+/// The test API over TLS on 127.0.0.1:0; stops when dropped.
+struct TlsServer {
+    url: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TlsServer {
+    fn start(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_ca: Option<&Path>,
+    ) -> TlsServer {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let app = router(Arc::new(AppState::default()));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        a = listener.accept() => a.unwrap(),
+                        _ = &mut rx => return,
+                    };
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        // A failed handshake is the client's problem under test.
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let svc = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        TlsServer {
+            url: format!("https://{addr}"),
+            _shutdown: tx,
+        }
+    }
+}
+
+const SCENARIO: &str = "[options]\nexecutor = \"per-vu-iterations\"\nvus = 2\niterations = 3\n\n\
+    [[steps]]\nname = \"health\"\npath = \"/health\"\nchecks = { status = 200 }\n";
+
+/// Runs `body` as a scenario against `url`; returns (exit code, result JSON, stderr).
+fn run(dir: &Path, body: &str, url: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let sc = scenario_file(dir, "tls", body);
+    let out = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    let o = run_scenario(&sc, url, &out, extra);
+    let r = std::fs::read_to_string(out.join("baseline_tls.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    (code(&o), r, stderr(&o))
+}
+
+fn requests(r: &serde_json::Value) -> (u64, u64) {
+    let m = &r["metrics"];
+    let total = m["http_reqs"]["count"].as_u64().unwrap_or(0);
+    let failed = m["http_req_failed"]["passes"].as_u64().unwrap_or(0);
+    (total, failed)
+}
+
+fn errors(r: &serde_json::Value) -> String {
+    r["errors"].to_string()
+}
+
+#[test]
+fn https_with_a_trusted_ca_and_the_bad_certificates() {
+    let dir = tempdir();
+    let ca = ca(dir.path(), "ca");
+    let (chain, key, _, _) = leaf(Some(&ca.issuer), &["127.0.0.1", "localhost"], (-1, 30));
+    let good = TlsServer::start(chain, key, None);
+    let ca_flag = ["--ca-cert", ca.pem.to_str().unwrap()];
+
+    // Trusted through --ca-cert: every request answered.
+    let (c, r, e) = run(dir.path(), SCENARIO, &good.url, &ca_flag);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(requests(&r), (6, 0), "{}", errors(&r));
+
+    // The same through the scenario's tls_ca_file, relative to the scenario file.
+    let body = SCENARIO.replace("[options]\n", "[options]\ntls_ca_file = \"ca.pem\"\n");
+    let (c, r, e) = run(dir.path(), &body, &good.url, &[]);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(requests(&r), (6, 0));
+
+    // Not trusted: each request is an error with the reason and the fix; the run completes.
+    let (_, r, _) = run(dir.path(), SCENARIO, &good.url, &[]);
+    assert_eq!(requests(&r).0, 6, "{r}");
+    let errs = errors(&r);
+    assert!(errs.contains("TLS handshake failed"), "{errs}");
+    assert!(errs.contains("UnknownIssuer"), "{errs}");
+    assert!(errs.contains("--insecure-skip-tls-verify"), "{errs}");
+
+    // Accepted without verification when asked.
+    let (c, r, e) = run(
+        dir.path(),
+        SCENARIO,
+        &good.url,
+        &["--insecure-skip-tls-verify"],
+    );
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(requests(&r), (6, 0));
+
+    // A certificate for another name, an expired one, a self-signed one.
+    let cases: [BadCert; 3] = [
+        (
+            "not valid for name",
+            Some(&ca.issuer),
+            &["other.example"],
+            (-1, 30),
+        ),
+        ("expired", Some(&ca.issuer), &["127.0.0.1"], (-30, -1)),
+        ("UnknownIssuer", None, &["127.0.0.1"], (-1, 30)),
+    ];
+    for (want, issuer, names, days) in cases {
+        let (chain, key, _, _) = leaf(issuer, names, days);
+        let bad = TlsServer::start(chain, key, None);
+        let (_, r, _) = run(dir.path(), SCENARIO, &bad.url, &ca_flag);
+        let (total, failed) = requests(&r);
+        assert_eq!((total, failed), (6, 6), "{want}: {r}");
+        assert!(errors(&r).contains(want), "{want}: {}", errors(&r));
+    }
+
+    // Plain HTTP on the port: a TLS error, counted.
+    let plain = TestServer::start();
+    let url = plain.url.replace("http://", "https://");
+    let (_, r, _) = run(dir.path(), SCENARIO, &url, &ca_flag);
+    assert_eq!(requests(&r), (6, 6), "{r}");
+    assert!(
+        errors(&r).contains("TLS handshake failed"),
+        "{}",
+        errors(&r)
+    );
+}
+
+#[test]
+fn mutual_tls_sends_the_client_certificate() {
+    let dir = tempdir();
+    let server_ca = ca(dir.path(), "server-ca");
+    let client_ca = ca(dir.path(), "client-ca");
+    let (chain, key, _, _) = leaf(Some(&server_ca.issuer), &["127.0.0.1"], (-1, 30));
+    let srv = TlsServer::start(chain, key, Some(&client_ca.pem));
+    let (_, _, cert_pem, key_pem) = leaf(Some(&client_ca.issuer), &["client.example"], (-1, 30));
+    std::fs::write(dir.path().join("client.pem"), cert_pem).unwrap();
+    std::fs::write(dir.path().join("client.key"), key_pem).unwrap();
+    let ca_flag = ["--ca-cert", server_ca.pem.to_str().unwrap()];
+
+    let body = SCENARIO.replace(
+        "[options]\n",
+        "[options]\ntls_client_cert = \"client.pem\"\ntls_client_key = \"client.key\"\n",
+    );
+    let (c, r, e) = run(dir.path(), &body, &srv.url, &ca_flag);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(requests(&r), (6, 0), "{}", errors(&r));
+
+    // Without it the server refuses every connection.
+    let (_, r, _) = run(dir.path(), SCENARIO, &srv.url, &ca_flag);
+    assert_eq!(requests(&r), (6, 6), "{r}");
+
+    // A key without its certificate is a usage error before anything is sent.
+    let body = SCENARIO.replace(
+        "[options]\n",
+        "[options]\ntls_client_key = \"client.key\"\n",
+    );
+    let (c, _, e) = run(dir.path(), &body, &srv.url, &ca_flag);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("tls_client_cert"), "{e}");
+}
