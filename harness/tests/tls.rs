@@ -179,10 +179,17 @@ fn https_with_a_trusted_ca_and_the_bad_certificates() {
     let good = TlsServer::start(chain, key, None);
     let ca_flag = ["--ca-cert", ca.pem.to_str().unwrap()];
 
-    // Trusted through --ca-cert: every request answered.
+    // Trusted through --ca-cert: every request answered, on one kept-alive
+    // connection per VU, whose connect and handshake times are recorded.
     let (c, r, e) = run(dir.path(), SCENARIO, &good.url, &ca_flag);
     assert_eq!(c, 0, "{e}");
     assert_eq!(requests(&r), (6, 0), "{}", errors(&r));
+    let m = &r["metrics"];
+    assert_eq!(m["http_req_connecting"]["count"], 2, "{m}");
+    assert_eq!(m["http_req_tls_handshaking"]["count"], 2, "{m}");
+    assert!(m["http_req_tls_handshaking"]["max"].as_f64().unwrap() > 0.0);
+    let summary = std::fs::read_to_string(dir.path().join("out/baseline_tls.summary")).unwrap();
+    assert!(summary.contains("http_req_tls_handshaking"), "{summary}");
 
     // The same through the scenario's tls_ca_file, relative to the scenario file.
     let body = SCENARIO.replace("[options]\n", "[options]\ntls_ca_file = \"ca.pem\"\n");
@@ -228,8 +235,14 @@ fn https_with_a_trusted_ca_and_the_bad_certificates() {
         assert!(errors(&r).contains(want), "{want}: {}", errors(&r));
     }
 
-    // Plain HTTP on the port: a TLS error, counted.
+    // Plain HTTP has connections but no handshakes.
     let plain = TestServer::start();
+    let (c, r, e) = run(dir.path(), SCENARIO, &plain.url, &[]);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(r["metrics"]["http_req_connecting"]["count"], 2);
+    assert!(r["metrics"].get("http_req_tls_handshaking").is_none());
+
+    // Plain HTTP on the port: a TLS error, counted.
     let url = plain.url.replace("http://", "https://");
     let (_, r, _) = run(dir.path(), SCENARIO, &url, &ca_flag);
     assert_eq!(requests(&r), (6, 6), "{r}");

@@ -203,11 +203,21 @@ pub struct Response {
     pub body: Bytes,
 }
 
+/// How long opening a connection took (µs).
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    pub connect_us: u64,
+    /// The TLS handshake, when it completed.
+    pub tls_us: Option<u64>,
+}
+
 /// One VU's connection to the target.
 pub struct Client {
     target: Arc<Target>,
     counters: Arc<IoCounters>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Set when the last `send` opened a connection; taken by the caller.
+    opened: Option<Opened>,
 }
 
 impl Client {
@@ -216,14 +226,26 @@ impl Client {
             target,
             counters,
             sender: None,
+            opened: None,
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Error> {
+    /// The timings of the connection the last `send` opened, if it opened one.
+    pub fn take_opened(&mut self) -> Option<Opened> {
+        self.opened.take()
+    }
+
+    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, Error> {
         let addr = self.target.addr;
+        let t0 = std::time::Instant::now();
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| Error::Connect { addr, source })?;
+        let connect_us = t0.elapsed().as_micros() as u64;
+        self.opened = Some(Opened {
+            connect_us,
+            tls_us: None,
+        });
         // Small requests must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let io = Counted {
@@ -233,11 +255,16 @@ impl Client {
         match &self.target.tls {
             None => handshake(io, addr).await,
             Some(tls) => {
+                let t1 = std::time::Instant::now();
                 let stream = tls
                     .connector
                     .connect(tls.name.clone(), io)
                     .await
                     .map_err(|source| Error::Tls { addr, source })?;
+                self.opened = Some(Opened {
+                    connect_us,
+                    tls_us: Some(t1.elapsed().as_micros() as u64),
+                });
                 handshake(stream, addr).await
             }
         }
@@ -255,6 +282,7 @@ impl Client {
         keep: usize,
     ) -> (Result<Response, Error>, Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
+        self.opened = None;
         if let Some(s) = self.sender.as_mut() {
             if s.ready().await.is_err() {
                 self.sender = None;

@@ -276,6 +276,9 @@ impl Vu {
             };
             let keep = if step.needs_body { BODY_KEEP_MAX } else { 0 };
             let (res, elapsed) = self.send(req, scenario.options.timeout, keep).await;
+            if let Some(c) = self.client.take_opened() {
+                metrics.borrow_mut().record_connection(c);
+            }
             let json = match &res {
                 Ok(r) if step.needs_json && !r.body.is_empty() => {
                     serde_json::from_slice::<serde_json::Value>(&r.body).ok()

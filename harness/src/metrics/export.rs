@@ -260,6 +260,23 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes sent",
         s.total.bytes_sent as f64,
     );
+    // Connections opened in the last interval: p95 of their connect and TLS times.
+    for (name, help, h) in [
+        (
+            "k6_http_req_connecting_p95",
+            "TCP connect time of new connections over the last interval, seconds",
+            &s.interval.connecting,
+        ),
+        (
+            "k6_http_req_tls_handshaking_p95",
+            "TLS handshake time of new connections over the last interval, seconds",
+            &s.interval.tls_handshaking,
+        ),
+    ] {
+        if !h.is_empty() {
+            plain(name, help, h.value_at_quantile(0.95) as f64 / 1e6);
+        }
+    }
     plain(
         "k6_data_received_total",
         "Bytes received",

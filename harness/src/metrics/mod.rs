@@ -98,6 +98,10 @@ pub struct MetricsSet {
     pub checks: Vec<[u64; 2]>,
     pub iterations: u64,
     pub iteration_duration: Histogram<u64>,
+    /// Opening a TCP connection (µs), for the requests that opened one.
+    pub connecting: Histogram<u64>,
+    /// The TLS handshake after it (µs), https only.
+    pub tls_handshaking: Histogram<u64>,
     pub dropped_iterations: u64,
     pub interrupted_iterations: u64,
     /// Failure reasons (network errors, timeouts, template errors) and their counts.
@@ -149,6 +153,8 @@ impl MetricsSet {
             checks: vec![[0, 0]; checks],
             iterations: 0,
             iteration_duration: new_histogram(),
+            connecting: new_histogram(),
+            tls_handshaking: new_histogram(),
             dropped_iterations: 0,
             interrupted_iterations: 0,
             errors: HashMap::new(),
@@ -168,6 +174,12 @@ impl MetricsSet {
         self.iterations += o.iterations;
         self.iteration_duration
             .add(&o.iteration_duration)
+            .expect("same histogram bounds");
+        self.connecting
+            .add(&o.connecting)
+            .expect("same histogram bounds");
+        self.tls_handshaking
+            .add(&o.tls_handshaking)
             .expect("same histogram bounds");
         self.dropped_iterations += o.dropped_iterations;
         self.interrupted_iterations += o.interrupted_iterations;
@@ -215,6 +227,14 @@ impl MetricsSet {
         }
         for (c, ok) in checks.into_iter().enumerate() {
             self.checks[first_check + c][usize::from(!ok)] += 1;
+        }
+    }
+
+    /// A new connection: how long the TCP connect and the TLS handshake took.
+    pub fn record_connection(&mut self, c: crate::engine::client::Opened) {
+        self.connecting.saturating_record(c.connect_us.max(1));
+        if let Some(t) = c.tls_us {
+            self.tls_handshaking.saturating_record(t.max(1));
         }
     }
 

@@ -126,6 +126,10 @@ pub fn build_result(
         http_req_duration: Trend::from_histogram(&t.all_durations()),
         http_req_duration_uncorrected: t.all_uncorrected().as_ref().map(Trend::from_histogram),
         iteration_duration: Trend::from_histogram(&t.iteration_duration),
+        http_req_connecting: (!t.connecting.is_empty())
+            .then(|| Trend::from_histogram(&t.connecting)),
+        http_req_tls_handshaking: (!t.tls_handshaking.is_empty())
+            .then(|| Trend::from_histogram(&t.tls_handshaking)),
         checks: rate_stat(passes, fails),
         iterations: counter(t.iterations, secs),
         dropped_iterations: counter(t.dropped_iterations, secs),

@@ -166,6 +166,13 @@ pub struct Metrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_req_duration_uncorrected: Option<Trend>,
     pub iteration_duration: Trend,
+    /// Opening a TCP connection, for the requests that opened one (k6 counts
+    /// every request, a reused connection as 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_req_connecting: Option<Trend>,
+    /// The TLS handshake of those connections (https targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_req_tls_handshaking: Option<Trend>,
     pub checks: RateStat,
     pub iterations: Counter,
     pub dropped_iterations: Counter,

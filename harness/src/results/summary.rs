@@ -175,6 +175,13 @@ pub fn render(r: &RunResult) -> String {
         );
     }
 
+    if let Some(c) = &m.http_req_connecting {
+        line(&mut o, "http_req_connecting", trend(c));
+    }
+    if let Some(t) = &m.http_req_tls_handshaking {
+        line(&mut o, "http_req_tls_handshaking", trend(t));
+    }
+
     let _ = writeln!(o, "\n  EXECUTION");
     line(
         &mut o,
