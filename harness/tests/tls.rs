@@ -84,6 +84,16 @@ impl TlsServer {
         key: PrivateKeyDer<'static>,
         client_ca: Option<&Path>,
     ) -> TlsServer {
+        Self::with_alpn(chain, key, client_ca, &[b"h2", b"http/1.1"])
+    }
+
+    /// Offering these protocols by ALPN (HTTP/2 and HTTP/1.1 both served).
+    fn with_alpn(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_ca: Option<&Path>,
+        alpn: &[&[u8]],
+    ) -> TlsServer {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -104,7 +114,9 @@ impl TlsServer {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+        let mut config = builder.with_single_cert(chain, key).unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(config);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let app = router(Arc::new(AppState::default()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
@@ -130,9 +142,11 @@ impl TlsServer {
                             return;
                         };
                         let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                            .await;
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
                     });
                 }
             });
@@ -285,4 +299,60 @@ fn mutual_tls_sends_the_client_certificate() {
     let (c, _, e) = run(dir.path(), &body, &srv.url, &ca_flag);
     assert_eq!(c, 2, "{e}");
     assert!(e.contains("tls_client_cert"), "{e}");
+}
+
+fn protocol(r: &serde_json::Value) -> String {
+    r["requests"]["health"]["protocol"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+#[test]
+fn http2_by_alpn_forced_or_refused_and_h2c_with_prior_knowledge() {
+    let dir = tempdir();
+    let ca = ca(dir.path(), "ca");
+    let ca_flag = ["--ca-cert", ca.pem.to_str().unwrap()];
+    let cert = || leaf(Some(&ca.issuer), &["127.0.0.1"], (-1, 30));
+    let version = |v: &str| {
+        SCENARIO.replace(
+            "[options]\n",
+            &format!("[options]\nhttp_version = \"{v}\"\n"),
+        )
+    };
+
+    // A server offering both: auto negotiates HTTP/2; "1.1" keeps HTTP/1.1.
+    let (chain, key, _, _) = cert();
+    let both = TlsServer::start(chain, key, None);
+    let (c, r, e) = run(dir.path(), SCENARIO, &both.url, &ca_flag);
+    assert_eq!((c, requests(&r)), (0, (6, 0)), "{e} {r}");
+    assert_eq!(protocol(&r), "HTTP/2");
+    let (c, r, e) = run(dir.path(), &version("1.1"), &both.url, &ca_flag);
+    assert_eq!((c, requests(&r)), (0, (6, 0)), "{e}");
+    assert_eq!(protocol(&r), "HTTP/1.1");
+
+    // A server offering HTTP/1.1 only: auto falls back; "2" cannot agree, each request an error.
+    let (chain, key, _, _) = cert();
+    let h1 = TlsServer::with_alpn(chain, key, None, &[b"http/1.1"]);
+    let (c, r, e) = run(dir.path(), SCENARIO, &h1.url, &ca_flag);
+    assert_eq!((c, requests(&r)), (0, (6, 0)), "{e}");
+    assert_eq!(protocol(&r), "HTTP/1.1");
+    let (_, r, _) = run(dir.path(), &version("2"), &h1.url, &ca_flag);
+    assert_eq!(requests(&r), (6, 6), "{r}");
+    assert!(
+        errors(&r).contains("TLS handshake failed"),
+        "{}",
+        errors(&r)
+    );
+
+    // Plain http with "2": HTTP/2 with prior knowledge (h2c).
+    let plain = TestServer::start();
+    let (c, r, e) = run(dir.path(), &version("2"), &plain.url, &[]);
+    assert_eq!((c, requests(&r)), (0, (6, 0)), "{e} {r}");
+    assert_eq!(protocol(&r), "HTTP/2");
+
+    // An unknown version is a usage error naming the choices.
+    let (c, _, e) = run(dir.path(), &version("3"), &plain.url, &[]);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("\"1.1\""), "{e}");
 }

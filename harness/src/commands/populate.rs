@@ -39,7 +39,10 @@ impl PopulateCmd {
         }
         let rt = super::runtime()?;
         let tls = self.tls.settings(&sc, &path);
-        let target = Arc::new(rt.block_on(Target::resolve(&self.target, &tls)).usage()?);
+        let target = Arc::new(
+            rt.block_on(Target::resolve(&self.target, &tls, sc.options.http_version))
+                .usage()?,
+        );
         let mut base = BTreeMap::new();
         base.insert("env".to_string(), crate::engine::env_value());
         rt.block_on(crate::populate::run_all(&sc, &target, &base, !self.quiet))

@@ -15,13 +15,14 @@ use http::header::HOST;
 use http::response::Parts;
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::error::{Error, InvalidPath};
 use super::tls::{Tls, TlsSettings};
+pub use crate::scenario::options::HttpVersion;
 
 /// The system under test, resolved once before the run.
 #[derive(Debug)]
@@ -37,11 +38,15 @@ pub struct Target {
     pub base_path: String,
     /// Set for https targets.
     pub tls: Option<Tls>,
+    /// HTTP/2 without TLS, with prior knowledge (`http_version = "2"` on http://).
+    pub h2c: bool,
+    /// `scheme://host:port`, for HTTP/2's pseudo-headers.
+    origin: String,
 }
 
 impl Target {
     /// Parses and resolves `http[s]://host:port[/prefix]`.
-    pub async fn resolve(given: &str, tls: &TlsSettings) -> Result<Target> {
+    pub async fn resolve(given: &str, tls: &TlsSettings, version: HttpVersion) -> Result<Target> {
         let shown = crate::redact::userinfo(given);
         let url = shown.as_str();
         let uri: Uri = given
@@ -93,7 +98,7 @@ impl Target {
             .next()
             .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?;
         let tls = https
-            .then(|| Tls::new(host, tls))
+            .then(|| Tls::new(host, tls, version))
             .transpose()
             .map_err(|e| anyhow!("--target `{url}`: {e:#}"))?;
         Ok(Target {
@@ -103,7 +108,17 @@ impl Target {
             auth,
             base_path: uri.path().trim_end_matches('/').to_string(),
             tls,
+            h2c: !https && version == HttpVersion::Two,
+            origin: format!("{}://{hostport}", if https { "https" } else { "http" }),
         })
+    }
+
+    /// The absolute form of an origin-form request URI.
+    fn absolute(&self, uri: &Uri) -> Uri {
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("{}{pq}", self.origin)
+            .parse()
+            .unwrap_or_else(|_| uri.clone())
     }
 
     /// The request URI for a path (origin form, as HTTP/1.1 sends it).
@@ -180,18 +195,43 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// HTTP/1.1 on an open connection; the connection is driven by its own task.
-async fn handshake<T>(io: T, addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Error>
+/// The request side of one connection.
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+}
+
+/// HTTP/1.1 or HTTP/2 on an open connection; the connection is driven by its own task.
+async fn handshake<T>(io: T, addr: SocketAddr, h2: bool) -> Result<Sender, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| Error::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    let io = TokioIo::new(io);
+    let fail = |source| Error::Handshake { addr, source };
+    if h2 {
+        let (sender, conn) = http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .map_err(fail)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H2(sender))
+    } else {
+        let (sender, conn) = http1::handshake(io).await.map_err(fail)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H1(sender))
+    }
 }
 
 /// The largest body kept for checks, extraction and error messages.
@@ -215,7 +255,7 @@ pub struct Opened {
 pub struct Client {
     target: Arc<Target>,
     counters: Arc<IoCounters>,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
     /// Set when the last `send` opened a connection; taken by the caller.
     opened: Option<Opened>,
 }
@@ -235,7 +275,7 @@ impl Client {
         self.opened.take()
     }
 
-    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, Error> {
+    async fn connect(&mut self) -> Result<Sender, Error> {
         let addr = self.target.addr;
         let t0 = std::time::Instant::now();
         let tcp = TcpStream::connect(addr)
@@ -253,7 +293,7 @@ impl Client {
             counters: self.counters.clone(),
         };
         match &self.target.tls {
-            None => handshake(io, addr).await,
+            None => handshake(io, addr, self.target.h2c).await,
             Some(tls) => {
                 let t1 = std::time::Instant::now();
                 let stream = tls
@@ -265,7 +305,8 @@ impl Client {
                     connect_us,
                     tls_us: Some(t1.elapsed().as_micros() as u64),
                 });
-                handshake(stream, addr).await
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                handshake(stream, addr, h2).await
             }
         }
     }
@@ -295,17 +336,25 @@ impl Client {
                 Err(_) => return (Err(Error::ConnectTimeout(timeout)), Duration::ZERO),
             }
         }
-        req.headers_mut().insert(HOST, self.target.host.clone());
+        let sender = self.sender.as_mut().expect("connected above");
+        if let Sender::H2(_) = sender {
+            // HTTP/2 carries scheme and host as pseudo-headers, taken from the URI.
+            *req.uri_mut() = self.target.absolute(req.uri());
+        } else {
+            req.headers_mut().insert(HOST, self.target.host.clone());
+        }
         if let Some(auth) = &self.target.auth {
             // A step's own Authorization header wins.
             req.headers_mut()
                 .entry(http::header::AUTHORIZATION)
                 .or_insert_with(|| auth.clone());
         }
-        let sender = self.sender.as_mut().expect("connected above");
         let start = std::time::Instant::now();
         let exchange = async {
-            let resp = sender.send_request(req).await?;
+            let resp = match sender {
+                Sender::H1(s) => s.send_request(req).await?,
+                Sender::H2(s) => s.send_request(req).await?,
+            };
             let (parts, mut body) = resp.into_parts();
             let mut chunks: Vec<Bytes> = Vec::new();
             let mut kept = 0usize;

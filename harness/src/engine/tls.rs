@@ -46,7 +46,7 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
 
 impl Tls {
     /// Builds the configuration for `host` (a DNS name or an IP address).
-    pub fn new(host: &str, s: &TlsSettings) -> Result<Tls> {
+    pub fn new(host: &str, s: &TlsSettings, version: super::client::HttpVersion) -> Result<Tls> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -88,7 +88,13 @@ impl Tls {
             }
             _ => bail!("mutual TLS needs both tls_client_cert and tls_client_key"),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        use super::client::HttpVersion as V;
+        // Offered by ALPN; the server picks (auto prefers HTTP/2, as browsers do).
+        config.alpn_protocols = match version {
+            V::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            V::One => vec![b"http/1.1".to_vec()],
+            V::Two => vec![b"h2".to_vec()],
+        };
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| anyhow!("`{host}` cannot be checked against a certificate: {e}"))?;
         Ok(Tls {

@@ -303,6 +303,7 @@ impl Vu {
                         status: r.parts.status.as_u16(),
                         latency_us,
                         late_us,
+                        http2: r.parts.version == http::Version::HTTP_2,
                     }
                 }
                 Err(e) => {

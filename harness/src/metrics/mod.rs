@@ -52,6 +52,8 @@ pub struct RequestMetrics {
     /// The plain send-to-last-byte latency, kept under arrival-rate executors.
     pub uncorrected: Option<Histogram<u64>>,
     pub statuses: Vec<(u16, u64)>,
+    /// Responses over HTTP/2 (the rest came over HTTP/1.x).
+    pub http2: u64,
 }
 
 impl RequestMetrics {
@@ -62,6 +64,18 @@ impl RequestMetrics {
             duration: new_histogram(),
             uncorrected: open_model.then(new_histogram),
             statuses: Vec::new(),
+            http2: 0,
+        }
+    }
+
+    /// The protocol the responses came over, when there were any.
+    pub fn protocol(&self) -> Option<&'static str> {
+        let responses: u64 = self.statuses.iter().map(|(_, n)| n).sum();
+        match (responses, self.http2) {
+            (0, _) => None,
+            (_, 0) => Some("HTTP/1.1"),
+            (r, h) if r == h => Some("HTTP/2"),
+            _ => Some("HTTP/1.1 and HTTP/2"),
         }
     }
 
@@ -75,6 +89,7 @@ impl RequestMetrics {
     fn merge(&mut self, o: &RequestMetrics) {
         self.count += o.count;
         self.failed += o.failed;
+        self.http2 += o.http2;
         self.duration
             .add(&o.duration)
             .expect("same histogram bounds");
@@ -123,6 +138,7 @@ pub enum Sample<'a> {
         status: u16,
         latency_us: u64,
         late_us: u64,
+        http2: bool,
     },
     /// No response: the reason, as grouped in the result's errors.
     Failed { error: &'a str },
@@ -206,8 +222,10 @@ impl MetricsSet {
                 status,
                 latency_us,
                 late_us,
+                http2,
             } => {
                 rm.add_status(status);
+                rm.http2 += u64::from(http2);
                 if status >= 400 {
                     rm.failed += 1;
                 }

@@ -112,6 +112,7 @@ pub fn build_result(
                     .into_iter()
                     .map(|(s, n)| (s.to_string(), n))
                     .collect(),
+                protocol: rm.protocol().map(str::to_string),
                 checks,
             },
         );

@@ -204,6 +204,9 @@ pub struct RequestResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram_uncorrected: Option<String>,
     pub status_codes: BTreeMap<String, u64>,
+    /// `HTTP/1.1`, `HTTP/2`, or both when a run saw both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     pub checks: Vec<CheckResult>,
 }
 

@@ -30,6 +30,7 @@ pub struct RawOptions {
     pub insecure_skip_tls_verify: Option<bool>,
     pub tls_client_cert: Option<String>,
     pub tls_client_key: Option<String>,
+    pub http_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +95,7 @@ const COMMON: &[&str] = &[
     "insecure_skip_tls_verify",
     "tls_client_cert",
     "tls_client_key",
+    "http_version",
 ];
 
 fn allowed(executor: &str) -> &'static [&'static str] {
@@ -130,6 +132,19 @@ pub struct Options {
     pub timeout: Duration,
     /// For https targets; paths as written (relative to the scenario file).
     pub tls: TlsSettings,
+    pub http_version: HttpVersion,
+}
+
+/// `http_version`: what the client speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/2 when an https server offers it (ALPN), else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    One,
+    /// HTTP/2 only: by ALPN on https, with prior knowledge (h2c) on http.
+    Two,
 }
 
 /// How an https target is trusted and how the client proves who it is.
@@ -283,6 +298,17 @@ impl Options {
                 .unwrap_or(Duration::from_secs(30)),
             think_time,
             timeout: dur("timeout", &raw.timeout)?.unwrap_or(Duration::from_secs(60)),
+            http_version: match raw.http_version.as_deref() {
+                None | Some("auto") => HttpVersion::Auto,
+                Some("1.1") => HttpVersion::One,
+                Some("2") => HttpVersion::Two,
+                Some(other) => {
+                    return Err(err(
+                        &["http_version"],
+                        format!("http_version `{other}`: use \"auto\", \"1.1\" or \"2\""),
+                    ))
+                }
+            },
             tls: TlsSettings {
                 ca_file: raw.tls_ca_file.as_ref().map(Into::into),
                 insecure_skip_verify: raw.insecure_skip_tls_verify.unwrap_or(false),
