@@ -616,3 +616,48 @@ fn bodies_nobody_reads_are_not_held() {
         r.loadgen.max_rss_kb
     );
 }
+
+#[test]
+fn each_vu_keeps_the_cookies_of_its_iteration() {
+    // Every iteration starts without cookies, logs in, and then sends the
+    // session cookie (not the one set for /admin) on the next request.
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "cookies",
+        r#"[options]
+executor = "per-vu-iterations"
+vus = 2
+iterations = 3
+
+[[steps]]
+name = "before"
+path = "/cookie"
+checks = { "$.cookie" = "" }
+
+[[steps]]
+name = "login"
+path = "/login"
+checks = { status = 200 }
+
+[[steps]]
+name = "after"
+path = "/cookie"
+checks = { "$.cookie" = "session=s3cret" }
+
+[[steps]]
+name = "own header wins"
+path = "/cookie"
+headers = { cookie = "mine=1" }
+checks = { "$.cookie" = "mine=1" }
+"#,
+    );
+    let out = dir.path().join("out");
+    let o = run_scenario(&sc, &srv.url, &out, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("baseline_cookies.json"));
+    let checks = &r["metrics"]["checks"];
+    assert_eq!(checks["passes"], 24, "{}", r["requests"]);
+    assert_eq!(checks["fails"], 0, "{}", r["requests"]);
+}

@@ -270,6 +270,11 @@ impl Client {
         }
     }
 
+    /// The URL of a request to the target (for the cookie jar).
+    pub fn url_of(&self, uri: &Uri) -> Option<url::Url> {
+        url::Url::parse(&self.target.absolute(uri).to_string()).ok()
+    }
+
     /// The timings of the connection the last `send` opened, if it opened one.
     pub fn take_opened(&mut self) -> Option<Opened> {
         self.opened.take()

@@ -94,6 +94,10 @@ pub struct Vu {
     ctx: Option<Value>,
     /// This iteration's data row.
     row: Option<Value>,
+    /// Cookies the target set during this iteration (k6's per-VU jar,
+    /// emptied at every iteration); `None` until the first one, so that a
+    /// service without cookies costs nothing per request.
+    cookies: Option<cookie_store::CookieStore>,
 }
 
 fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, TemplateError> {
@@ -124,6 +128,7 @@ impl Vu {
             vars: BTreeMap::new(),
             ctx: None,
             row: None,
+            cookies: None,
         }
     }
 
@@ -210,7 +215,47 @@ impl Vu {
         timeout: Duration,
         keep: usize,
     ) -> (Result<Response, Error>, Duration) {
-        self.client.send(req, timeout, keep).await
+        let mut req = req;
+        let url = self
+            .cookies
+            .as_ref()
+            .and_then(|_| self.client.url_of(req.uri()));
+        if let (Some(jar), Some(url)) = (&self.cookies, &url) {
+            // A step's own Cookie header wins.
+            if !req.headers().contains_key(http::header::COOKIE) {
+                let line: Vec<String> = jar
+                    .get_request_values(url)
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                if let Ok(v) = HeaderValue::from_str(&line.join("; ")) {
+                    if !line.is_empty() {
+                        req.headers_mut().insert(http::header::COOKIE, v);
+                    }
+                }
+            }
+        }
+        let uri = req.uri().clone();
+        let out = self.client.send(req, timeout, keep).await;
+        if let (Ok(r), _) = &out {
+            let mut set = r
+                .parts
+                .headers
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .peekable();
+            if set.peek().is_some() {
+                if let Some(url) = url.or_else(|| self.client.url_of(&uri)) {
+                    let jar = self.cookies.get_or_insert_with(Default::default);
+                    for v in set {
+                        if let Ok(text) = v.to_str() {
+                            // A cookie the jar refuses (bad domain, bad syntax) is dropped, as browsers do.
+                            let _ = jar.parse(text, &url);
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Sets the variables a step extracts from a JSON body; a missing value unsets it.
@@ -253,9 +298,12 @@ impl Vu {
         scheduled: Option<Instant>,
     ) {
         let scenario = &sh.scenario;
-        // Variables extracted by steps live for one iteration.
+        // Variables extracted by steps, and cookies, live for one iteration.
         if !self.vars.is_empty() {
             self.vars.clear();
+        }
+        if let Some(jar) = &mut self.cookies {
+            jar.clear();
         }
         self.ctx = None;
         if let Some(f) = &sh.feed {

@@ -242,6 +242,22 @@ async fn flaky(State(s): State<Arc<AppState>>, Json(body): Json<Value>) -> impl 
     )
 }
 
+/// Sets a session cookie (and one for another path, which must not come back on /cookie).
+async fn login() -> impl IntoResponse {
+    (
+        axum::response::AppendHeaders([
+            ("set-cookie", "session=s3cret; Path=/; HttpOnly"),
+            ("set-cookie", "admin=1; Path=/admin"),
+        ]),
+        Json(json!({"ok": true})),
+    )
+}
+
+/// The Cookie header the request carried ("" when none).
+async fn cookie_seen(headers: HeaderMap) -> impl IntoResponse {
+    Json(json!({"cookie": header(&headers, "cookie")}))
+}
+
 /// The test API's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -256,6 +272,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/headers", get(headers_seen))
         .route("/big", get(big))
         .route("/flaky", post(flaky))
+        .route("/login", get(login))
+        .route("/cookie", get(cookie_seen))
         .with_state(state)
 }
 
