@@ -356,3 +356,31 @@ fn http2_by_alpn_forced_or_refused_and_h2c_with_prior_knowledge() {
     assert_eq!(c, 2, "{e}");
     assert!(e.contains("\"1.1\""), "{e}");
 }
+
+#[test]
+fn hosts_send_a_name_to_a_chosen_address() {
+    // A certificate for a name DNS does not know: `hosts` points the name at
+    // 127.0.0.1, and the name is still what TLS checks (SNI and certificate).
+    let dir = tempdir();
+    let ca = ca(dir.path(), "ca");
+    let (chain, key, _, _) = leaf(Some(&ca.issuer), &["api.loadtest.test"], (-1, 30));
+    let srv = TlsServer::start(chain, key, None);
+    let port = srv.url.rsplit(':').next().unwrap();
+    let url = format!("https://api.loadtest.test:{port}");
+    let ca_flag = ["--ca-cert", ca.pem.to_str().unwrap()];
+    let body = SCENARIO.replace(
+        "[options]\n",
+        "[options]\nhosts = { \"api.loadtest.test\" = \"127.0.0.1\" }\n",
+    );
+    let (c, r, e) = run(dir.path(), &body, &url, &ca_flag);
+    assert_eq!((c, requests(&r)), (0, (6, 0)), "{e} {r}");
+
+    // A value that is no address is a usage error naming the key.
+    let body = SCENARIO.replace(
+        "[options]\n",
+        "[options]\nhosts = { \"api.loadtest.test\" = \"localhost\" }\n",
+    );
+    let (c, _, e) = run(dir.path(), &body, &url, &ca_flag);
+    assert_eq!(c, 2, "{e}");
+    assert!(e.contains("not an IP address"), "{e}");
+}

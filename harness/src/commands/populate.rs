@@ -40,8 +40,13 @@ impl PopulateCmd {
         let rt = super::runtime()?;
         let tls = self.tls.settings(&sc, &path);
         let target = Arc::new(
-            rt.block_on(Target::resolve(&self.target, &tls, sc.options.http_version))
-                .usage()?,
+            rt.block_on(Target::resolve(
+                &self.target,
+                &tls,
+                sc.options.http_version,
+                &sc.options.hosts,
+            ))
+            .usage()?,
         );
         let mut base = BTreeMap::new();
         base.insert("env".to_string(), crate::engine::env_value());

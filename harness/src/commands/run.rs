@@ -191,8 +191,13 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     let rt = super::runtime()?;
     let tls = args.tls.settings(&sc, &path);
     let target = Arc::new(
-        rt.block_on(Target::resolve(&args.target, &tls, sc.options.http_version))
-            .usage()?,
+        rt.block_on(Target::resolve(
+            &args.target,
+            &tls,
+            sc.options.http_version,
+            &sc.options.hosts,
+        ))
+        .usage()?,
     );
     // Paths must form valid URIs with this target before anything is sent.
     for steps in [&sc.setup, &sc.steps, &sc.teardown] {

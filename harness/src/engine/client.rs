@@ -46,7 +46,12 @@ pub struct Target {
 
 impl Target {
     /// Parses and resolves `http[s]://host:port[/prefix]`.
-    pub async fn resolve(given: &str, tls: &TlsSettings, version: HttpVersion) -> Result<Target> {
+    pub async fn resolve(
+        given: &str,
+        tls: &TlsSettings,
+        version: HttpVersion,
+        hosts: &std::collections::BTreeMap<String, SocketAddr>,
+    ) -> Result<Target> {
         let shown = crate::redact::userinfo(given);
         let url = shown.as_str();
         let uri: Uri = given
@@ -92,11 +97,16 @@ impl Target {
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let addr = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| anyhow!("--target `{url}`: cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?;
+        let addr = match hosts.get(&host.to_ascii_lowercase()) {
+            // Port 0: the address only, the target's port kept.
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), port),
+            Some(a) => *a,
+            None => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| anyhow!("--target `{url}`: cannot resolve `{host}`: {e}"))?
+                .next()
+                .ok_or_else(|| anyhow!("--target `{url}`: `{host}` resolves to no address"))?,
+        };
         let tls = https
             .then(|| Tls::new(host, tls, version))
             .transpose()

@@ -31,6 +31,7 @@ pub struct RawOptions {
     pub tls_client_cert: Option<String>,
     pub tls_client_key: Option<String>,
     pub http_version: Option<String>,
+    pub hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +97,7 @@ const COMMON: &[&str] = &[
     "tls_client_cert",
     "tls_client_key",
     "http_version",
+    "hosts",
 ];
 
 fn allowed(executor: &str) -> &'static [&'static str] {
@@ -133,6 +135,19 @@ pub struct Options {
     /// For https targets; paths as written (relative to the scenario file).
     pub tls: TlsSettings,
     pub http_version: HttpVersion,
+    /// k6's `hosts`: a host name's address, instead of asking DNS.
+    pub hosts: std::collections::BTreeMap<String, std::net::SocketAddr>,
+}
+
+/// `hosts` values: `IP` (the target's port kept: port 0 here) or `IP:port`.
+fn host_addr(v: &str) -> Option<std::net::SocketAddr> {
+    v.parse().ok().or_else(|| {
+        v.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 0))
+    })
 }
 
 /// `http_version`: what the client speaks.
@@ -309,6 +324,21 @@ impl Options {
                     ))
                 }
             },
+            hosts: raw
+                .hosts
+                .iter()
+                .flatten()
+                .map(|(name, v)| {
+                    host_addr(v)
+                        .map(|a| (name.to_ascii_lowercase(), a))
+                        .ok_or_else(|| {
+                            err(
+                                &["hosts", name],
+                                format!("`{v}` is not an IP address or IP:port"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
             tls: TlsSettings {
                 ca_file: raw.tls_ca_file.as_ref().map(Into::into),
                 insecure_skip_verify: raw.insecure_skip_tls_verify.unwrap_or(false),
