@@ -76,7 +76,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   db=$(container db 2>/dev/null || true)
   [ -n "$db" ] && engine POST "/containers/$db/unpause" 2>/dev/null || true
-  "$LT" down -q >/dev/null 2>&1 || true
+  "$LT" down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
