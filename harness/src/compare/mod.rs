@@ -171,6 +171,22 @@ pub struct RunNoise {
     /// Runs it rests on.
     pub runs: usize,
     pub sd: std::collections::BTreeMap<String, f64>,
+    /// Degrees of freedom behind each `sd` (runs less groups): few runs give
+    /// an uncertain spread, judged with Student's t rather than the normal.
+    pub df: std::collections::BTreeMap<String, usize>,
+}
+
+/// What one run a side is judged against, for one metric.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SingleNoise {
+    /// Between-run standard deviation (log scale; points for rates).
+    pub sd: f64,
+    /// Its degrees of freedom.
+    pub df: usize,
+    /// The two runs' own sampling error of the statistic (log scale), when
+    /// known: a spread measured on a few runs that agreed by chance must not
+    /// claim more precision than the percentiles of the runs themselves have.
+    pub sampling: Option<f64>,
 }
 
 /// Without a measured noise, one run a side regresses only beyond these
@@ -228,6 +244,7 @@ pub fn run_noise(
         ("checks_rate", |l| Some(l.checks_rate * 100.0)),
     ];
     let mut sd = std::collections::BTreeMap::new();
+    let mut dfs = std::collections::BTreeMap::new();
     for (key, pick) in metrics {
         let (mut ss, mut df) = (0.0, 0usize);
         for g in &groups {
@@ -241,28 +258,78 @@ pub fn run_noise(
         }
         if df >= 2 {
             sd.insert(key.to_string(), (ss / df as f64).sqrt());
+            dfs.insert(key.to_string(), df);
         }
     }
     Some(RunNoise {
         source: "history.jsonl: runs of one commit".into(),
         runs,
         sd,
+        df: dfs,
     })
 }
 
-/// Judges one run a side. With `sd` (between-run noise of the metric) the
-/// difference is a normal variable with spread sd * sqrt 2; without it only
-/// a change beyond [`conservative_bound`] counts.
+/// The sampling error, on the log scale, of a run's percentile `q` (0..1)
+/// from its histogram: the distribution-free interval of a quantile (order
+/// statistics at ranks n*q -/+ z*sqrt(n*q*(1-q))), its log width over 2z.
+/// A p99 of 600 requests rests on its 6 slowest: this says how loosely.
+pub fn quantile_log_se(h: &hdrhistogram::Histogram<u64>, q: f64, z: f64) -> Option<f64> {
+    let n = h.len() as f64;
+    if n < 2.0 || !(0.0..1.0).contains(&q) || z <= 0.0 {
+        return None;
+    }
+    let half = z * (n * q * (1.0 - q)).sqrt();
+    let lo_rank = (n * q - half).floor().max(1.0);
+    let hi_rank = (n * q + half + 1.0).ceil().min(n);
+    let lo = h.value_at_quantile(lo_rank / n) as f64;
+    let hi = h.value_at_quantile(hi_rank / n) as f64;
+    if lo <= 0.0 || hi < lo {
+        return None;
+    }
+    Some((hi / lo).ln() / (2.0 * z))
+}
+
+/// The sampling error of a run's percentile for one scope (None: all
+/// requests together), from the histograms stored in the result.
+pub fn run_sampling_se(r: &RunResult, request: Option<&str>, m: MetricKind, z: f64) -> Option<f64> {
+    let q = match m {
+        MetricKind::P50 => 0.5,
+        MetricKind::P90 => 0.9,
+        MetricKind::P95 => 0.95,
+        MetricKind::P99 => 0.99,
+        _ => return None,
+    };
+    let h = match request {
+        Some(n) => r.histogram(n).ok()?,
+        None => {
+            let mut all: Option<hdrhistogram::Histogram<u64>> = None;
+            for name in r.requests.keys() {
+                let h = r.histogram(name).ok()?;
+                match &mut all {
+                    None => all = Some(h),
+                    Some(a) => a.add(&h).ok()?,
+                }
+            }
+            all?
+        }
+    };
+    quantile_log_se(&h, q, z)
+}
+
+/// Judges one run a side. With `noise` (between-run spread of the metric and
+/// its degrees of freedom) the difference has spread sd * sqrt 2, judged with
+/// Student's t, and never less than the two runs' own sampling error; without
+/// it only a change beyond [`conservative_bound`] counts.
 pub fn judge_single(
     b: Option<f64>,
     c: Option<f64>,
     m: MetricKind,
     tolerance: f64,
-    sd: Option<f64>,
+    noise: Option<SingleNoise>,
     alpha: f64,
     confidence: f64,
 ) -> Judgement {
-    use statrs::distribution::{ContinuousCDF, Normal};
+    use statrs::distribution::{ContinuousCDF, StudentsT};
     let none = Judgement {
         change: None,
         interval: None,
@@ -287,7 +354,7 @@ pub fn judge_single(
             (hi < -t, lo > t)
         }
     };
-    let Some(sd) = sd.filter(|s| *s > 0.0 && s.is_finite()) else {
+    let Some(noise) = noise.filter(|n| n.sd > 0.0 && n.sd.is_finite() && n.df >= 1) else {
         let bound = conservative_bound(m);
         let verdict = match worse(d, d, bound) {
             (true, _) => Verdict::Regressed,
@@ -301,8 +368,8 @@ pub fn judge_single(
             verdict,
         };
     };
-    let n = Normal::new(0.0, 1.0).expect("standard normal");
-    let se = sd * std::f64::consts::SQRT_2;
+    let n = StudentsT::new(0.0, 1.0, noise.df as f64).expect("t with df >= 1");
+    let se = (noise.sd * std::f64::consts::SQRT_2).max(noise.sampling.unwrap_or(0.0));
     let z = n.inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
     let (lo, hi) = (to_report(d - z * se), to_report(d + z * se));
     let p = 2.0 * (1.0 - n.cdf(d.abs() / se));
@@ -659,6 +726,23 @@ pub fn judge(
     }
 }
 
+/// The sampling error of the log ratio of two runs' percentile.
+fn sampling_pair(
+    base: &RunResult,
+    cur: &RunResult,
+    scope: Option<&str>,
+    m: MetricKind,
+    confidence: f64,
+) -> Option<f64> {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let z = Normal::new(0.0, 1.0)
+        .expect("standard normal")
+        .inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let b = run_sampling_se(base, scope, m, z)?;
+    let c = run_sampling_se(cur, scope, m, z)?;
+    Some(b.hypot(c))
+}
+
 /// Compares two results. Mismatches are returned for the caller to refuse or accept.
 pub fn compare(
     base: &RunResult,
@@ -711,8 +795,14 @@ pub fn compare(
                 } = if method == Method::Trials {
                     judge(&bs, &cs, m, tolerance, cfg.alpha(), cfg.confidence(), seed)
                 } else {
-                    let sd = noise.and_then(|n| n.sd.get(m.key()).copied());
-                    judge_single(b, c, m, tolerance, sd, cfg.alpha(), cfg.confidence())
+                    let single = noise.and_then(|n| {
+                        Some(SingleNoise {
+                            sd: *n.sd.get(m.key())?,
+                            df: *n.df.get(m.key())?,
+                            sampling: sampling_pair(base, cur, scope, m, cfg.confidence()),
+                        })
+                    });
+                    judge_single(b, c, m, tolerance, single, cfg.alpha(), cfg.confidence())
                 };
                 Some(MetricVerdict {
                     metric: m,
@@ -891,7 +981,11 @@ mod tests {
             Some(12.0),
             MetricKind::P95,
             5.0,
-            Some(0.02),
+            Some(SingleNoise {
+                sd: 0.02,
+                df: 30,
+                sampling: None,
+            }),
             0.05,
             0.95,
         );
@@ -904,12 +998,67 @@ mod tests {
             Some(12.0),
             MetricKind::P95,
             5.0,
-            Some(0.15),
+            Some(SingleNoise {
+                sd: 0.15,
+                df: 30,
+                sampling: None,
+            }),
             0.05,
             0.95,
         );
         assert_eq!(j.verdict, Verdict::NoSignificantChange, "{j:?}");
         assert!(j.p_value.unwrap() > 0.05);
+    }
+
+    #[test]
+    fn few_runs_of_noise_or_a_loose_percentile_widen_the_interval() {
+        let judge = |sd: f64, df: usize, sampling: Option<f64>| {
+            judge_single(
+                Some(10.0),
+                Some(11.5),
+                MetricKind::P99,
+                10.0,
+                Some(SingleNoise { sd, df, sampling }),
+                0.05,
+                0.95,
+            )
+        };
+        // +15% against a 1% spread measured with 30 degrees of freedom: beyond 10%.
+        assert_eq!(judge(0.01, 30, None).verdict, Verdict::Regressed);
+        // The same spread from three runs (df 2, t = 4.3): the interval reaches below 10%.
+        let j = judge(0.01, 2, None);
+        assert_eq!(j.verdict, Verdict::NoSignificantChange, "{j:?}");
+        assert!(j.interval.unwrap().0 < 10.0, "{j:?}");
+        // A p99 that its own runs pin down only to +-15% (log se 0.075): not significant.
+        let j = judge(0.01, 30, Some(0.075));
+        assert_eq!(j.verdict, Verdict::NoSignificantChange, "{j:?}");
+        assert!(j.p_value.unwrap() > 0.05, "{j:?}");
+    }
+
+    #[test]
+    fn a_percentile_of_few_requests_is_loose_and_of_many_is_tight() {
+        let z = 1.96;
+        let mut few = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        // 600 requests at 10..16 ms and a tail of 6 between 20 and 40 ms.
+        for i in 0..594u64 {
+            few.record(10_000 + (i % 60) * 100).unwrap();
+        }
+        for t in [20_000u64, 24_000, 28_000, 32_000, 36_000, 40_000] {
+            few.record(t).unwrap();
+        }
+        let loose = quantile_log_se(&few, 0.99, z).unwrap();
+        let mut many =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for i in 0..60_000u64 {
+            many.record(10_000 + (i % 600) * 10).unwrap();
+        }
+        let tight = quantile_log_se(&many, 0.99, z).unwrap();
+        // The few-request p99 spans the jump into the tail: wider than 10% a side.
+        assert!(loose > 0.1, "{loose}");
+        assert!(tight < 0.01, "{tight}");
+        assert!(
+            quantile_log_se(&hdrhistogram::Histogram::<u64>::new(3).unwrap(), 0.99, z).is_none()
+        );
     }
 
     #[test]
@@ -946,6 +1095,8 @@ mod tests {
         let want = 1.1f64.ln() / 2f64.sqrt();
         assert!((n.sd["rps"] - want).abs() < 1e-9, "{n:?}");
         assert!(n.sd["p95"].abs() < 1e-12);
+        // 4 runs in 2 groups: 2 degrees of freedom.
+        assert_eq!(n.df["rps"], 2);
         // Two runs of one commit are not enough.
         assert!(run_noise(&lines[..2], &[]).is_none());
     }

@@ -68,7 +68,7 @@ fn method(c: &Comparison) -> String {
     if c.method == Method::SingleRuns {
         return match &c.noise {
             Some(n) => format!(
-                "one run a side, against the between-run noise of {} runs of one commit; {:.0}% interval, normal test, alpha {}",
+                "one run a side, against the between-run noise of {} runs of one commit; {:.0}% interval, t test on the runs' spread (never tighter than each run's own percentile sampling error), alpha {}",
                 n.runs,
                 c.confidence * 100.0,
                 c.alpha
