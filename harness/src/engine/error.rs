@@ -43,6 +43,9 @@ pub enum Error {
         step: String,
         problem: OnceProblem,
     },
+    /// The run's timeline could not be kept in its temporary file.
+    #[error("cannot keep the timeline in a temporary file ({0}); is the temporary directory full or read-only? (TMPDIR)")]
+    Spool(std::io::Error),
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
     /// A worker thread panicked: its share of the run is lost.

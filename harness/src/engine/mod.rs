@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 mod executor;
+mod spool;
 pub mod tls;
 pub mod vu;
 pub mod worker;
@@ -187,12 +188,18 @@ pub async fn run_load(
         .min(scenario.options.executor.max_vus().max(1) as usize)
         .max(1);
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut timeline = spool::Spool::new().map_err(Error::Spool)?;
+    let mut spool_failed = None;
     let (stop_tx, stop_rx) = watch::channel(false);
     // A short head start so every worker begins on the same instant.
     let t0 = Instant::now() + Duration::from_millis(20);
     let mut handles = Vec::new();
+    // Merged sets go back to their worker, emptied, to be recorded into again.
+    let mut recycle = Vec::with_capacity(workers);
     for i in 0..workers {
-        let w = Worker::new(i, workers, shared.clone(), t0);
+        let (give_back, recycled) = std::sync::mpsc::channel();
+        recycle.push(give_back);
+        let w = Worker::new(i, workers, shared.clone(), t0, recycled);
         let (tx, stop) = (tx.clone(), stop_rx.clone());
         let h = std::thread::Builder::new()
             .name(format!("loadtest-worker-{i}"))
@@ -219,8 +226,9 @@ pub async fn run_load(
         .iter()
         .map(|s| s.method.to_string())
         .collect();
-    let mut timeline = Vec::new();
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    // Emptied per-second sets, reused for the next seconds.
+    let mut spare: Vec<MetricsSet> = Vec::new();
     let mut reported: Vec<Option<u64>> = vec![None; workers];
     let mut done = vec![false; workers];
     let mut allocated = vec![0u64; workers];
@@ -252,11 +260,17 @@ pub async fn run_load(
             } => {
                 allocated[worker] = a;
                 let p = pending.entry(second).or_insert_with(|| Pending {
-                    set: MetricsSet::for_scenario(&scenario),
+                    set: spare
+                        .pop()
+                        .unwrap_or_else(|| MetricsSet::for_scenario(&scenario)),
                     vus: 0,
                 });
                 p.set.merge(&set);
                 p.vus += vus;
+                let mut set = set;
+                set.reset();
+                // A worker that has finished no longer takes sets.
+                let _ = recycle[worker].send(set);
                 reported[worker] = Some(reported[worker].map_or(second, |s| s.max(second)));
             }
             Report::Done { worker } => done[worker] = true,
@@ -283,12 +297,19 @@ pub async fn run_load(
                         vus: p.vus,
                         vus_max,
                     }));
-                    interval = MetricsSet::for_scenario(&scenario);
+                    interval.reset();
                 }
             }
             let entry = Window::from_window(second, &p.set, p.vus, &steps);
             progress.update(second + 1, p.vus, &entry);
-            timeline.push(entry);
+            let mut done_set = p.set;
+            done_set.reset();
+            spare.push(done_set);
+            if let Err(e) = timeline.push(entry) {
+                // Stop the run: its result could not be written whole.
+                spool_failed.get_or_insert(e);
+                let _ = stop_tx.send(true);
+            }
             if aborted_by.is_none() {
                 let elapsed = t0.elapsed().as_secs_f64();
                 for t in scenario.thresholds.iter().filter(|t| t.abort_on_fail) {
@@ -337,6 +358,9 @@ pub async fn run_load(
     if let Some(msg) = crashed {
         return Err(Error::Worker(msg));
     }
+    if let Some(e) = spool_failed {
+        return Err(Error::Spool(e));
+    }
     let duration = t0.elapsed();
     // The last window usually covers less than a second.
     if let Some(last) = timeline.last_mut() {
@@ -345,7 +369,7 @@ pub async fn run_load(
     }
     Ok(LoadOutput {
         total,
-        timeline,
+        timeline: timeline.finish().map_err(Error::Spool)?,
         duration,
         interrupted,
         aborted_by,

@@ -45,10 +45,18 @@ pub struct Worker {
     last_bytes: Cell<(u64, u64)>,
     /// The last second reported, so the final (partial) window follows it.
     last_second: Cell<Option<u64>>,
+    /// Sets the controller has merged and emptied, to record into again.
+    recycled: std::sync::mpsc::Receiver<Box<MetricsSet>>,
 }
 
 impl Worker {
-    pub fn new(index: usize, count: usize, shared: Arc<Shared>, t0: Instant) -> Worker {
+    pub fn new(
+        index: usize,
+        count: usize,
+        shared: Arc<Shared>,
+        t0: Instant,
+        recycled: std::sync::mpsc::Receiver<Box<MetricsSet>>,
+    ) -> Worker {
         let sc = &shared.scenario;
         let metrics = MetricsSet::for_scenario(sc);
         Worker {
@@ -63,13 +71,17 @@ impl Worker {
             allocated: Cell::new(0),
             last_bytes: Cell::new((0, 0)),
             last_second: Cell::new(None),
+            recycled,
         }
     }
 
     /// Takes what was recorded since the last flush.
-    pub fn take(&self) -> MetricsSet {
-        let fresh = MetricsSet::for_scenario(&self.shared.scenario);
-        let mut set = self.metrics.replace(fresh);
+    pub fn take(&self) -> Box<MetricsSet> {
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Box::new(MetricsSet::for_scenario(&self.shared.scenario)));
+        let mut set = Box::new(self.metrics.replace(*fresh));
         let sent = self.counters.sent.load(Ordering::Relaxed);
         let received = self.counters.received.load(Ordering::Relaxed);
         let (s0, r0) = self.last_bytes.replace((sent, received));
@@ -83,7 +95,7 @@ impl Worker {
         let _ = tx.send(Report::Window {
             worker: self.index,
             second,
-            set: Box::new(self.take()),
+            set: self.take(),
             vus: self.active.get(),
             allocated: self.allocated.get(),
         });
