@@ -73,11 +73,7 @@ async fn one(
             Err(e) => return Outcome::Failed(e.to_string()),
         };
         let (res, _) = vu
-            .send(
-                req,
-                sh.scenario.options.timeout,
-                crate::engine::client::BODY_KEEP_MAX,
-            )
+            .exchange(sh, &p.step, prep, req, crate::engine::client::BODY_KEEP_MAX)
             .await;
         let (retryable, reason) = match res {
             Ok(resp) => {
@@ -154,7 +150,7 @@ pub async fn run_one(
     let p = &sc.populate[pi];
     let all = items(p)?;
     let total = all.len();
-    let prepared = vu::prepare(std::slice::from_ref(&p.step), target)
+    let prepared = vu::prepare(std::slice::from_ref(&p.step), target, sc.options.decompress)
         .map_err(|e| anyhow::anyhow!("populate `{}`: {e}", p.step.name))?;
     let sh = Arc::new(Shared {
         scenario: sc.clone(),

@@ -661,3 +661,120 @@ checks = { "$.cookie" = "mine=1" }
     assert_eq!(checks["passes"], 24, "{}", r["requests"]);
     assert_eq!(checks["fails"], 0, "{}", r["requests"]);
 }
+
+#[test]
+fn redirects_are_followed_within_the_target_and_bodies_decoded_on_request() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "redirects",
+        r#"[options]
+executor = "per-vu-iterations"
+vus = 1
+iterations = 2
+
+[[steps]]
+name = "chain"
+path = "/hop/3"
+checks = { status = 200, "$.method" = "GET" }
+
+[[steps]]
+name = "post then see other"
+method = "POST"
+path = "/see-other"
+json = { a = 1 }
+checks = { status = 200, "$.method" = "GET", "$.cookie" = "after=redirect" }
+
+[[steps]]
+name = "temporary keeps the method"
+method = "POST"
+path = "/temp"
+json = { a = 1 }
+checks = { status = 200, "$.method" = "POST", "$.body" = '{"a":1}' }
+
+[[steps]]
+name = "away"
+path = "/away"
+
+[[steps]]
+name = "loop"
+path = "/loop"
+
+[[steps]]
+name = "gzip asked for"
+path = "/packed/gzip"
+checks = { "$.msg" = "packed" }
+
+[[steps]]
+name = "deflate asked for"
+path = "/packed/deflate"
+checks = { "$.msg" = "packed" }
+
+[[steps]]
+name = "own encoding header"
+path = "/packed/gzip"
+headers = { "accept-encoding" = "identity" }
+checks = { "$.msg" = "plain" }
+"#,
+    );
+    let with_decompress = std::fs::read_to_string(&sc)
+        .unwrap()
+        .replace("iterations = 2\n", "iterations = 2\ndecompress = true\n");
+    std::fs::write(&sc, with_decompress).unwrap();
+    let out = dir.path().join("out");
+    let o = run_scenario(&sc, &srv.url, &out, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("baseline_redirects.json"));
+    // Every check passed, in both iterations: 2 + 3 + 3 + 1 + 1 + 1 per iteration.
+    assert_eq!(r["metrics"]["checks"]["fails"], 0, "{}", r["requests"]);
+    assert_eq!(r["metrics"]["checks"]["passes"], 22, "{}", r["requests"]);
+    // A chain is one request of its step.
+    assert_eq!(
+        r["requests"]["chain"]["http_reqs"]["count"], 2,
+        "{}",
+        r["requests"]["chain"]
+    );
+    let errors = r["errors"].as_array().unwrap();
+    let text = serde_json::to_string(errors).unwrap();
+    assert!(
+        text.contains("away: redirect to another origin (http://127.0.0.2:9) not followed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("elsewhere?id"),
+        "the whole location is not a group key: {text}"
+    );
+    assert!(text.contains("loop: stopped after 10 redirects"), "{text}");
+    assert_eq!(r["requests"]["away"]["http_req_failed"]["rate"], 1.0);
+
+    // Without following or decoding: the 3xx is the answer, the body stays packed.
+    let plain = std::fs::read_to_string(&sc)
+        .unwrap()
+        .replace("decompress = true\n", "max_redirects = 0\n")
+        .replace(
+            "checks = { status = 200, \"$.method\" = \"GET\" }",
+            "checks = { status = 302, \"header.location\" = \"2\" }",
+        );
+    let sc2 = scenario_file(dir.path(), "noredirects", &plain);
+    let o = run_scenario(&sc2, &srv.url, &out, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("baseline_noredirects.json"));
+    let passes = |name: &str| {
+        r["requests"][name]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["passes"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(passes("chain"), 4, "{}", r["requests"]["chain"]);
+    // Not asked for, so sent plain; the 303 is not followed.
+    assert_eq!(passes("gzip asked for"), 0);
+    assert_eq!(passes("post then see other"), 0);
+    assert!(
+        r["errors"].as_array().unwrap().is_empty(),
+        "{}",
+        r["errors"]
+    );
+}

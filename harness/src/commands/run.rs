@@ -201,7 +201,7 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     );
     // Paths must form valid URIs with this target before anything is sent.
     for steps in [&sc.setup, &sc.steps, &sc.teardown] {
-        engine::vu::prepare(steps, &target)
+        engine::vu::prepare(steps, &target, sc.options.decompress)
             .map_err(|e| Failure::Usage(anyhow!("{}: {e}", path.display())))?;
     }
     // `-r a_b -s c` and `-r a -s b_c` name the same file: never overwrite

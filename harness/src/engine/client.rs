@@ -285,6 +285,31 @@ impl Client {
         url::Url::parse(&self.target.absolute(uri).to_string()).ok()
     }
 
+    /// Puts back what `take_opened` took (a redirect chain reports its first connection).
+    pub fn put_opened(&mut self, o: Option<Opened>) {
+        self.opened = o;
+    }
+
+    /// The origin-form URI a redirect from `from` to `location` leads to,
+    /// when it stays on the target's origin.
+    pub fn follow(&self, from: &Uri, location: &str) -> Result<Uri, Error> {
+        let base = self
+            .url_of(from)
+            .ok_or_else(|| Error::RedirectAway(String::from("an unreadable location")))?;
+        let next = base
+            .join(location)
+            .map_err(|_| Error::RedirectAway(String::from("an unreadable location")))?;
+        if next.origin() != base.origin() {
+            return Err(Error::RedirectAway(next.origin().ascii_serialization()));
+        }
+        let pq = match next.query() {
+            Some(q) => format!("{}?{q}", next.path()),
+            None => next.path().to_string(),
+        };
+        pq.parse()
+            .map_err(|_| Error::RedirectAway(String::from("an unreadable location")))
+    }
+
     /// The timings of the connection the last `send` opened, if it opened one.
     pub fn take_opened(&mut self) -> Option<Opened> {
         self.opened.take()

@@ -36,6 +36,15 @@ pub enum Error {
     Http(hyper::Error),
     #[error("request timeout after {}", crate::duration::format(*.0))]
     RequestTimeout(Duration),
+    /// A redirect to another scheme, host or port: VUs hold connections to
+    /// the target only. Holds the origin, not the whole location (bounded groups).
+    #[error("redirect to another origin ({0}) not followed: a VU connects to the target only; use that origin as --target")]
+    RedirectAway(String),
+    #[error("stopped after {0} redirects (max_redirects); the last response was a redirect")]
+    TooManyRedirects(u32),
+    /// `decompress = true` and a body that cannot be decoded.
+    #[error("response {0}")]
+    Decode(String),
     /// A setup or teardown step did not give what the next steps need.
     #[error("{section} step `{step}`{problem}")]
     Once {

@@ -56,7 +56,7 @@ pub async fn run_once(
     steps: &[Step],
     base_vars: BTreeMap<String, Value>,
 ) -> Result<BTreeMap<String, Value>, Error> {
-    let prepared: Vec<Prepared> = vu::prepare(steps, target)?;
+    let prepared: Vec<Prepared> = vu::prepare(steps, target, scenario.options.decompress)?;
     let sh = Shared {
         scenario: scenario.clone(),
         target: target.clone(),
@@ -75,7 +75,7 @@ pub async fn run_once(
             .build(&sh, step, prep)
             .map_err(|e| failed(OnceProblem::Build(Box::new(e))))?;
         let (res, _) = vu
-            .send(req, scenario.options.timeout, client::BODY_KEEP_MAX)
+            .exchange(&sh, step, prep, req, client::BODY_KEEP_MAX)
             .await;
         let resp = res.map_err(|e| failed(OnceProblem::Send(Box::new(e))))?;
         let status = resp.parts.status.as_u16();
@@ -173,7 +173,7 @@ pub async fn run_load(
     exporter: Option<&metrics::export::Exporter>,
     feed: Option<Arc<crate::scenario::data::Feed>>,
 ) -> Result<LoadOutput, Error> {
-    let prepared = vu::prepare(&scenario.steps, &target)?;
+    let prepared = vu::prepare(&scenario.steps, &target, scenario.options.decompress)?;
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
         target,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Request, Uri};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use minijinja::Value;
 
@@ -32,7 +32,8 @@ pub struct Prepared {
     templated: bool,
 }
 
-pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, Error> {
+/// `decompress`: ask for compressed bodies (unless a step asks for its own encodings).
+pub fn prepare(steps: &[Step], target: &Target, decompress: bool) -> Result<Vec<Prepared>, Error> {
     steps
         .iter()
         .map(|s| {
@@ -55,6 +56,9 @@ pub fn prepare(steps: &[Step], target: &Target) -> Result<Vec<Prepared>, Error> 
                     })?;
                     headers.append(k.clone(), hv);
                 }
+            }
+            if decompress && !s.headers.iter().any(|(k, _)| k == ACCEPT_ENCODING) {
+                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate"));
             }
             let body = match &s.body {
                 Body::Static(b) => Some(b.clone()),
@@ -98,6 +102,65 @@ pub struct Vu {
     /// emptied at every iteration); `None` until the first one, so that a
     /// service without cookies costs nothing per request.
     cookies: Option<cookie_store::CookieStore>,
+}
+
+/// The Location of a redirect response, if it is one.
+fn redirect_location(r: &Response) -> Option<&str> {
+    match r.parts.status {
+        StatusCode::MOVED_PERMANENTLY
+        | StatusCode::FOUND
+        | StatusCode::SEE_OTHER
+        | StatusCode::TEMPORARY_REDIRECT
+        | StatusCode::PERMANENT_REDIRECT => r.parts.headers.get(LOCATION)?.to_str().ok(),
+        _ => None,
+    }
+}
+
+/// Replaces a gzip or deflate body with its decoded form (at most `keep` bytes).
+fn decode_body(r: &mut Response, keep: usize) -> Result<(), Error> {
+    use std::io::Read;
+    let encoding = match r.parts.headers.get(CONTENT_ENCODING) {
+        Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
+        None => return Ok(()),
+    };
+    let mut out = Vec::new();
+    let limit = keep as u64;
+    let read = match encoding.as_str() {
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&r.body[..])
+            .take(limit)
+            .read_to_end(&mut out),
+        // "deflate" is zlib-wrapped by the standard; some servers send it raw.
+        "deflate" => match flate2::read::ZlibDecoder::new(&r.body[..])
+            .take(limit)
+            .read_to_end(&mut out)
+        {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                out.clear();
+                flate2::read::DeflateDecoder::new(&r.body[..])
+                    .take(limit)
+                    .read_to_end(&mut out)
+            }
+        },
+        "" | "identity" => return Ok(()),
+        other => {
+            return Err(Error::Decode(format!(
+                "Content-Encoding `{other}` is not decoded (gzip and deflate are)"
+            )))
+        }
+    };
+    // A body cut at the kept size ends early: what was decoded is kept.
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => {
+            return Err(Error::Decode(format!(
+                "{encoding} body cannot be decoded: {e}"
+            )))
+        }
+    }
+    r.body = Bytes::from(out);
+    Ok(())
 }
 
 fn render_json(t: &JsonTpl, sh: &Shared, ctx: &Value) -> Result<serde_json::Value, TemplateError> {
@@ -258,6 +321,83 @@ impl Vu {
         out
     }
 
+    /// Sends a step's request and follows its redirects within the target's
+    /// origin (up to `max_redirects`), with the cookies each hop set. The
+    /// chain counts as one request of the step: its latency runs from the
+    /// first byte sent to the last byte of the final response. Compressed
+    /// bodies are decoded when the scenario asks for it and the body is kept.
+    pub async fn exchange(
+        &mut self,
+        sh: &Shared,
+        step: &Step,
+        prep: &Prepared,
+        req: Request<Full<Bytes>>,
+        keep: usize,
+    ) -> (Result<Response, Error>, Duration) {
+        let opts = &sh.scenario.options;
+        let (mut method, mut uri) = (req.method().clone(), req.uri().clone());
+        let (mut res, mut elapsed) = self.send(req, opts.timeout, keep).await;
+        let mut opened = self.client.take_opened();
+        let mut hops = 0;
+        while let Ok(r) = &res {
+            let Some(location) = redirect_location(r) else {
+                break;
+            };
+            if opts.max_redirects == 0 {
+                break;
+            }
+            if hops == opts.max_redirects {
+                res = Err(Error::TooManyRedirects(hops));
+                break;
+            }
+            let next = match self.client.follow(&uri, location) {
+                Ok(u) => u,
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            };
+            // Browsers' (and k6's) rules: 303 turns into GET, and so do 301
+            // and 302 after a POST; 307 and 308 repeat the request as it was.
+            let status = r.parts.status;
+            let to_get = status == StatusCode::SEE_OTHER && method != Method::HEAD
+                || matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && method == Method::POST;
+            let mut again = match self.build(sh, step, prep) {
+                Ok(q) => q,
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            };
+            if to_get {
+                method = Method::GET;
+                *again.body_mut() = Full::new(Bytes::new());
+                again.headers_mut().remove(CONTENT_TYPE);
+                again.headers_mut().remove(CONTENT_LENGTH);
+            }
+            *again.method_mut() = method.clone();
+            *again.uri_mut() = next.clone();
+            uri = next;
+            hops += 1;
+            let (r2, e2) = self.send(again, opts.timeout, keep).await;
+            res = r2;
+            elapsed += e2;
+            if let Some(o) = self.client.take_opened() {
+                opened.get_or_insert(o);
+            }
+        }
+        self.client.put_opened(opened);
+        if opts.decompress && keep > 0 {
+            if let Ok(r) = &mut res {
+                if let Err(e) = decode_body(r, keep) {
+                    res = Err(e);
+                }
+            }
+        }
+        (res, elapsed)
+    }
+
     /// Sets the variables a step extracts from a JSON body; a missing value unsets it.
     pub fn extract(&mut self, step: &Step, json: Option<&serde_json::Value>) -> Vec<String> {
         let mut missing = Vec::new();
@@ -323,7 +463,7 @@ impl Vu {
                 }
             };
             let keep = if step.needs_body { BODY_KEEP_MAX } else { 0 };
-            let (res, elapsed) = self.send(req, scenario.options.timeout, keep).await;
+            let (res, elapsed) = self.exchange(sh, step, prep, req, keep).await;
             if let Some(c) = self.client.take_opened() {
                 metrics.borrow_mut().record_connection(c);
             }

@@ -32,6 +32,8 @@ pub struct RawOptions {
     pub tls_client_key: Option<String>,
     pub http_version: Option<String>,
     pub hosts: Option<std::collections::BTreeMap<String, String>>,
+    pub max_redirects: Option<u32>,
+    pub decompress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,9 @@ pub const EXECUTORS: &[&str] = &[
     "ramping-arrival-rate",
 ];
 
+/// k6's default number of redirects followed.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
+
 /// Settings that apply whatever the executor.
 const COMMON: &[&str] = &[
     "executor",
@@ -98,6 +103,8 @@ const COMMON: &[&str] = &[
     "tls_client_key",
     "http_version",
     "hosts",
+    "max_redirects",
+    "decompress",
 ];
 
 fn allowed(executor: &str) -> &'static [&'static str] {
@@ -137,6 +144,10 @@ pub struct Options {
     pub http_version: HttpVersion,
     /// k6's `hosts`: a host name's address, instead of asking DNS.
     pub hosts: std::collections::BTreeMap<String, std::net::SocketAddr>,
+    /// Redirects followed per request (k6's `maxRedirects`, default 10; 0: none).
+    pub max_redirects: u32,
+    /// Ask for gzip/deflate bodies and decode them for checks and extraction.
+    pub decompress: bool,
 }
 
 /// `hosts` values: `IP` (the target's port kept: port 0 here) or `IP:port`.
@@ -313,6 +324,8 @@ impl Options {
                 .unwrap_or(Duration::from_secs(30)),
             think_time,
             timeout: dur("timeout", &raw.timeout)?.unwrap_or(Duration::from_secs(60)),
+            max_redirects: raw.max_redirects.unwrap_or(DEFAULT_MAX_REDIRECTS),
+            decompress: raw.decompress.unwrap_or(false),
             http_version: match raw.http_version.as_deref() {
                 None | Some("auto") => HttpVersion::Auto,
                 Some("1.1") => HttpVersion::One,

@@ -258,6 +258,79 @@ async fn cookie_seen(headers: HeaderMap) -> impl IntoResponse {
     Json(json!({"cookie": header(&headers, "cookie")}))
 }
 
+/// `/hop/N`: a redirect to `N-1` (a relative location) until 0, which says
+/// how it was reached.
+async fn hop(UrlPath(n): UrlPath<u32>, method: axum::http::Method) -> axum::response::Response {
+    if n > 0 {
+        return (StatusCode::FOUND, [("location", (n - 1).to_string())]).into_response();
+    }
+    Json(json!({"method": method.as_str(), "landed": true})).into_response()
+}
+
+/// After a POST: 303 to /landing, setting a cookie on the way.
+async fn see_other() -> impl IntoResponse {
+    (
+        StatusCode::SEE_OTHER,
+        [
+            ("location", "/landing"),
+            ("set-cookie", "after=redirect; Path=/"),
+        ],
+    )
+}
+
+async fn landing(method: axum::http::Method, headers: HeaderMap) -> impl IntoResponse {
+    Json(json!({"method": method.as_str(), "cookie": header(&headers, "cookie")}))
+}
+
+/// 307: the method and body must be repeated at /echo.
+async fn temporary() -> impl IntoResponse {
+    (StatusCode::TEMPORARY_REDIRECT, [("location", "/echo")])
+}
+
+async fn echo(method: axum::http::Method, body: String) -> impl IntoResponse {
+    Json(json!({"method": method.as_str(), "body": body}))
+}
+
+async fn away() -> impl IntoResponse {
+    (
+        StatusCode::FOUND,
+        [("location", "http://127.0.0.2:9/elsewhere?id=1")],
+    )
+}
+
+async fn redirect_loop() -> impl IntoResponse {
+    (StatusCode::FOUND, [("location", "/loop")])
+}
+
+/// `{"msg": "packed"}`, gzip- or zlib-encoded when the client accepts it.
+async fn packed(UrlPath(kind): UrlPath<String>, headers: HeaderMap) -> axum::response::Response {
+    use std::io::Write;
+    let body = br#"{"msg":"packed"}"#;
+    if !header(&headers, "accept-encoding").contains(kind.as_str()) {
+        return Json(json!({"msg": "plain"})).into_response();
+    }
+    let bytes = match kind.as_str() {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(body).unwrap();
+            e.finish().unwrap()
+        }
+    };
+    (
+        [
+            ("content-encoding", kind),
+            ("content-type", "application/json".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
 /// The test API's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -274,6 +347,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/flaky", post(flaky))
         .route("/login", get(login))
         .route("/cookie", get(cookie_seen))
+        .route("/hop/{n}", get(hop).post(hop))
+        .route("/see-other", post(see_other))
+        .route("/landing", get(landing).post(landing))
+        .route("/temp", post(temporary))
+        .route("/echo", get(echo).post(echo))
+        .route("/away", get(away))
+        .route("/loop", get(redirect_loop))
+        .route("/packed/{kind}", get(packed))
         .with_state(state)
 }
 
