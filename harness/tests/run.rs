@@ -778,3 +778,45 @@ checks = { "$.msg" = "plain" }
         r["errors"]
     );
 }
+
+#[test]
+fn an_ipv6_target_is_reached() {
+    // A machine without IPv6 on its loopback cannot run this; say so rather than pass.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let srv = TestServer::start_on("[::1]:0");
+    assert!(srv.url.starts_with("http://[::1]:"), "{}", srv.url);
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "six",
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 2\niterations = 3\n\n\
+         [[steps]]\nname = \"health\"\npath = \"/health\"\nchecks = { status = 200 }\n\n\
+         [[steps]]\nname = \"headers\"\npath = \"/headers\"\nchecks = { status = 200 }\n",
+    );
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&dir.path().join("baseline_six.json"));
+    assert_eq!(r["metrics"]["checks"]["passes"], 12, "{}", r["errors"]);
+    assert_eq!(r["target"], srv.url.as_str());
+    // Host carries the bracketed address, as HTTP requires.
+    let host = srv.state.seen.lock().unwrap().0.clone();
+    assert_eq!(format!("http://{host}"), srv.url);
+    let o = loadtest(&[
+        "run",
+        "-s",
+        sc.to_str().unwrap(),
+        "-t",
+        "http://[::1]:1",
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-r",
+        "refused",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&dir.path().join("refused_six.json"));
+    let errors = serde_json::to_string(&r["errors"]).unwrap();
+    assert!(errors.contains("connection refused ([::1]:1)"), "{errors}");
+}

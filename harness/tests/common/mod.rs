@@ -361,6 +361,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 impl TestServer {
     /// Starts the server on its own runtime thread; it stops when dropped.
     pub fn start() -> TestServer {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// The same on another local address (`[::1]:0` for IPv6).
+    pub fn start_on(bind: &'static str) -> TestServer {
         let state = Arc::new(AppState::default());
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -372,7 +377,7 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
