@@ -1,10 +1,13 @@
 //! The system under test: a small payments API modelled on the part of a
 //! payments router that load tests exercise. Configured by environment:
 //! DATABASE_URL, BIND_ADDR (0.0.0.0:8080), ADMIN_API_KEY (test_admin),
-//! DB_POOL_SIZE (10). `demo healthcheck` probes /health for container healthchecks.
+//! DB_POOL_SIZE (10); TLS_BIND_ADDR (unset: no https) with TLS_CERT_FILE,
+//! TLS_KEY_FILE or TLS_NAMES (see tls.rs). `demo healthcheck` probes /health
+//! for container healthchecks.
 
 mod api;
 mod card;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -70,7 +73,29 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     eprintln!("demo listening on {addr}");
-    axum::serve(listener, api::router(app))
+    let router = api::router(app);
+    if let Some(tls_bind) = std::env::var("TLS_BIND_ADDR")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        let tls_addr: SocketAddr = tls_bind
+            .parse()
+            .with_context(|| format!("TLS_BIND_ADDR `{tls_bind}` is not host:port"))?;
+        let tls_app = router.clone();
+        // Started before serving, so that a bad certificate stops the process at once.
+        let (certs_ok_tx, certs_ok) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let r = tls::serve(tls_addr, tls_app, certs_ok_tx).await;
+            if let Err(e) = r {
+                eprintln!("demo: https listener failed: {e:#}");
+                std::process::exit(1);
+            }
+        });
+        certs_ok
+            .await
+            .map_err(|_| anyhow::anyhow!("the https listener did not start"))?;
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -155,7 +155,16 @@ fn labelled(project: &str) -> usize {
 #[test]
 fn the_stack_serves_the_contract_and_a_payment_run() {
     let s = Stack::new("demo");
-    let o = s.cmd(&["up", "--fresh", "-q", "--timeout", "180s"]);
+    // With the https demo of the `tls` profile next to the plain one.
+    let o = s.cmd(&[
+        "up",
+        "--fresh",
+        "--profile",
+        "tls",
+        "-q",
+        "--timeout",
+        "180s",
+    ]);
     assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("healthy"), "{}", stdout(&o));
 
@@ -303,6 +312,70 @@ checks = { status = 200 }
     let r = RunResult::load(&out.path().join("baseline_payment-confirm.json")).unwrap();
     assert!(r.metrics.http_reqs.count > 50, "{:?}", r.metrics.http_reqs);
     assert_eq!(r.metrics.checks.fails, 0);
+
+    // The same over HTTPS, end to end: the tls profile's self-signed certificate, HTTP/2 by ALPN.
+    let https = format!("https://localhost:{}", s.tls_port);
+    let o = s.cmd(&[
+        "run",
+        "-s",
+        "payment-confirm",
+        "-t",
+        &https,
+        "--insecure-skip-tls-verify",
+        "--vus",
+        "2",
+        "--duration",
+        "2s",
+        "-r",
+        "https",
+        "-o",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+    let r = RunResult::load(&out.path().join("https_payment-confirm.json")).unwrap();
+    assert!(r.metrics.http_reqs.count > 10, "{:?}", r.metrics.http_reqs);
+    assert_eq!(r.metrics.checks.fails, 0, "{:?}", r.errors);
+    assert!(
+        r.requests
+            .values()
+            .all(|q| q.protocol.as_deref() == Some("HTTP/2")),
+        "{:?}",
+        r.requests.values().map(|q| &q.protocol).collect::<Vec<_>>()
+    );
+    let hs = r
+        .metrics
+        .http_req_tls_handshaking
+        .as_ref()
+        .expect("TLS handshakes timed");
+    assert!(hs.count >= 2 && hs.med > 0.0, "{hs:?}");
+    // Without the flag the certificate is refused, with a reason and the fix.
+    let o = s.cmd(&[
+        "run",
+        "-s",
+        "health",
+        "-t",
+        &https,
+        "--vus",
+        "1",
+        "--duration",
+        "1s",
+        "-r",
+        "untrusted",
+        "-o",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code(&o), 99, "thresholds fail: {}", stderr(&o));
+    let r = RunResult::load(&out.path().join("untrusted_health.json")).unwrap();
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.error.contains("TLS handshake failed")
+                && e.error.contains("--insecure-skip-tls-verify")),
+        "{:?}",
+        r.errors
+    );
 
     // Live metrics: pushed during the run, scraped by the stack's Prometheus, queryable mid-run;
     // afterwards every dashboard panel has data and the result holds the server-side view.

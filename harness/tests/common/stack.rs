@@ -32,6 +32,8 @@ pub struct Stack {
     pub app_port: u16,
     pub push_port: u16,
     pub prom_port: u16,
+    /// The https demo of the `tls` profile.
+    pub tls_port: u16,
 }
 
 impl Stack {
@@ -43,6 +45,7 @@ impl Stack {
             app_port: free_port(),
             push_port: free_port(),
             prom_port: free_port(),
+            tls_port: free_port(),
         }
     }
 
@@ -63,6 +66,7 @@ impl Stack {
             .env("LOADTEST_APP_PORT", self.app_port.to_string())
             .env("LOADTEST_PUSHGATEWAY_PORT", self.push_port.to_string())
             .env("LOADTEST_PROMETHEUS_PORT", self.prom_port.to_string())
+            .env("LOADTEST_APP_TLS_PORT", self.tls_port.to_string())
             .env("LOADTEST_DEMO_BIN", demo_bin())
             .env("LOADTEST_PROJECT", &self.project);
         c
