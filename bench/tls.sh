@@ -219,7 +219,7 @@ row() { printf '| %s | %s | %s | %s |\n' "$1" "${RPS[$2]}" "${P99[$2]}" "$(( ${R
   echo "A new connection per request (\`Connection: close\`, so a TCP connect and a TLS handshake each time):"
   echo "${RPS[lt-close]} req/s against ${RPS[lt-h1]} with keep-alive (ratio $(ratio "${RPS[lt-close]}" "${RPS[lt-h1]}")),"
   echo "p99 ${P99[lt-close]} ms against ${P99[lt-h1]} ms; median TLS handshake ${HS[lt-close]:-?} ms over ${NCONN[lt-close]:-?} handshakes"
-  echo "(keep-alive: ${NCONN[lt-h1]:-?} handshakes in the whole run; sessions resume, so most are abbreviated)."
+  echo "(keep-alive: ${NCONN[lt-h1]:-?} handshakes in the whole run)."
   echo
   echo "Memory (HTTP/2, full speed): peak RSS after 10 s = $(( ${RSS[lt-short]} / 1024 )) MB (${RPS[lt-short]} req/s), after"
   echo "${LONG} s = $(( ${RSS[lt-long]} / 1024 )) MB (${RPS[lt-long]} req/s): ratio $(ratio "${RSS[lt-long]}" "${RSS[lt-short]}")."

@@ -75,6 +75,8 @@ type BadCert<'a> = (
 /// The test API over TLS on 127.0.0.1:0; stops when dropped.
 struct TlsServer {
     url: String,
+    /// Handshakes that resumed an earlier session.
+    resumed: Arc<std::sync::atomic::AtomicU64>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -119,6 +121,8 @@ impl TlsServer {
         let config = Arc::new(config);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let app = router(Arc::new(AppState::default()));
+        let resumed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let resumed_count = resumed.clone();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -136,11 +140,16 @@ impl TlsServer {
                         _ = &mut rx => return,
                     };
                     let (acceptor, app) = (acceptor.clone(), app.clone());
+                    let resumed = resumed_count.clone();
                     tokio::spawn(async move {
                         // A failed handshake is the client's problem under test.
                         let Ok(tls) = acceptor.accept(tcp).await else {
                             return;
                         };
+                        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+                        {
+                            resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let svc = hyper_util::service::TowerToHyperService::new(app);
                         let _ = hyper_util::server::conn::auto::Builder::new(
                             hyper_util::rt::TokioExecutor::new(),
@@ -154,6 +163,7 @@ impl TlsServer {
         let addr = addr_rx.recv().unwrap();
         TlsServer {
             url: format!("https://{addr}"),
+            resumed,
             _shutdown: tx,
         }
     }
@@ -265,6 +275,34 @@ fn https_with_a_trusted_ca_and_the_bad_certificates() {
         "{}",
         errors(&r)
     );
+}
+
+#[test]
+fn later_connections_resume_the_tls_session() {
+    let dir = tempdir();
+    let ca = ca(dir.path(), "ca");
+    let (chain, key, _, _) = leaf(Some(&ca.issuer), &["127.0.0.1"], (-1, 30));
+    let srv = TlsServer::start(chain, key, None);
+    // `Connection: close`: a new connection, and handshake, for every request.
+    let body = "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 6\nhttp_version = \"1.1\"\n\n\
+        [[steps]]\nname = \"health\"\npath = \"/health\"\nheaders = { connection = \"close\" }\n\
+        checks = { status = 200 }\n";
+    let (c, r, e) = run(
+        dir.path(),
+        body,
+        &srv.url,
+        &["--ca-cert", ca.pem.to_str().unwrap()],
+    );
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(requests(&r), (6, 0), "{}", errors(&r));
+    assert_eq!(
+        r["metrics"]["http_req_tls_handshaking"]["count"], 6,
+        "{}",
+        r["metrics"]
+    );
+    // The first handshake is a full one; the later ones resume its session.
+    let resumed = srv.resumed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(resumed >= 4, "{resumed} of 6 handshakes resumed");
 }
 
 #[test]

@@ -183,21 +183,28 @@ impl MetricsSet {
     /// and forth every second, and a run of hours must not allocate (and
     /// fragment) megabytes of histograms each time.
     pub fn reset(&mut self) {
+        // Clearing writes every count: an empty histogram is left alone, so
+        // that the pages it never used stay out of memory.
+        fn clear(h: &mut Histogram<u64>) {
+            if !h.is_empty() {
+                h.reset();
+            }
+        }
         for r in &mut self.requests {
             r.count = 0;
             r.failed = 0;
-            r.duration.reset();
+            clear(&mut r.duration);
             if let Some(h) = &mut r.uncorrected {
-                h.reset();
+                clear(h);
             }
             r.statuses.clear();
             r.http2 = 0;
         }
         self.checks.fill([0, 0]);
         self.iterations = 0;
-        self.iteration_duration.reset();
-        self.connecting.reset();
-        self.tls_handshaking.reset();
+        clear(&mut self.iteration_duration);
+        clear(&mut self.connecting);
+        clear(&mut self.tls_handshaking);
         self.dropped_iterations = 0;
         self.interrupted_iterations = 0;
         self.errors.clear();
