@@ -823,3 +823,95 @@ fn an_ipv6_target_is_reached() {
     let errors = serde_json::to_string(&r["errors"]).unwrap();
     assert!(errors.contains("connection refused ([::1]:1)"), "{errors}");
 }
+
+#[test]
+fn locust_csv_files_hold_the_run() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(
+        dir.path(),
+        "loc",
+        "[options]\nexecutor = \"constant-vus\"\nvus = 2\nduration = \"3s\"\n\n\
+         [[steps]]\nname = \"ok\"\npath = \"/health\"\n\n\
+         [[steps]]\nname = \"broken\"\npath = \"/fail\"\n",
+    );
+    let out = dir.path().join("out");
+    // A prefix in a folder that does not exist: refused before anything is sent.
+    let missing = dir.path().join("nowhere/run");
+    let o = run_scenario(&sc, &srv.url, &out, &["--csv", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nowhere/run_stats_history.csv"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), 0);
+
+    let prefix = dir.path().join("loc");
+    let o = run_scenario(&sc, &srv.url, &out, &["--csv", prefix.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("baseline_loc.json"));
+    let read = |kind: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let p = dir.path().join(format!("loc_{kind}.csv"));
+        assert!(stdout(&o).contains(p.to_str().unwrap()), "{}", stdout(&o));
+        let mut rd = csv::Reader::from_path(&p).unwrap();
+        let head = rd.headers().unwrap().iter().map(String::from).collect();
+        let rows = rd
+            .records()
+            .map(|x| x.unwrap().iter().map(String::from).collect())
+            .collect();
+        (head, rows)
+    };
+    let percentiles = "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%";
+    let (head, rows) = read("stats");
+    assert_eq!(
+        head.join(","),
+        format!("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,{percentiles}")
+    );
+    // Sorted by name, then the aggregate.
+    let names: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(names, ["broken", "ok", "Aggregated"]);
+    let count = |name: &str| r["requests"][name]["http_reqs"]["count"].as_u64().unwrap();
+    assert_eq!(rows[0][0], "GET");
+    assert_eq!(rows[0][2], count("broken").to_string());
+    assert_eq!(
+        rows[0][3],
+        count("broken").to_string(),
+        "every /fail failed"
+    );
+    assert_eq!(rows[1][3], "0");
+    assert_eq!(rows[2][2], (count("ok") + count("broken")).to_string());
+    assert!(
+        rows.iter().all(|r| r.len() == 22 && r[21] != "N/A"),
+        "{rows:?}"
+    );
+
+    let (head, rows) = read("stats_history");
+    assert_eq!(
+        head.join(","),
+        format!("Timestamp,User Count,Type,Name,Requests/s,Failures/s,{percentiles},Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size")
+    );
+    let agg: Vec<&Vec<String>> = rows.iter().filter(|r| r[3] == "Aggregated").collect();
+    assert!(agg.len() >= 3, "one row a second: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        agg.len() * 3,
+        "a row per request name and one aggregated"
+    );
+    let totals: Vec<u64> = agg.iter().map(|r| r[17].parse().unwrap()).collect();
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+    assert_eq!(*totals.last().unwrap(), count("ok") + count("broken"));
+    // User Count: the VUs at work at the end of each second (none once the run is over).
+    assert_eq!(agg[0][1], "2", "two users: {agg:?}");
+
+    let (head, rows) = read("failures");
+    assert_eq!(
+        head.join(","),
+        "Method,Name,Error,Occurrences,First Seen,Last Seen"
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0][..4],
+        ["GET", "broken", "HTTP 500", &count("broken").to_string()]
+    );
+}

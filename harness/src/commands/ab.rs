@@ -770,6 +770,7 @@ impl Context {
             grafana_url: None,
             db_reset: None,
             trial: true,
+            csv: None,
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

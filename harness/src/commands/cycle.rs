@@ -46,6 +46,9 @@ pub struct CycleCmd {
     pub duration: Option<std::time::Duration>,
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Also write Locust's CSV files (PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv)
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<std::path::PathBuf>,
     /// Settings file
     #[arg(long, default_value = "config/loadtest.toml")]
     pub config: PathBuf,
@@ -128,6 +131,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         grafana_url: cfg.grafana_url.clone(),
         db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
         trial: false,
+        csv: a.csv.clone(),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

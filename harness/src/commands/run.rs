@@ -45,6 +45,8 @@ pub struct RunPlan {
     pub db_reset: Option<(crate::db::reset::Strategy, crate::db::reset::DbSettings)>,
     /// One trial of `loadtest ab`: result files only; no summary printed, no history line.
     pub trial: bool,
+    /// Locust's CSV files: `<prefix>_stats.csv`, `_stats_history.csv`, `_failures.csv`.
+    pub csv: Option<PathBuf>,
 }
 
 /// How an https target is trusted, from the command line; over the scenario's
@@ -126,6 +128,10 @@ pub struct RunCmd {
     pub repeat: u32,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Also write Locust's CSV files: PREFIX_stats.csv and PREFIX_failures.csv at the end,
+    /// PREFIX_stats_history.csv every second during the run (e.g. --csv benchmark/run1)
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
 }
 
 impl RunCmd {
@@ -160,6 +166,7 @@ impl RunCmd {
             server_metric: self.server_metric.clone(),
             grafana_url: self.grafana_url.clone().filter(|u| !u.is_empty()),
             trial: false,
+            csv: self.csv.clone(),
         })?;
         Ok(report.code)
     }
@@ -239,6 +246,21 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         .transpose()
         .usage()?;
 
+    // Locust's history file is opened before anything is sent: a bad prefix costs nothing.
+    let history = args
+        .csv
+        .as_ref()
+        .map(|prefix| {
+            let steps = sc
+                .steps
+                .iter()
+                .map(|s| (s.method.to_string(), s.name.clone()))
+                .collect();
+            results::locust::History::create(prefix, steps)
+        })
+        .transpose()
+        .usage()?;
+
     // The database step: a reset before the run, or a snapshot put back after it whatever happens.
     let snapshot = match &args.db_reset {
         Some((strategy, db)) => {
@@ -246,7 +268,15 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         }
         None => None,
     };
-    let outcome = run_phase(&args, sc, &path, target, overrides, &rt, feed);
+    let outcome = run_phase(
+        &args,
+        sc,
+        &path,
+        target,
+        overrides,
+        &rt,
+        Feeds { feed, history },
+    );
     let Some(snap) = snapshot else {
         return outcome;
     };
@@ -265,6 +295,13 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     }
 }
 
+/// What goes into the load phase besides the scenario (data rows) and what it
+/// writes as it runs (Locust's history file).
+struct Feeds {
+    feed: Option<Arc<crate::scenario::data::Feed>>,
+    history: Option<results::locust::History>,
+}
+
 fn run_phase(
     args: &RunPlan,
     sc: Arc<Scenario>,
@@ -272,8 +309,9 @@ fn run_phase(
     target: Arc<Target>,
     overrides: Vec<String>,
     rt: &tokio::runtime::Runtime,
-    feed: Option<Arc<crate::scenario::data::Feed>>,
+    feeds: Feeds,
 ) -> Result<RunReport, Failure> {
+    let Feeds { feed, mut history } = feeds;
     let exporter = args
         .push_url
         .as_deref()
@@ -315,6 +353,7 @@ fn run_phase(
                 !args.quiet,
                 exporter.as_ref(),
                 feed.clone(),
+                history.as_mut().map(|h| h as &mut dyn engine::WindowSink),
             ))
             .map_err(|e| Failure::Runtime(anyhow!(e)))?;
         for e in &mut out.timeline {
@@ -382,6 +421,17 @@ fn run_phase(
     let text = results::summary(&result);
     write_atomic(&json, result.to_json().as_bytes()).runtime()?;
     write_atomic(&summary_path, text.as_bytes()).runtime()?;
+    let mut csv_files = Vec::new();
+    if let (Some(prefix), Some(h)) = (&args.csv, &history) {
+        if let Some(e) = &h.failed {
+            crate::errln!("warning: {} stopped being written: {e}", h.path.display());
+        }
+        csv_files.push(h.path.clone());
+        match results::locust::write_final(prefix, &result) {
+            Ok(files) => csv_files.extend(files),
+            Err(e) => crate::errln!("warning: Locust CSV files: {e:#}"),
+        }
+    }
     if args.trial {
         return Ok(RunReport {
             code: if out.interrupted {
@@ -398,6 +448,9 @@ fn run_phase(
         json.display(),
         summary_path.display()
     );
+    for f in &csv_files {
+        crate::outln!("           {}", f.display());
+    }
     if let Some(u) = &result.dashboard_url {
         let up = args.grafana_url.as_deref().is_some_and(links::reachable);
         crate::outln!(

@@ -29,6 +29,12 @@ use error::OnceProblem;
 use vu::{Prepared, Shared, Vu};
 use worker::{Report, Worker};
 
+/// Told of every second as it completes (the window) and of the run so far
+/// (the total), e.g. to write files while the run goes on.
+pub trait WindowSink {
+    fn window(&mut self, second: u64, vus: u64, window: &MetricsSet, total: &MetricsSet);
+}
+
 /// What the load phase produced.
 pub struct LoadOutput {
     pub total: MetricsSet,
@@ -172,6 +178,7 @@ pub async fn run_load(
     show_progress: bool,
     exporter: Option<&metrics::export::Exporter>,
     feed: Option<Arc<crate::scenario::data::Feed>>,
+    mut sink: Option<&mut dyn WindowSink>,
 ) -> Result<LoadOutput, Error> {
     let prepared = vu::prepare(&scenario.steps, &target, scenario.options.decompress)?;
     let shared = Arc::new(Shared {
@@ -299,6 +306,9 @@ pub async fn run_load(
                     }));
                     interval.reset();
                 }
+            }
+            if let Some(s) = sink.as_deref_mut() {
+                s.window(second, p.vus, &p.set, &total);
             }
             let entry = Window::from_window(second, &p.set, p.vus, &steps);
             progress.update(second + 1, p.vus, &entry);

@@ -4,6 +4,7 @@
 
 pub mod assemble;
 pub mod history;
+pub mod locust;
 mod summary;
 
 use std::collections::BTreeMap;
