@@ -46,7 +46,11 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
 
 impl Tls {
     /// Builds the configuration for `host` (a DNS name or an IP address).
-    pub fn new(host: &str, s: &TlsSettings, version: super::client::HttpVersion) -> Result<Tls> {
+    pub fn new(
+        host: &str,
+        s: &TlsSettings,
+        version: crate::scenario::options::HttpVersion,
+    ) -> Result<Tls> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -88,7 +92,7 @@ impl Tls {
             }
             _ => bail!("mutual TLS needs both tls_client_cert and tls_client_key"),
         };
-        use super::client::HttpVersion as V;
+        use crate::scenario::options::HttpVersion as V;
         // Offered by ALPN; the server picks (auto prefers HTTP/2, as browsers do).
         config.alpn_protocols = match version {
             V::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],

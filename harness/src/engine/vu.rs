@@ -465,7 +465,9 @@ impl Vu {
             let keep = if step.needs_body { BODY_KEEP_MAX } else { 0 };
             let (res, elapsed) = self.exchange(sh, step, prep, req, keep).await;
             if let Some(c) = self.client.take_opened() {
-                metrics.borrow_mut().record_connection(c);
+                metrics
+                    .borrow_mut()
+                    .record_connection(c.connect_us, c.tls_us);
             }
             let json = match &res {
                 Ok(r) if step.needs_json && !r.body.is_empty() => {

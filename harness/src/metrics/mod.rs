@@ -282,9 +282,9 @@ impl MetricsSet {
     }
 
     /// A new connection: how long the TCP connect and the TLS handshake took.
-    pub fn record_connection(&mut self, c: crate::engine::client::Opened) {
-        self.connecting.saturating_record(c.connect_us.max(1));
-        if let Some(t) = c.tls_us {
+    pub fn record_connection(&mut self, connect_us: u64, tls_us: Option<u64>) {
+        self.connecting.saturating_record(connect_us.max(1));
+        if let Some(t) = tls_us {
             self.tls_handshaking.saturating_record(t.max(1));
         }
     }
