@@ -915,3 +915,41 @@ fn locust_csv_files_hold_the_run() {
         ["GET", "broken", "HTTP 500", &count("broken").to_string()]
     );
 }
+
+#[test]
+fn a_request_past_its_timeout_fails_alone_and_the_next_ones_are_timed_afresh() {
+    let srv = TestServer::start();
+    srv.state.slow_ms.store(1500, Ordering::Relaxed);
+    let dir = tempdir();
+    // Each VU: a request that outlasts the timeout, then quick ones, with pauses
+    // longer than the timeout between iterations (the per-VU timer must not fire
+    // on a later request from an earlier deadline).
+    let sc = scenario_file(
+        dir.path(),
+        "timeouts",
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 2\niterations = 2\ntimeout = \"300ms\"\n\
+         think_time = \"400ms\"\n\n\
+         [[steps]]\nname = \"slow\"\npath = \"/slow\"\n\n\
+         [[steps]]\nname = \"quick\"\npath = \"/health\"\nchecks = { status = 200 }\n\n\
+         [[steps]]\nname = \"quick again\"\npath = \"/health\"\nchecks = { status = 200 }\n",
+    );
+    let t0 = std::time::Instant::now();
+    let o = run_scenario(&sc, &srv.url, dir.path(), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Two iterations of 300 ms + two quick requests + 400 ms each: far below 2 x 1.5 s.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        t0.elapsed()
+    );
+    let r = read_json(&dir.path().join("baseline_timeouts.json"));
+    let errors = serde_json::to_string(&r["errors"]).unwrap();
+    assert!(
+        errors.contains("slow: request timeout after 300ms"),
+        "{errors}"
+    );
+    assert_eq!(r["errors"][0]["count"], 4, "{errors}");
+    assert_eq!(r["requests"]["slow"]["http_req_failed"]["passes"], 4);
+    assert_eq!(r["metrics"]["checks"]["passes"], 8, "{}", r["requests"]);
+    assert_eq!(r["metrics"]["checks"]["fails"], 0);
+}

@@ -268,6 +268,11 @@ pub struct Client {
     sender: Option<Sender>,
     /// Set when the last `send` opened a connection; taken by the caller.
     opened: Option<Opened>,
+    /// The request timeout, one per VU and moved forward for each request:
+    /// a later deadline only updates the timer, while a new timer per
+    /// request was inserted in and removed from the timer wheel each time
+    /// (about 5% of the instructions per request).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Client {
@@ -277,6 +282,7 @@ impl Client {
             counters,
             sender: None,
             opened: None,
+            timer: None,
         }
     }
 
@@ -414,7 +420,16 @@ impl Client {
             };
             Ok::<_, hyper::Error>(Response { parts, body })
         };
-        let out = match tokio::time::timeout_at(deadline, exchange).await {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().reset(deadline);
+        let finished = tokio::select! {
+            biased;
+            r = exchange => Ok(r),
+            _ = timer.as_mut() => Err(()),
+        };
+        let out = match finished {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
                 self.sender = None;
