@@ -34,10 +34,6 @@ nginx_start
 URL="http://127.0.0.1:$PORT"
 RAW="$WORK/rounds.tsv"
 
-cpu_of() { # user + sys seconds from /usr/bin/time -v
-  awk -F: '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.3f", u+s}' "$1"
-}
-
 run_lt() { # label binary
   local label=$1 bin=$2
   /usr/bin/time -v -o "$WORK/t" "$bin" run -s health --scenarios-dir "$ROOT/scenarios" -t "$URL" \

@@ -34,7 +34,6 @@ nginx_start
 URL="http://127.0.0.1:$PORT"
 RAW="$WORK/rounds.tsv"
 
-cpu_of() { awk -F: '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.3f", u+s}' "$1"; }
 row() { # round tool requests cpu_s
   python3 -c "import sys; r, t, n, c = sys.argv[1:]; n = int(n); print(f'{r}\t{t}\t{n / $DUR:.0f}\t{float(c) * 1e6 / max(n, 1):.2f}')" "$@" >>"$RAW"
 }

@@ -26,8 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-say() { printf '== %s\n' "$*" >&2; }
 
 # --- peers -----------------------------------------------------------------
 if ! need nginx || ! need wrk || ! need hey || [ ! -x /usr/bin/time ]; then
@@ -52,9 +50,6 @@ nginx_start
 URL="http://127.0.0.1:$PORT"
 RAW="$WORK/rounds.tsv"
 
-# user + sys seconds and peak RSS (kB) from /usr/bin/time -v
-cpu_of() { awk -F: '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.3f", u+s}' "$1"; }
-rss_of() { awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$1"; }
 # One row: round tool req/s p99_ms requests cpu_s rss_kb
 row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }
 py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }

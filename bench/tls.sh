@@ -20,14 +20,12 @@ ROOT=$(cd "$HERE/.." && pwd)
 OUT="$HERE/results/tls.md"
 WORK=$(mktemp -d)
 NGINX_PID=""
+. "$HERE/nginx.sh"
 cleanup() {
-  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+  nginx_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null 2>&1; }
-say() { printf '== %s\n' "$*" >&2; }
 
 # --- peers -----------------------------------------------------------------
 missing=()
@@ -53,42 +51,12 @@ say "building loadtest (release)"
 LOADTEST="$ROOT/target/release/loadtest"
 
 # --- target: nginx with a self-signed certificate ----------------------------
-mkdir -p "$WORK/nginx/logs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  http2_max_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT ssl http2;
-    ssl_certificate $WORK/cert.pem;
-    ssl_certificate_key $WORK/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      default_type application/json;
-      return 200 '{"status":"ok"}';
-    }
-  }
-}
-CONF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/start.log" &
-NGINX_PID=$!
+nginx_start "$WORK/cert.pem" "$WORK/key.pem"
 URL="https://127.0.0.1:$PORT"
-for _ in $(seq 50); do
-  curl -skf "$URL/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -skf "$URL/health" >/dev/null || { cat "$WORK/nginx/start.log" "$WORK/nginx/logs/error.log" >&2; exit 1; }
 
-rss_of() { awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$1"; }
 declare -A RPS P99 RSS
 keep() { # key rps p99 rss
   if [ -z "${RPS[$1]:-}" ] || [ "$2" -gt "${RPS[$1]}" ]; then
