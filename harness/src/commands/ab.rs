@@ -771,6 +771,8 @@ impl Context {
             db_reset: None,
             trial: true,
             csv: None,
+            web: None,
+            html: false,
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

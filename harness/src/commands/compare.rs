@@ -94,6 +94,35 @@ impl CompareCmd {
     }
 }
 
+/// The comparison of two result files, with the between-run noise of the
+/// current result's history when one run a side is all there is.
+pub fn comparison(
+    base_path: &Path,
+    cur_path: &Path,
+    base: &RunResult,
+    cur: &RunResult,
+    cfg: &GateConfig,
+) -> compare::Comparison {
+    let noise = if base.trials.len() >= 2 && cur.trials.len() >= 2 {
+        None
+    } else {
+        let dir = cur_path.parent().unwrap_or(Path::new("."));
+        crate::results::history::read(dir, &cur.scenario)
+            .ok()
+            .and_then(|(lines, _)| {
+                compare::run_noise(&lines, &[base_path.to_path_buf(), cur_path.to_path_buf()])
+            })
+    };
+    compare::compare(
+        base,
+        cur,
+        &base_path.display().to_string(),
+        &cur_path.display().to_string(),
+        cfg,
+        noise.as_ref(),
+    )
+}
+
 fn judge(a: &CompareCmd) -> Result<u8, Failure> {
     let base_path = resolve(&a.base, a.scenario.as_deref(), &a.dir, "baseline")?;
     let cur_path = resolve(&a.current, a.scenario.as_deref(), &a.dir, "current")?;
@@ -105,25 +134,7 @@ fn judge(a: &CompareCmd) -> Result<u8, Failure> {
     }
     .usage()?;
 
-    // One run a side is judged against how much runs of one commit vary.
-    let noise = if base.trials.len() >= 2 && cur.trials.len() >= 2 {
-        None
-    } else {
-        let dir = cur_path.parent().unwrap_or(Path::new("."));
-        crate::results::history::read(dir, &cur.scenario)
-            .ok()
-            .and_then(|(lines, _)| {
-                compare::run_noise(&lines, &[base_path.clone(), cur_path.clone()])
-            })
-    };
-    let cmp = compare::compare(
-        &base,
-        &cur,
-        &base_path.display().to_string(),
-        &cur_path.display().to_string(),
-        &cfg,
-        noise.as_ref(),
-    );
+    let cmp = comparison(&base_path, &cur_path, &base, &cur, &cfg);
     if !cmp.mismatches.is_empty() && !a.allow_mismatch {
         let list: Vec<String> = cmp.mismatches.iter().map(|m| format!("  - {m}")).collect();
         return Err(Failure::Usage(anyhow!(

@@ -49,6 +49,8 @@ pub struct CycleCmd {
     /// Also write Locust's CSV files (PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv)
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub view: super::run::ViewArgs,
     /// Settings file
     #[arg(long, default_value = "config/loadtest.toml")]
     pub config: PathBuf,
@@ -101,6 +103,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
     profiles.extend(a.profiles.iter().cloned());
     let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &profiles).usage()?;
 
+    let web = a.view.web_addr()?;
     let rt = super::runtime()?;
     let quiet = a.quiet;
     let strategy = a.reset.unwrap_or(cfg.reset);
@@ -132,6 +135,8 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
         trial: false,
         csv: a.csv.clone(),
+        web,
+        html: !a.view.no_html,
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

@@ -13,6 +13,7 @@ pub mod images;
 pub mod migrate;
 pub mod populate;
 pub mod ps;
+pub mod report;
 pub mod reset_bench;
 pub mod run;
 pub mod scenarios;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Measure the noise between trials (A/A on the working tree) for `ab` and `compare` tolerances
     #[command(after_help = calibrate::CALIBRATE_HELP)]
     Calibrate(calibrate::CalibrateCmd),
+    /// Write one self-contained HTML report of a result (a baseline overlaid) or of an A/B result
+    #[command(after_help = report::REPORT_HELP)]
+    Report(report::ReportCmd),
     /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
     History(history::HistoryCmd),
     /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
@@ -95,6 +99,7 @@ pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Compare(c) => c.execute(),
         Command::Ab(c) => c.execute(),
         Command::Calibrate(c) => c.execute(),
+        Command::Report(c) => c.execute(),
         Command::History(c) => c.execute(),
         Command::Bench(c) => c.execute(),
         Command::Up(c) => c.execute(),

@@ -47,6 +47,33 @@ pub struct RunPlan {
     pub trial: bool,
     /// Locust's CSV files: `<prefix>_stats.csv`, `_stats_history.csv`, `_failures.csv`.
     pub csv: Option<PathBuf>,
+    /// Serve the live page on this address during the run.
+    pub web: Option<String>,
+    /// Write `<run>_<scenario>.html` beside the result.
+    pub html: bool,
+}
+
+/// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ViewArgs {
+    /// Serve a live page during the run (default 127.0.0.1:5665; PORT or HOST:PORT): charts,
+    /// thresholds, errors, a Stop button, the result files to download at the end
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub web: Option<String>,
+    /// Do not write the HTML report <run>_<scenario>.html beside the result
+    #[arg(long)]
+    pub no_html: bool,
+}
+
+impl ViewArgs {
+    /// The live page's address, checked.
+    pub fn web_addr(&self) -> Result<Option<String>, Failure> {
+        self.web
+            .as_deref()
+            .map(crate::view::live::parse_addr)
+            .transpose()
+            .usage()
+    }
 }
 
 /// How an https target is trusted, from the command line; over the scenario's
@@ -132,6 +159,8 @@ pub struct RunCmd {
     /// PREFIX_stats_history.csv every second during the run (e.g. --csv benchmark/run1)
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 impl RunCmd {
@@ -167,6 +196,8 @@ impl RunCmd {
             grafana_url: self.grafana_url.clone().filter(|u| !u.is_empty()),
             trial: false,
             csv: self.csv.clone(),
+            web: self.view.web_addr()?,
+            html: !self.view.no_html,
         })?;
         Ok(report.code)
     }
@@ -176,6 +207,10 @@ impl RunCmd {
 pub struct RunReport {
     pub code: u8,
     pub json: PathBuf,
+    /// Every file written: the result, its summary and report, Locust's CSV.
+    pub files: Vec<PathBuf>,
+    /// What the run came to, in a sentence (the live page shows it).
+    pub message: String,
 }
 
 pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
@@ -246,9 +281,19 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         .transpose()
         .usage()?;
 
+    // The live page offers Locust's CSV files too: without --csv they are written to a
+    // temporary folder and only handed to the page.
+    let page_csv = match (&args.web, &args.csv) {
+        (Some(_), None) => Some(tempfile::tempdir().runtime()?),
+        _ => None,
+    };
+    let csv_prefix = args.csv.clone().or_else(|| {
+        page_csv
+            .as_ref()
+            .map(|d| d.path().join(format!("{}_{}", args.run_name, sc.name)))
+    });
     // Locust's history file is opened before anything is sent: a bad prefix costs nothing.
-    let history = args
-        .csv
+    let history = csv_prefix
         .as_ref()
         .map(|prefix| {
             let steps = sc
@@ -260,6 +305,16 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         })
         .transpose()
         .usage()?;
+
+    let live = match &args.web {
+        Some(addr) => {
+            let hello = crate::view::live::hello(&sc, &args.run_name, &args.target, args.repeat);
+            let live = crate::view::live::Live::start(addr, hello).usage()?;
+            crate::errln!("live page: {}", live.url());
+            Some(live)
+        }
+        None => None,
+    };
 
     // The database step: a reset before the run, or a snapshot put back after it whatever happens.
     let snapshot = match &args.db_reset {
@@ -275,12 +330,59 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         target,
         overrides,
         &rt,
-        Feeds { feed, history },
+        Feeds {
+            feed,
+            history,
+            csv_prefix,
+            live: live.as_ref(),
+        },
     );
-    let Some(snap) = snapshot else {
-        return outcome;
+    let outcome = match snapshot {
+        None => outcome,
+        Some(snap) => restored(&rt, &snap, args.quiet, outcome),
     };
-    match rt.block_on(prepare::restore_after_run(&snap, args.quiet)) {
+    if let Some(live) = live {
+        say_goodbye(live, &outcome);
+    }
+    outcome
+}
+
+/// The live page's last event: how the run ended and its files.
+fn say_goodbye(live: crate::view::live::Live, outcome: &Result<RunReport, Failure>) {
+    let (data, files) = match outcome {
+        Ok(r) => {
+            let files = r
+                .files
+                .iter()
+                .filter_map(|p| {
+                    let name = p.file_name()?.to_string_lossy().to_string();
+                    // The HTML report is not offered: it is the page's own figures, offline.
+                    (!name.ends_with(".html"))
+                        .then(|| std::fs::read(p).ok().map(|b| (name, b)))
+                        .flatten()
+                })
+                .collect();
+            (
+                serde_json::json!({"code": r.code, "interrupted": r.code == exit::RUNTIME, "message": r.message}),
+                files,
+            )
+        }
+        Err(f) => (
+            serde_json::json!({"code": f.code(), "interrupted": false, "message": format!("Failed: {f}.")}),
+            Vec::new(),
+        ),
+    };
+    live.finish(data, files);
+}
+
+/// Puts the snapshot back after the run, whatever its outcome.
+fn restored(
+    rt: &tokio::runtime::Runtime,
+    snap: &crate::db::reset::Snapshot,
+    quiet: bool,
+    outcome: Result<RunReport, Failure>,
+) -> Result<RunReport, Failure> {
+    match rt.block_on(prepare::restore_after_run(snap, quiet)) {
         Ok(()) => outcome,
         Err(e) => {
             // The run's own outcome still stands; the restore failure must not go unseen.
@@ -297,9 +399,11 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
 
 /// What goes into the load phase besides the scenario (data rows) and what it
 /// writes as it runs (Locust's history file).
-struct Feeds {
+struct Feeds<'a> {
     feed: Option<Arc<crate::scenario::data::Feed>>,
     history: Option<results::locust::History>,
+    csv_prefix: Option<PathBuf>,
+    live: Option<&'a crate::view::live::Live>,
 }
 
 fn run_phase(
@@ -311,7 +415,13 @@ fn run_phase(
     rt: &tokio::runtime::Runtime,
     feeds: Feeds,
 ) -> Result<RunReport, Failure> {
-    let Feeds { feed, mut history } = feeds;
+    let Feeds {
+        feed,
+        mut history,
+        csv_prefix,
+        live,
+    } = feeds;
+    let stop = live.map(|l| l.stop_token());
     let exporter = args
         .push_url
         .as_deref()
@@ -324,6 +434,7 @@ fn run_phase(
     if !sc.populate.is_empty() {
         until_interrupted(
             rt,
+            stop.as_ref(),
             "populate",
             crate::populate::run_all(&sc, &target, &base, !args.quiet),
         )?
@@ -331,6 +442,7 @@ fn run_phase(
     }
     let setup_vars = until_interrupted(
         rt,
+        stop.as_ref(),
         "setup",
         engine::run_once(&sc, &target, "setup", &sc.setup, base.clone()),
     )?
@@ -341,19 +453,31 @@ fn run_phase(
     let started_at = chrono::Utc::now();
     let repeat = args.repeat.max(1);
     let mut outs = Vec::new();
+    let mut live_sink = live.map(|l| crate::view::live::LiveSink::new(l, sc.clone()));
     for trial in 0..repeat {
         if repeat > 1 && !args.quiet {
             crate::errln!("trial {}/{repeat}", trial + 1);
         }
+        let mut sinks: Vec<&mut dyn engine::WindowSink> = Vec::new();
+        if let Some(h) = history.as_mut() {
+            sinks.push(h);
+        }
+        if let Some(s) = live_sink.as_mut() {
+            sinks.push(s);
+        }
+        let hooks = engine::Hooks {
+            exporter: exporter.as_ref(),
+            sinks,
+            stop: stop.clone(),
+        };
         let mut out = rt
             .block_on(engine::run_load(
                 sc.clone(),
                 target.clone(),
                 vars.clone(),
                 !args.quiet,
-                exporter.as_ref(),
                 feed.clone(),
-                history.as_mut().map(|h| h as &mut dyn engine::WindowSink),
+                hooks,
             ))
             .map_err(|e| Failure::Runtime(anyhow!(e)))?;
         for e in &mut out.timeline {
@@ -383,6 +507,7 @@ fn run_phase(
     if !out.interrupted && !sc.teardown.is_empty() {
         let teardown = until_interrupted(
             rt,
+            stop.as_ref(),
             "teardown",
             engine::run_once(&sc, &target, "teardown", &sc.teardown, vars),
         );
@@ -421,8 +546,19 @@ fn run_phase(
     let text = results::summary(&result);
     write_atomic(&json, result.to_json().as_bytes()).runtime()?;
     write_atomic(&summary_path, text.as_bytes()).runtime()?;
+    let mut files = vec![json.clone(), summary_path.clone()];
+    if args.html && !args.trial {
+        let html = result_path(&args.out, &args.run_name, &sc.name, "html");
+        match crate::view::report::run_report(&result, None) {
+            Ok(page) => match write_atomic(&html, page.as_bytes()) {
+                Ok(()) => files.push(html),
+                Err(e) => crate::errln!("warning: {e:#}"),
+            },
+            Err(e) => crate::errln!("warning: no HTML report: {e:#}"),
+        }
+    }
     let mut csv_files = Vec::new();
-    if let (Some(prefix), Some(h)) = (&args.csv, &history) {
+    if let (Some(prefix), Some(h)) = (&csv_prefix, &history) {
         if let Some(e) = &h.failed {
             crate::errln!("warning: {} stopped being written: {e}", h.path.display());
         }
@@ -440,17 +576,21 @@ fn run_phase(
                 exit::OK
             },
             json,
+            files,
+            message: String::new(),
         });
     }
     crate::outln!("{text}");
-    crate::outln!(
-        "  results: {}\n           {}",
-        json.display(),
-        summary_path.display()
-    );
-    for f in &csv_files {
+    crate::outln!("  results: {}", json.display());
+    // Files only the live page was given (no --csv) are not listed.
+    let listed = files
+        .iter()
+        .skip(1)
+        .chain(csv_files.iter().filter(|_| args.csv.is_some()));
+    for f in listed {
         crate::outln!("           {}", f.display());
     }
+    files.extend(csv_files);
     if let Some(u) = &result.dashboard_url {
         let up = args.grafana_url.as_deref().is_some_and(links::reachable);
         crate::outln!(
@@ -466,9 +606,13 @@ fn run_phase(
         crate::errln!("warning: could not append to the run history: {e:#}");
     }
 
-    let code = if out.interrupted {
+    let (code, message) = if out.interrupted {
         crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
-        exit::RUNTIME
+        (
+            exit::RUNTIME,
+            "Stopped before its planned end: the results so far were written, marked interrupted."
+                .to_string(),
+        )
     } else if result.thresholds.iter().any(|t| !t.ok) {
         let crossed: Vec<String> = result
             .thresholds
@@ -477,11 +621,19 @@ fn run_phase(
             .map(|t| format!("{}: {}", t.metric, t.expression))
             .collect();
         crate::errln!("thresholds crossed: {}", crossed.join("; "));
-        exit::THRESHOLDS
+        (
+            exit::THRESHOLDS,
+            format!("Finished; thresholds crossed: {}.", crossed.join("; ")),
+        )
     } else {
-        exit::OK
+        (exit::OK, "Finished: every threshold held.".to_string())
     };
-    Ok(RunReport { code, json })
+    Ok(RunReport {
+        code,
+        json,
+        files,
+        message,
+    })
 }
 
 /// Runs a phase outside the load (populate, setup, teardown) so that Ctrl-C
@@ -489,14 +641,24 @@ fn run_phase(
 /// back) and exits 1, instead of the process dying with the database changed.
 fn until_interrupted<T>(
     rt: &tokio::runtime::Runtime,
+    stop: Option<&tokio_util::sync::CancellationToken>,
     phase: &str,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, Failure> {
+    let pressed = async {
+        match stop {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     rt.block_on(async {
         tokio::select! {
             r = work => Ok(r),
             _ = tokio::signal::ctrl_c() => Err(Failure::Runtime(anyhow!(
                 "interrupted (Ctrl-C) during {phase}"
+            ))),
+            _ = pressed => Err(Failure::Runtime(anyhow!(
+                "stopped from the live page during {phase}"
             ))),
         }
     })

@@ -35,6 +35,15 @@ pub trait WindowSink {
     fn window(&mut self, second: u64, vus: u64, window: &MetricsSet, total: &MetricsSet);
 }
 
+/// What a run hangs on the load phase: live metrics, per-second sinks (files,
+/// the live page) and a stop signal besides Ctrl-C (the page's Stop button).
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub exporter: Option<&'a metrics::export::Exporter>,
+    pub sinks: Vec<&'a mut dyn WindowSink>,
+    pub stop: Option<tokio_util::sync::CancellationToken>,
+}
+
 /// What the load phase produced.
 pub struct LoadOutput {
     pub total: MetricsSet,
@@ -176,10 +185,14 @@ pub async fn run_load(
     target: Arc<Target>,
     base_vars: BTreeMap<String, Value>,
     show_progress: bool,
-    exporter: Option<&metrics::export::Exporter>,
     feed: Option<Arc<crate::scenario::data::Feed>>,
-    mut sink: Option<&mut dyn WindowSink>,
+    hooks: Hooks<'_>,
 ) -> Result<LoadOutput, Error> {
+    let Hooks {
+        exporter,
+        mut sinks,
+        stop,
+    } = hooks;
     let prepared = vu::prepare(&scenario.steps, &target, scenario.options.decompress)?;
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
@@ -245,11 +258,25 @@ pub async fn run_load(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut ctrl_c_seen = false;
+    let stop_pressed = async {
+        match &stop {
+            Some(t) => t.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_pressed);
 
     loop {
         let report = tokio::select! {
             r = rx.recv() => r,
             _ = &mut ctrl_c, if !ctrl_c_seen => {
+                ctrl_c_seen = true;
+                interrupted = true;
+                let _ = stop_tx.send(true);
+                continue;
+            }
+            // Stopped from the live page: the same graceful end as Ctrl-C.
+            _ = &mut stop_pressed, if !ctrl_c_seen => {
                 ctrl_c_seen = true;
                 interrupted = true;
                 let _ = stop_tx.send(true);
@@ -307,7 +334,7 @@ pub async fn run_load(
                     interval.reset();
                 }
             }
-            if let Some(s) = sink.as_deref_mut() {
+            for s in sinks.iter_mut() {
                 s.window(second, p.vus, &p.set, &total);
             }
             let entry = Window::from_window(second, &p.set, p.vus, &steps);

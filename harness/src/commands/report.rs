@@ -1,0 +1,86 @@
+//! `loadtest report`: one self-contained HTML file from a result file (with a
+//! baseline's comparison when given) or from an A/B result.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+use crate::ab::AbResult;
+use crate::compare::GateConfig;
+use crate::exit::{self, Classify, Failure};
+use crate::files::write_atomic;
+use crate::results::RunResult;
+
+pub const REPORT_HELP: &str = "RESULT is a run's result (<run>_<scenario>.json) or an A/B result (ab_<scenario>_<base>_<head>.json).
+
+The page works offline: styles, data and the chart drawing are inside the file, nothing is fetched.
+With --baseline, the comparison `loadtest compare BASE RESULT` would make is shown with its intervals, and
+the baseline's latency distribution and timeline are drawn beside the run's.
+
+Exit codes:
+  0   written
+  2   unusable input: missing or corrupt file, unknown schema_version, a baseline given for an A/B result";
+
+#[derive(clap::Args, Debug)]
+pub struct ReportCmd {
+    /// A result file, or an A/B result file
+    pub result: PathBuf,
+    /// A baseline result to compare with (run results only)
+    #[arg(short, long)]
+    pub baseline: Option<PathBuf>,
+    /// Where to write (default: RESULT with .html)
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Tolerances and gates for the comparison (default: config/regression.toml if present)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl ReportCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        let text = std::fs::read_to_string(&self.result)
+            .map_err(|e| anyhow!("cannot read {}: {e}", self.result.display()))
+            .usage()?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{} is not valid JSON: {e}", self.result.display()))
+            .usage()?;
+        let is_ab = matches!(
+            v.get("kind").and_then(|k| k.as_str()),
+            Some("ab" | "calibration")
+        );
+        let page = if is_ab {
+            if self.baseline.is_some() {
+                return Err(Failure::Usage(anyhow!(
+                    "{} is an A/B result: it holds both sides already; --baseline is for run results",
+                    self.result.display()
+                )));
+            }
+            let r: AbResult = serde_json::from_value(v)
+                .map_err(|e| anyhow!("{}: malformed A/B result: {e}", self.result.display()))
+                .usage()?;
+            crate::view::report::ab_report(&r).runtime()?
+        } else {
+            let cur = RunResult::load(&self.result).usage()?;
+            match &self.baseline {
+                None => crate::view::report::run_report(&cur, None).runtime()?,
+                Some(bp) => {
+                    let base = RunResult::load(bp).usage()?;
+                    let cfg = match &self.config {
+                        Some(p) => GateConfig::load(p, true),
+                        None => GateConfig::load(Path::new("config/regression.toml"), false),
+                    }
+                    .usage()?;
+                    let cmp = super::compare::comparison(bp, &self.result, &base, &cur, &cfg);
+                    crate::view::report::run_report(&cur, Some((&base, &cmp))).runtime()?
+                }
+            }
+        };
+        let out = self
+            .output
+            .clone()
+            .unwrap_or_else(|| self.result.with_extension("html"));
+        write_atomic(&out, page.as_bytes()).runtime()?;
+        crate::outln!("report: {}", out.display());
+        Ok(exit::OK)
+    }
+}
