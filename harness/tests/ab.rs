@@ -3,7 +3,11 @@
 //! into its image (DEMO_DB_DELAY_MS: one extra database round trip per
 //! authenticated request; DEMO_DRIFT_MS: a slow rise and fall of that delay).
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
+
+use browser::Browser;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -302,5 +306,99 @@ fn too_small_a_budget_is_undecided_and_a_base_that_does_not_build_is_exit_2() {
     assert_eq!(v["trials"].as_array().unwrap().len(), 4);
     let p50 = metric(&v, "p50");
     assert!(p50["detectable"].as_f64().unwrap() > 0.0, "{p50}");
+    assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
+}
+
+#[test]
+fn the_live_page_shows_trials_a_beside_b_and_its_stop_ends_the_check() {
+    use std::io::{BufRead, BufReader};
+    let r = Repo::new("web", "ENV DEMO_DB_DELAY_MS=0");
+    let mut child = Command::new(bin())
+        .args([
+            "ab", "-s", "confirm", "-f", "json", "--down", "--base", "HEAD",
+        ])
+        .args([
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--trials",
+            "16",
+            "--web",
+            "127.0.0.1:0",
+        ])
+        .current_dir(r.path())
+        .env("LOADTEST_DB_PORT", r.db_port.to_string())
+        .env("LOADTEST_APP_PORT", r.app_port.to_string())
+        .env_remove("LOADTEST_PROJECT")
+        .env_remove("LOADTEST_TARGET")
+        .env_remove("LOADTEST_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("live page: ") {
+                let _ = tx.send(u.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // The page comes up once both builds are done.
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(600))
+        .expect("the URL is printed");
+    let mut b = Browser::launch();
+    b.open(&url);
+    b.wait_for(
+        "Number(document.getElementById('ab-done').textContent) >= 4",
+        std::time::Duration::from_secs(240),
+    );
+    // Both sides are drawn, trial by trial.
+    let dots = |b: &mut Browser, fill: &str| {
+        b.eval(&format!(
+            "document.querySelectorAll('#c-ab-rps circle[fill=\"{fill}\"]').length"
+        ))
+        .as_u64()
+        .unwrap()
+    };
+    assert!(dots(&mut b, "#2563eb") >= 2 && dots(&mut b, "#d97706") >= 2);
+    let rows = b.eval("document.querySelectorAll('#ab-trials tr').length");
+    assert!(rows.as_u64().unwrap() >= 5, "{rows}");
+    let shot = b.screenshot();
+    let (covered, colours) = browser::ink(&shot);
+    assert!(
+        covered > 0.05 && colours > 20,
+        "blank screenshot? {covered} {colours}"
+    );
+    browser::keep_screenshot("ab-live.png", &shot);
+    b.eval("document.getElementById('stop').click()");
+    let status = child.wait().unwrap();
+    let log = drain.join().unwrap();
+    assert_eq!(status.code(), Some(1), "stopped as with Ctrl-C: {log}");
+    b.wait_for(
+        "document.body.dataset.state === 'done'",
+        std::time::Duration::from_secs(10),
+    );
+    let offered = b.eval(
+        "[...document.querySelectorAll('#downloads a[download]')].map(a => a.download).join(' ')",
+    );
+    assert!(
+        offered.as_str().unwrap().starts_with("ab_confirm_"),
+        "{offered}"
+    );
+    assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+    for u in b.requests() {
+        assert!(
+            u.starts_with("http://127.0.0.1:") || u.starts_with("blob:"),
+            "{u}"
+        );
+    }
     assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
 }

@@ -75,6 +75,10 @@ pub struct TrialArgs {
     /// hits both alike), `alternate` runs one trial at a time
     #[arg(long, value_enum, default_value = "duet")]
     pub mode: Mode,
+    /// Serve a live page (default 127.0.0.1:5665; PORT or HOST:PORT): trials as they complete,
+    /// A beside B, the verdict so far, a Stop button
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub web: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -235,6 +239,19 @@ impl AbCmd {
     }
 }
 
+/// The verdict so far, for the live page.
+fn verdict_event(r: &AbResult) -> serde_json::Value {
+    let metrics: Vec<serde_json::Value> = r
+        .metrics
+        .iter()
+        .map(|m| {
+            serde_json::json!({"scope": m.scope, "metric": m.metric, "gate": m.gate,
+                               "decision": m.decision, "sentence": render::sentence(m)})
+        })
+        .collect();
+    serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics})
+}
+
 fn round_blocks(n: u32) -> usize {
     (n as usize).div_ceil(4) * 4
 }
@@ -269,6 +286,8 @@ pub struct Context {
     pub down: bool,
     pub duet: bool,
     pub service: ServiceSpec,
+    /// The live page's address (`--web`).
+    pub web: Option<String>,
     /// Held while this process owns the project's A/B apps and database.
     _lock: std::fs::File,
 }
@@ -367,6 +386,12 @@ impl Context {
             warmup,
             seed,
             quiet: t.quiet,
+            web: t
+                .web
+                .as_deref()
+                .map(crate::view::live::parse_addr)
+                .transpose()
+                .usage()?,
             down: t.down,
             duet: t.mode == Mode::Duet,
             service,
@@ -479,6 +504,55 @@ impl Context {
         out_path: &Path,
         kind: &str,
     ) -> Result<AbResult, Failure> {
+        let live = match &self.web {
+            Some(addr) => {
+                let hello = serde_json::json!({
+                    "kind": "ab", "scenario": self.scenario,
+                    "base": render::short(&base.commit), "head": render::short(&head.commit),
+                    "trial_s": settings.trial_s, "min_trials": settings.min_trials,
+                    "max_trials": settings.max_trials,
+                });
+                let live = crate::view::live::Live::start(addr, hello).usage()?;
+                crate::errln!("live page: {}", live.url());
+                Some(live)
+            }
+            None => None,
+        };
+        let r = self.trials_served(base, head, settings, judge, out_path, kind, live.as_ref());
+        if let Some(live) = live {
+            let (data, files) = match &r {
+                Ok(res) => (
+                    serde_json::json!({"code": res.exit_code, "interrupted": res.interrupted,
+                                       "message": render::headline(res)}),
+                    std::fs::read(out_path)
+                        .ok()
+                        .and_then(|b| {
+                            let name = out_path.file_name()?.to_string_lossy().to_string();
+                            Some(vec![(name, b)])
+                        })
+                        .unwrap_or_default(),
+                ),
+                Err(f) => (
+                    serde_json::json!({"code": f.code(), "interrupted": false, "message": format!("Failed: {f}.")}),
+                    Vec::new(),
+                ),
+            };
+            live.finish(data, files);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn trials_served(
+        &self,
+        base: SideInfo,
+        head: SideInfo,
+        settings: AbSettings,
+        judge: &JudgeSettings,
+        out_path: &Path,
+        kind: &str,
+        live: Option<&crate::view::live::Live>,
+    ) -> Result<AbResult, Failure> {
         let rt = super::runtime()?;
         rt.block_on(crate::prepare::prepare_stack(
             &self.project,
@@ -520,7 +594,7 @@ impl Context {
             urls[0], urls[1]
         ));
         let r = self.trial_loop(
-            &rt, urls, &restart, base, head, settings, judge, out_path, kind,
+            &rt, urls, &restart, base, head, settings, judge, out_path, kind, live,
         );
         cleanup();
         if self.down {
@@ -606,8 +680,10 @@ impl Context {
         judge: &JudgeSettings,
         out_path: &Path,
         kind: &str,
+        live: Option<&crate::view::live::Live>,
     ) -> Result<AbResult, Failure> {
         let scratch = tempfile::tempdir().runtime()?;
+        let stop = live.map(|l| l.stop_token());
         let mut rng = fastrand::Rng::with_seed(settings.seed);
         let mut plan = ab::schedule(settings.min_trials / 4, &mut rng);
         let t0 = Instant::now();
@@ -653,7 +729,7 @@ impl Context {
                     .build()?;
                 rt.block_on(reset::prepare_next(&db))
             });
-            let measured = self.one_trial(&targets, scratch.path(), i, copy)?;
+            let measured = self.one_trial(&targets, scratch.path(), i, copy, stop.as_ref())?;
             let Some(runs) = measured else {
                 result.interrupted = true;
                 break;
@@ -673,6 +749,16 @@ impl Context {
                     get("p95"),
                     get("error_rate"),
                 ));
+                if let Some(l) = live {
+                    l.send(
+                        "trial",
+                        &serde_json::json!({
+                            "index": i + k, "side": format!("{side:?}"),
+                            "requests": r.metrics.http_reqs.count, "rps": get("rps"),
+                            "p50": get("p50"), "p95": get("p95"), "p99": get("p99"),
+                        }),
+                    );
+                }
                 result.trials.push(ab::Trial {
                     index: i + k,
                     side,
@@ -688,6 +774,9 @@ impl Context {
             if i % 4 == 0 && i >= result.settings.min_trials {
                 result.metrics = ab::judge(&result.trials, judge);
                 result.outcome = ab::outcome(&result.metrics);
+                if let Some(l) = live {
+                    l.send("verdict", &verdict_event(&result));
+                }
                 let per_trial = result.wall_s / i as f64;
                 let more = i + 4 <= result.settings.max_trials
                     && result.wall_s + 4.0 * per_trial <= result.settings.budget_s;
@@ -751,6 +840,7 @@ impl Context {
         scratch: &Path,
         i: usize,
         copy: std::thread::JoinHandle<anyhow::Result<Duration>>,
+        stop: Option<&tokio_util::sync::CancellationToken>,
     ) -> Result<Option<Vec<RunResult>>, Failure> {
         let plan = |url: &str, duration: Duration, name: String| RunPlan {
             tls: Default::default(),
@@ -773,6 +863,7 @@ impl Context {
             csv: None,
             web: None,
             html: false,
+            stop: stop.cloned(),
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

@@ -137,6 +137,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         csv: a.csv.clone(),
         web,
         html: !a.view.no_html,
+        stop: None,
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

@@ -51,6 +51,8 @@ pub struct RunPlan {
     pub web: Option<String>,
     /// Write `<run>_<scenario>.html` beside the result.
     pub html: bool,
+    /// Ends the run as Ctrl-C does when cancelled (the A/B command's live page).
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
@@ -198,6 +200,7 @@ impl RunCmd {
             csv: self.csv.clone(),
             web: self.view.web_addr()?,
             html: !self.view.no_html,
+            stop: None,
         })?;
         Ok(report.code)
     }
@@ -421,7 +424,7 @@ fn run_phase(
         csv_prefix,
         live,
     } = feeds;
-    let stop = live.map(|l| l.stop_token());
+    let stop = args.stop.clone().or_else(|| live.map(|l| l.stop_token()));
     let exporter = args
         .push_url
         .as_deref()

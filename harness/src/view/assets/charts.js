@@ -2,7 +2,8 @@
 // Small SVG line charts for the report and the live page: drawn here, nothing fetched.
 const LT = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+  // Red is kept for failures.
+  const COLORS = ["#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563", "#65a30d"];
 
   function el(name, attrs, parent) {
     const e = document.createElementNS(NS, name);
@@ -78,9 +79,25 @@ const LT = (() => {
       return svg;
     }
     if (x1 === x0) x1 = x0 + 1;
-    const yt = ticks(0, y1 > 0 ? y1 : 1, 4, true), top = yt[yt.length - 1];
     const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
-    const Y = (y) => H - m.b - (y / top) * (H - m.t - m.b);
+    let yt, Y;
+    if (o.yLog) {
+      // Log scale (latency by percentile): the body and the tail both stay readable.
+      let lo = Infinity;
+      for (const s of series) for (const y of s.ys) if (y > 0 && y < lo) lo = y;
+      if (!(lo < Infinity)) lo = y1 > 0 ? y1 : 1;
+      const steps = [];
+      for (let k = Math.floor(Math.log10(lo)) - 1; k <= Math.ceil(Math.log10(Math.max(y1, lo))) + 1; k++)
+        for (const f of [1, 2, 5]) steps.push(+(f * Math.pow(10, k)).toPrecision(3));
+      const bottom = steps.filter((v) => v <= lo).pop(), top = steps.find((v) => v >= y1);
+      yt = steps.filter((v) => v >= bottom && v <= top);
+      const la = Math.log10(bottom), lb = Math.log10(top) > la ? Math.log10(top) : la + 1;
+      Y = (y) => H - m.b - ((Math.log10(Math.max(y, bottom)) - la) / (lb - la)) * (H - m.t - m.b);
+    } else {
+      yt = ticks(0, y1 > 0 ? y1 : 1, 4, true);
+      const top = yt[yt.length - 1];
+      Y = (y) => H - m.b - (y / top) * (H - m.t - m.b);
+    }
     const grid = el("g", { class: "grid" }, svg);
     for (const v of yt) {
       el("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v) }, grid);

@@ -43,10 +43,39 @@
   }
   const later = () => { if (!pending) { pending = true; setTimeout(draw, 0); } };
 
+  // A/B: trials as they complete, A beside B.
+  const AB = { trials: [], verdict: null };
+  function drawAb() {
+    const side = (sd, key) => {
+      const t = AB.trials.filter((x) => x.side === sd);
+      return { name: sd === "A" ? `A (${hello.base})` : `B (${hello.head})`, xs: t.map((x) => x.index), ys: t.map((x) => x[key]), color: sd === "A" ? "#2563eb" : "#d97706" };
+    };
+    const idx = (v) => "#" + Math.round(v);
+    LT.line($("c-ab-rps"), { series: [side("A", "rps"), side("B", "rps")], dots: true, xFormat: idx });
+    LT.line($("c-ab-p95"), { series: [side("A", "p95"), side("B", "p95")], dots: true, xFormat: idx, yUnit: " ms" });
+    $("ab-done").textContent = AB.trials.length;
+    $("ab-trials").innerHTML = table(["trial", "side", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms"],
+      AB.trials.map((t) => [t.index, t.side, t.requests, fmt(t.rps), fmt(t.p50), fmt(t.p95), fmt(t.p99)]));
+    if (AB.verdict) {
+      $("ab-outcome").textContent = AB.verdict.outcome;
+      $("ab-verdict").innerHTML = table(["metric", "verdict", "decision"], AB.verdict.metrics.map((m) =>
+        [esc(m.scope + " " + m.metric) + (m.gate ? ' <span class="muted">(gate)</span>' : ""), esc(m.sentence), m.decision === "worse" ? `<span class="bad">${m.decision}</span>` : esc(m.decision)]));
+    }
+    if (hello.max_trials) $("bar").style.width = Math.min(100, (AB.trials.length * 100) / hello.max_trials) + "%";
+  }
+
   const es = new EventSource("/events");
   es.addEventListener("hello", (e) => {
     hello = JSON.parse(e.data);
     S = fresh();
+    AB.trials = []; AB.verdict = null;
+    if (hello.kind === "ab") {
+      $("run").hidden = true; $("ab").hidden = false;
+      $("title").textContent = `${hello.scenario} · A/B ${hello.base} vs ${hello.head}`;
+      $("meta").textContent = `${hello.trial_s} s trials, ${hello.min_trials} to ${hello.max_trials}`;
+      state("running", "running");
+      return;
+    }
     for (const n of hello.requests) S.req[n] = [];
     $("title").textContent = `${hello.scenario} · ${hello.run}`;
     $("meta").textContent = `target ${hello.target}`;
@@ -60,6 +89,8 @@
     last = d;
     later();
   });
+  es.addEventListener("trial", (e) => { AB.trials.push(JSON.parse(e.data)); drawAb(); });
+  es.addEventListener("verdict", (e) => { AB.verdict = JSON.parse(e.data); drawAb(); });
   es.addEventListener("done", (e) => {
     es.close();
     done = true;
@@ -67,7 +98,7 @@
     state("done", d.interrupted ? "stopped" : "finished");
     $("stop").disabled = true;
     $("bar").style.width = "100%";
-    const cls = d.code === 0 ? "ok" : d.code === 99 ? "bad" : "warn";
+    const cls = d.code === 0 ? "ok" : d.code === 98 || d.code === 99 ? "bad" : "warn";
     $("banner").innerHTML = `<div class="banner ${cls}">${esc(d.message)} Exit code ${d.code}.</div>`;
     // Blobs keep the downloads working after the harness has exited.
     $("downloads").innerHTML = d.files.length ? "Download: " : "";
@@ -78,7 +109,7 @@
       a.textContent = f.name;
       $("downloads").append(a);
     }
-    draw();
+    if (hello && hello.kind === "ab") drawAb(); else draw();
   });
   es.onerror = () => { if (!done) state(document.body.dataset.state === "connecting" ? "connecting" : "lost", "connection lost: retrying"); };
   $("stop").addEventListener("click", async () => {

@@ -19,7 +19,7 @@
     const key = (n) => (n.includes(": ") ? n.slice(n.indexOf(": ") + 2) : n);
     const order = [...new Set(D.distribution.map((s) => key(s.name)))];
     for (const s of D.distribution) s.color = LT.COLORS[order.indexOf(key(s.name)) % LT.COLORS.length];
-    show("c-dist", { series: D.distribution, xTicks: LT.NINES, xFormat: LT.nines, yUnit: " ms", height: 280 });
+    show("c-dist", { series: D.distribution, xTicks: LT.NINES, xFormat: LT.nines, yUnit: " ms", yLog: true, height: 300 });
   } else {
     const side = (s, key) => {
       const t = D.trials.filter((x) => x.side === s);
