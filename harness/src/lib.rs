@@ -16,6 +16,7 @@ pub mod duration;
 pub mod engine;
 pub mod exit;
 pub mod files;
+pub mod k6;
 pub mod metrics;
 pub mod output;
 pub mod populate;

@@ -864,6 +864,7 @@ impl Context {
             web: None,
             html: false,
             stop: stop.cloned(),
+            script_env: Vec::new(),
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

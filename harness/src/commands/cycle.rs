@@ -82,8 +82,12 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
     crate::results::check_name("run name", &run_name).usage()?;
     // Everything that can be checked without Docker is checked first.
     let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
-    let sc = scenario::load(&path).usage()?;
-    let baseline = result_path(&cfg.results, "baseline", &sc.name, "json");
+    let sc_name = if scenario::is_script(&path) {
+        crate::k6::script_name(&path)
+    } else {
+        scenario::load(&path).usage()?.name
+    };
+    let baseline = result_path(&cfg.results, "baseline", &sc_name, "json");
     if a.compare {
         if run_name == "baseline" {
             return Err(Failure::Usage(anyhow!(
@@ -93,9 +97,9 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         if !baseline.is_file() {
             return Err(Failure::Usage(anyhow!(
                 "no baseline for scenario `{}`: {} is missing; record one first with `loadtest bench -s {}` (run name baseline)",
-                sc.name,
+                sc_name,
                 baseline.display(),
-                sc.name
+                sc_name
             )));
         }
     }
@@ -138,6 +142,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         web,
         html: !a.view.no_html,
         stop: None,
+        script_env: Vec::new(),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

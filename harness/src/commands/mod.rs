@@ -10,6 +10,7 @@ pub mod db;
 pub mod down;
 pub mod history;
 pub mod images;
+pub mod k6;
 pub mod migrate;
 pub mod populate;
 pub mod ps;
@@ -62,6 +63,8 @@ pub enum Command {
     /// Write one self-contained HTML report of a result (a baseline overlaid) or of an A/B result
     #[command(after_help = report::REPORT_HELP)]
     Report(report::ReportCmd),
+    /// Turn a result made elsewhere into a result file: `loadtest import k6 FILE`
+    Import(k6::ImportCmd),
     /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
     History(history::HistoryCmd),
     /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
@@ -100,6 +103,7 @@ pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
         Command::Ab(c) => c.execute(),
         Command::Calibrate(c) => c.execute(),
         Command::Report(c) => c.execute(),
+        Command::Import(c) => c.execute(),
         Command::History(c) => c.execute(),
         Command::Bench(c) => c.execute(),
         Command::Up(c) => c.execute(),

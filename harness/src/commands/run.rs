@@ -53,6 +53,8 @@ pub struct RunPlan {
     pub html: bool,
     /// Ends the run as Ctrl-C does when cancelled (the A/B command's live page).
     pub stop: Option<tokio_util::sync::CancellationToken>,
+    /// `-e NAME=VALUE` for a k6 script's `__ENV`.
+    pub script_env: Vec<(String, String)>,
 }
 
 /// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
@@ -105,9 +107,13 @@ impl TlsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RunCmd {
-    /// Scenario name (looked up as <scenarios-dir>/NAME.toml) or path to a .toml file
+    /// Scenario name (<scenarios-dir>/NAME.toml, else a k6 script NAME.js there or in k6/) or a
+    /// path to a .toml file or a k6 script (.js, run by k6)
     #[arg(short, long)]
     pub scenario: String,
+    /// NAME=VALUE for a k6 script's __ENV (as k6's -e); BASE_URL is the target
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
     /// Base URL of the system under test, e.g. http://127.0.0.1:8080
     #[arg(short, long, env = "LOADTEST_TARGET")]
     pub target: String,
@@ -201,8 +207,16 @@ impl RunCmd {
             web: self.view.web_addr()?,
             html: !self.view.no_html,
             stop: None,
+            script_env: self.env.clone(),
         })?;
         Ok(report.code)
+    }
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}`: expected NAME=VALUE")),
     }
 }
 
@@ -219,6 +233,9 @@ pub struct RunReport {
 pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
     results::check_name("run name", &args.run_name).usage()?;
     let path = scenario::resolve(&args.scenario, &args.scenarios_dir).usage()?;
+    if scenario::is_script(&path) {
+        return super::k6::run_script(&args, &path);
+    }
     let mut sc: Scenario = scenario::load(&path).usage()?;
     if sc.steps.is_empty() {
         return Err(Failure::Usage(anyhow!(

@@ -15,6 +15,10 @@ impl ScenariosCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
         for name in scenario::list(&self.scenarios_dir) {
             let path = self.scenarios_dir.join(format!("{name}.toml"));
+            if !path.is_file() {
+                crate::outln!("{name:<28} k6 script ({name}.js)");
+                continue;
+            }
             match scenario::load(&path) {
                 Ok(sc) => crate::outln!("{name:<28} {}", sc.description.unwrap_or_default()),
                 Err(e) => crate::outln!("{name:<28} INVALID: {e}"),

@@ -202,6 +202,7 @@ pub fn build_result(
         requests,
         errors,
         thresholds,
+        checks: Vec::new(),
         timeline: out.timeline.clone(),
         trials: Vec::new(),
         stack: None,

@@ -4,6 +4,7 @@
 
 pub mod assemble;
 pub mod history;
+pub mod k6;
 pub mod locust;
 mod summary;
 
@@ -52,6 +53,9 @@ pub struct RunResult {
     pub requests: BTreeMap<String, RequestResult>,
     pub errors: Vec<ErrorCount>,
     pub thresholds: Vec<ThresholdResult>,
+    /// Checks not tied to one request (a k6 script's `check()` calls).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
     pub timeline: Vec<TimelineEntry>,
     /// One entry per trial when run with `--repeat N` (N > 1); empty otherwise.
     #[serde(default)]

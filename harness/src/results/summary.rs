@@ -57,7 +57,11 @@ pub fn render(r: &RunResult) -> String {
         .options
         .get("executor")
         .and_then(|e| e.as_str())
-        .unwrap_or("?");
+        .unwrap_or(if r.options.get("engine").is_some_and(|e| e == "k6") {
+            "k6 script"
+        } else {
+            "?"
+        });
     let _ = writeln!(
         o,
         "  executor: {exec}, up to {} VUs, ran {:.1}s",
@@ -112,6 +116,14 @@ pub fn render(r: &RunResult) -> String {
             c.passes,
             c.fails
         );
+        for ch in &r.checks {
+            let mark = if ch.fails == 0 { "✓" } else { "✗" };
+            let _ = writeln!(
+                o,
+                "    {mark} {}  ({} ✓ / {} ✗)",
+                ch.name, ch.passes, ch.fails
+            );
+        }
         for (name, q) in &requests {
             if q.checks.is_empty() {
                 continue;
@@ -245,8 +257,12 @@ pub fn render(r: &RunResult) -> String {
     let lg = &r.loadgen;
     let _ = writeln!(
         o,
-        "\n  LOAD GENERATOR  {} workers, {:.1} CPU s ({:.0}% of {} cores), peak RSS {} MB",
-        lg.workers,
+        "\n  LOAD GENERATOR  {}, {:.1} CPU s ({:.0}% of {} cores), peak RSS {} MB",
+        if lg.workers == 0 {
+            "k6".to_string()
+        } else {
+            format!("{} workers", lg.workers)
+        },
         lg.cpu_seconds,
         100.0 * lg.cpu_saturation,
         r.host.cores,

@@ -220,34 +220,49 @@ impl Scenario {
     }
 }
 
-/// Finds a scenario by name (`scenarios/NAME.toml`) or path.
+/// Finds a scenario by name (`scenarios/NAME.toml`, else a k6 script
+/// `scenarios/NAME.js` or `k6/NAME.js`) or path.
 pub fn resolve(arg: &str, dir: &Path) -> Result<PathBuf> {
     let as_path = Path::new(arg);
-    if arg.ends_with(".toml") || arg.contains('/') {
+    if arg.ends_with(".toml") || arg.ends_with(".js") || arg.contains('/') {
         if as_path.is_file() {
             return Ok(as_path.to_path_buf());
         }
         bail!("scenario file {} does not exist", as_path.display());
     }
-    let candidate = dir.join(format!("{arg}.toml"));
-    if candidate.is_file() {
-        return Ok(candidate);
+    let k6_dir = dir.parent().unwrap_or(Path::new(".")).join("k6");
+    let candidates = [
+        dir.join(format!("{arg}.toml")),
+        dir.join(format!("{arg}.js")),
+        k6_dir.join(format!("{arg}.js")),
+    ];
+    if let Some(found) = candidates.iter().find(|c| c.is_file()) {
+        return Ok(found.clone());
     }
     let available = list(dir);
     if available.is_empty() {
         bail!(
-            "unknown scenario `{arg}`: {} holds no scenario files (*.toml)",
+            "unknown scenario `{arg}`: {} holds no scenario files (*.toml, *.js)",
             dir.display()
         );
     }
     bail!(
         "unknown scenario `{arg}` (looked for {}); available: {}",
-        candidate.display(),
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         available.join(", ")
     )
 }
 
-/// Scenario names found in a folder, sorted.
+/// Whether a scenario file is a k6 script.
+pub fn is_script(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "js")
+}
+
+/// Scenario names found in a folder (TOML scenarios and k6 scripts), sorted.
 pub fn list(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
@@ -255,10 +270,12 @@ pub fn list(dir: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let p = e.path();
-            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_string))?
+            let ext = p.extension()?;
+            (ext == "toml" || ext == "js").then(|| p.file_stem()?.to_str().map(str::to_string))?
         })
         .collect();
     names.sort();
+    names.dedup();
     names
 }
 

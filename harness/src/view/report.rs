@@ -396,6 +396,30 @@ pub fn run_report(r: &RunResult, baseline: Option<(&RunResult, &Comparison)>) ->
             })
         })
         .collect();
+    // Checks not tied to a request (a k6 script's) come first.
+    let checks: Vec<BTreeMap<&str, String>> = r
+        .checks
+        .iter()
+        .map(|c| {
+            let n = c.passes + c.fails;
+            BTreeMap::from([
+                ("request", "-".to_string()),
+                ("name", c.name.clone()),
+                ("passes", c.passes.to_string()),
+                ("fails", c.fails.to_string()),
+                ("class", if c.fails > 0 { "bad" } else { "" }.into()),
+                (
+                    "rate",
+                    if n == 0 {
+                        "-".into()
+                    } else {
+                        format!("{:.2}%", c.passes as f64 * 100.0 / n as f64)
+                    },
+                ),
+            ])
+        })
+        .chain(checks)
+        .collect();
     let thresholds: Vec<BTreeMap<&str, String>> = r
         .thresholds
         .iter()

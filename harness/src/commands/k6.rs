@@ -1,0 +1,333 @@
+//! k6 scripts through the harness: `loadtest run -s script.js` runs the real
+//! k6 with a JSON output and turns it into a result file like a native run's;
+//! `loadtest import k6 FILE` does the same for an output made elsewhere.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+use super::run::{RunPlan, RunReport};
+use crate::exit::{self, Classify, Failure};
+use crate::files::write_atomic;
+use crate::k6;
+use crate::results::{self, k6::K6Meta, result_path, RunResult};
+
+/// k6 exit codes that mean the script or its options could not be used.
+const SCRIPT_ERRORS: [i32; 2] = [104, 107];
+
+fn meta(
+    run: &str,
+    script: &Path,
+    name: &str,
+    target: &str,
+    sha: String,
+    usage: (f64, u64),
+) -> K6Meta {
+    let dir = script
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let host = results::host_info();
+    K6Meta {
+        run: run.to_string(),
+        scenario: name.to_string(),
+        scenario_file: script.display().to_string(),
+        scenario_sha256: sha,
+        target: target.to_string(),
+        git: results::git_info(dir),
+        loadgen: results::LoadGen {
+            workers: 0,
+            cpu_seconds: (usage.0 * 100.0).round() / 100.0,
+            cpu_saturation: 0.0,
+            max_rss_kb: usage.1,
+        },
+        host,
+        options: serde_json::json!({"engine": "k6"}),
+    }
+}
+
+/// Writes the result, its summary and report; prints like a native run.
+fn save(result: &RunResult, out: &Path, html: bool, quiet_files: bool) -> Result<PathBuf, Failure> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow!("cannot create output folder {}: {e}", out.display()))
+        .usage()?;
+    let json = result_path(out, &result.run, &result.scenario, "json");
+    let summary = result_path(out, &result.run, &result.scenario, "summary");
+    let text = results::summary(result);
+    write_atomic(&json, result.to_json().as_bytes()).runtime()?;
+    write_atomic(&summary, text.as_bytes()).runtime()?;
+    let mut files = vec![json.clone(), summary];
+    if html {
+        let page = result_path(out, &result.run, &result.scenario, "html");
+        match crate::view::report::run_report(result, None) {
+            Ok(p) => {
+                write_atomic(&page, p.as_bytes()).runtime()?;
+                files.push(page);
+            }
+            Err(e) => crate::errln!("warning: no HTML report: {e:#}"),
+        }
+    }
+    if !quiet_files {
+        crate::outln!("{text}");
+    }
+    crate::outln!("  results: {}", files[0].display());
+    for f in &files[1..] {
+        crate::outln!("           {}", f.display());
+    }
+    if let Err(e) = results::history::append(out, result, &json) {
+        crate::errln!("warning: could not append to the run history: {e:#}");
+    }
+    Ok(json)
+}
+
+/// Refuses to overwrite another run's or scenario's file (as native runs do).
+fn check_free(json: &Path, run: &str, scenario: &str) -> Result<(), Failure> {
+    if let Ok(old) = RunResult::load(json) {
+        if old.run != run || old.scenario != scenario {
+            return Err(Failure::Usage(anyhow!(
+                "{} holds the result of run `{}` of scenario `{}`; choose another run name",
+                json.display(),
+                old.run,
+                old.scenario
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `loadtest run` (and the full cycle) for a k6 script.
+pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
+    for (set, what) in [
+        (args.repeat > 1, "--repeat"),
+        (args.csv.is_some(), "--csv"),
+        (args.web.is_some(), "--web"),
+        (args.db_reset.is_some(), "--reset"),
+    ] {
+        if set {
+            return Err(Failure::Usage(anyhow!(
+                "{}: {what} is not available for k6 scripts yet (it is for TOML scenarios)",
+                script.display()
+            )));
+        }
+    }
+    if args.push_url.is_some() && !args.quiet {
+        crate::errln!(
+            "note: live metrics are not pushed for k6 scripts yet; the result file is complete"
+        );
+    }
+    let name = k6::script_name(script);
+    results::check_name("scenario name", &name).usage()?;
+    let bin = k6::find().usage()?;
+    let sha = k6::sha256_with_imports(script)
+        .map_err(|e| anyhow!("{}: {e:#}", script.display()))
+        .usage()?;
+    let json = result_path(&args.out, &args.run_name, &name, "json");
+    check_free(&json, &args.run_name, &name)?;
+    let tmp = tempfile::tempdir().runtime()?;
+    let output = tmp.path().join("k6.json.gz");
+    let summary = tmp.path().join("summary.json");
+    // Ctrl-C goes to k6 as well (same process group); this process waits for
+    // it to stop and write its output instead of dying first.
+    let rt = super::runtime()?;
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _guard = rt.enter();
+    let mut sigint =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).runtime()?;
+    let watcher = rt.spawn(async move {
+        if sigint.recv().await.is_some() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let outcome = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            k6::run(&k6::Invocation {
+                bin: &bin,
+                script,
+                target: &args.target,
+                run: &args.run_name,
+                env: &args.script_env,
+                vus: args.vus,
+                duration: args.duration,
+                quiet: args.quiet,
+                output: &output,
+                summary: &summary,
+            })
+        });
+        // Drive the signal watcher while k6 runs.
+        rt.block_on(async {
+            while !h.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        h.join()
+    })
+    .map_err(|_| Failure::Runtime(anyhow!("the k6 thread failed")))?
+    .runtime()?;
+    watcher.abort();
+    let was_interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    let has_points = output.is_file()
+        && std::fs::metadata(&output)
+            .map(|m| m.len() > 64)
+            .unwrap_or(false);
+    if SCRIPT_ERRORS.contains(&outcome.code) && !was_interrupted {
+        let why = if outcome.errors.is_empty() {
+            format!("k6 exited {}", outcome.code)
+        } else {
+            outcome.errors.join("\n  ")
+        };
+        return Err(Failure::Usage(anyhow!(
+            "{}: k6 could not run the script:\n  {why}",
+            script.display()
+        )));
+    }
+    if !has_points {
+        return Err(Failure::Runtime(anyhow!(
+            "k6 exited {} without writing data points{}",
+            outcome.code,
+            if outcome.errors.is_empty() {
+                String::new()
+            } else {
+                format!(":\n  {}", outcome.errors.join("\n  "))
+            }
+        )));
+    }
+    let mut result = results::k6::read(
+        &output,
+        summary.is_file().then_some(summary.as_path()),
+        meta(
+            &args.run_name,
+            script,
+            &name,
+            &args.target,
+            sha,
+            (outcome.cpu_seconds, outcome.max_rss_kb),
+        ),
+    )
+    .runtime()?;
+    result.interrupted = was_interrupted;
+    result.stack = args.stack.clone();
+    if result.duration_s > 0.0 {
+        let cores = result.host.cores.max(1) as f64;
+        result.loadgen.cpu_saturation =
+            ((outcome.cpu_seconds / result.duration_s / cores) * 1000.0).round() / 1000.0;
+    }
+    let json = save(&result, &args.out, args.html, args.trial)?;
+    let crossed = outcome.code == k6::THRESHOLDS_CROSSED || result.thresholds.iter().any(|t| !t.ok);
+    let (code, message) = if was_interrupted {
+        crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
+        (exit::RUNTIME, "Stopped before its planned end.".to_string())
+    } else if crossed {
+        let list: Vec<String> = result
+            .thresholds
+            .iter()
+            .filter(|t| !t.ok)
+            .map(|t| format!("{}: {}", t.metric, t.expression))
+            .collect();
+        crate::errln!("thresholds crossed (k6 exit 99): {}", list.join("; "));
+        (
+            exit::THRESHOLDS,
+            format!("Thresholds crossed: {}.", list.join("; ")),
+        )
+    } else if outcome.code != 0 {
+        return Err(Failure::Runtime(anyhow!(
+            "k6 exited {} (results written to {}){}",
+            outcome.code,
+            json.display(),
+            if outcome.errors.is_empty() {
+                String::new()
+            } else {
+                format!(":\n  {}", outcome.errors.join("\n  "))
+            }
+        )));
+    } else {
+        (exit::OK, "Finished: every threshold held.".to_string())
+    };
+    Ok(RunReport {
+        code,
+        json: json.clone(),
+        files: vec![json],
+        message,
+    })
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ImportWhat {
+    /// A k6 JSON output (`k6 run --out json=FILE`, gzipped or not) made elsewhere
+    K6(ImportK6),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportCmd {
+    #[command(subcommand)]
+    pub what: ImportWhat,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportK6 {
+    /// The k6 JSON output
+    pub file: PathBuf,
+    /// k6's `--summary-export` file of the same run: thresholds as k6 evaluated them
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Scenario name of the result (default: the file name up to its first dot)
+    #[arg(short, long)]
+    pub scenario: Option<String>,
+    /// The script that ran, for scenario_sha256 over it and its local imports
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    /// Run name: the prefix of the result files
+    #[arg(short, long, default_value = "imported")]
+    pub run_name: String,
+    /// Folder for the result files
+    #[arg(short, long, default_value = "benchmark")]
+    pub out: PathBuf,
+    /// The target the run measured, as recorded in the result
+    #[arg(short, long, default_value = "")]
+    pub target: String,
+}
+
+impl ImportCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        let ImportWhat::K6(a) = &self.what;
+        results::check_name("run name", &a.run_name).usage()?;
+        let name = a.scenario.clone().unwrap_or_else(|| {
+            a.file
+                .file_name()
+                .map(|f| {
+                    f.to_string_lossy()
+                        .split('.')
+                        .next()
+                        .unwrap_or("k6")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "k6".into())
+        });
+        results::check_name("scenario name", &name).usage()?;
+        if !a.file.is_file() {
+            return Err(Failure::Usage(anyhow!(
+                "{} does not exist",
+                a.file.display()
+            )));
+        }
+        let sha = match &a.script {
+            Some(s) => k6::sha256_with_imports(s).usage()?,
+            None => String::new(),
+        };
+        let json = result_path(&a.out, &a.run_name, &name, "json");
+        check_free(&json, &a.run_name, &name)?;
+        let script = a.script.clone().unwrap_or_else(|| a.file.clone());
+        let result = results::k6::read(
+            &a.file,
+            a.summary.as_deref(),
+            meta(&a.run_name, &script, &name, &a.target, sha, (0.0, 0)),
+        )
+        .usage()?;
+        save(&result, &a.out, true, false)?;
+        Ok(if result.thresholds.iter().any(|t| !t.ok) {
+            exit::THRESHOLDS
+        } else {
+            exit::OK
+        })
+    }
+}
