@@ -122,6 +122,8 @@ def render(csv_path, out, cmp_runs, cmp_csv):
         prev = end
     parts = [("aa", "A/A (same commit both sides)"), ("reg2", "B adds a 2 ms database round trip"),
              ("reg1", "B adds a 1 ms database round trip"), ("reg05", "B adds a 0.5 ms database round trip")]
+    spins = sorted({r["part"] for r in rows if r["part"].startswith("cpu")}, key=lambda p: -int(p[3:]))
+    parts += [(p, f"B spins the CPU {p[3:]} us per authenticated request (no extra query)") for p in spins]
     o = ["# Verdict study: `loadtest ab` on payment-confirm", "",
          "Written by `bench/verdict.sh` from `verdict-runs.csv` (one row per verdict, through the full stack on this",
          "machine: 2 cores shared by the load generator, both apps, Postgres, Prometheus). Exit 0 = pass,",

@@ -3,12 +3,14 @@
 # demo was made slower (power), through the full stack, on this machine; and the same for `loadtest compare`
 # of stored single runs.
 #
-#   bench/verdict.sh [PART...]      PART: aa | reg2 | reg1 | reg05 | cmp     (default: aa reg2)
+#   bench/verdict.sh [PART...]      PART: aa | reg2 | reg1 | reg05 | cpuN | cmp     (default: aa reg2)
 #   bench/verdict.sh render          rewrite the tables from the CSVs only
 #
 #   aa     A/A: --base HEAD against the same commit's clean working tree (N_AA verdicts, default 20)
 #   regX   the working tree adds one database round trip of X ms (2, 1, 0.5) per authenticated request
 #          (N_REG verdicts, default 10)
+#   cpuN   the working tree spins the CPU for N us per authenticated request instead (a slowdown with
+#          no extra query, sized by N; N_REG verdicts)
 #   cmp    the stored-baseline path: N_CMP_A (default 8) full cycles (`loadtest bench`: down -v, up, migrate,
 #          seed, run) of the clean commit and N_CMP_B (default 6) with the 2 ms round trip, interleaved; then
 #          `loadtest compare` on every ordered pair of clean runs (A/A) and every clean/slow pair, once with the
@@ -42,7 +44,7 @@ PARTS=("$@")
 
 say() { printf '== %s\n' "$*" >&2; }
 for p in "${PARTS[@]}"; do
-  case "$p" in aa | reg2 | reg1 | reg05 | cmp | render) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05, cmp, render)" >&2; exit 2 ;; esac
+  case "$p" in aa | reg2 | reg1 | reg05 | cmp | render) ;; cpu[0-9]*) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05, cpuN, cmp, render)" >&2; exit 2 ;; esac
 done
 command -v python3 >/dev/null || { echo "python3 is needed to read the verdicts" >&2; exit 2; }
 
@@ -81,6 +83,14 @@ set_delay() {
   perl -0pi -e 's/(\n    let row = sqlx::query\("SELECT merchant_id FROM api_keys)/\n    sqlx::query("SELECT pg_sleep('"$secs"')").execute(&app.db).await.ok();$1/' \
     "$STUDY/demo/src/api.rs"
   grep -q "pg_sleep($secs)" "$STUDY/demo/src/api.rs" || { echo "could not apply the delay to demo/src/api.rs" >&2; exit 1; }
+}
+
+# A busy spin of $1 us per authenticated request: CPU work, no extra query.
+set_spin() {
+  git -C "$STUDY" checkout -q -- demo/src/api.rs
+  perl -0pi -e 's/(\n    let row = sqlx::query\("SELECT merchant_id FROM api_keys)/\n    { let t0 = std::time::Instant::now(); while t0.elapsed() < std::time::Duration::from_micros('"$1"') { std::hint::spin_loop(); } }$1/' \
+    "$STUDY/demo/src/api.rs"
+  grep -q "from_micros($1)" "$STUDY/demo/src/api.rs" || { echo "could not apply the spin to demo/src/api.rs" >&2; exit 1; }
 }
 
 # As a user would: measure the noise once, so that `ab` takes its tolerances from it.
@@ -135,8 +145,10 @@ for part in "${PARTS[@]}"; do
     reg2) count=$N_REG; delay=2 ;;
     reg1) count=$N_REG; delay=1 ;;
     reg05) count=$N_REG; delay=0.5 ;;
+    cpu*) count=$N_REG; delay=0 ;;
   esac
   set_delay "$delay"
+  case "$part" in cpu*) set_spin "${part#cpu}" ;; esac
   for n in $(seq 1 "$count"); do
     if grep -q "^$part,$n," "$CSV"; then continue; fi
     say "$part verdict $n/$count"

@@ -126,6 +126,43 @@ pub fn sha256_with_imports(script: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Loads a script with `k6 inspect` (nothing is sent): its options in a
+/// few words, or k6's error with the line.
+pub fn inspect(script: &Path) -> Result<String> {
+    let bin = find()?;
+    let out = Command::new(&bin)
+        .arg("inspect")
+        .arg(script)
+        .output()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<String> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(message)
+            .collect();
+        bail!(
+            "{}: k6 could not load the script:\n  {}",
+            script.display(),
+            lines.join("\n  ")
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(s) = v.get("scenarios").and_then(|s| s.as_object()) {
+        parts.push(format!("{} scenario(s)", s.len()));
+    }
+    if let Some(t) = v.get("thresholds").and_then(|t| t.as_object()) {
+        parts.push(format!("{} threshold metric(s)", t.len()));
+    }
+    Ok(if parts.is_empty() {
+        "loads".into()
+    } else {
+        parts.join(", ")
+    })
+}
+
 /// One `k6 run`.
 pub struct Invocation<'a> {
     pub bin: &'a Path,

@@ -157,6 +157,13 @@ fn k6_outcomes_map_to_the_harness_exit_codes() {
     let err = stderr(&o);
     assert!(err.contains("broken.js") && err.contains("Line 3"), "{err}");
     assert!(!out.join("broken_broken.json").exists());
+    // `validate` loads a script through k6 too, sending nothing.
+    let o = loadtest(&["validate", "-s", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("Line 3"), "{}", stderr(&o));
+    let o = loadtest(&["validate", "-s", script.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("k6 script"), "{}", stdout(&o));
 
     // k6 missing: exit 2 with the fix, before anything runs.
     let o = run_k6_env(

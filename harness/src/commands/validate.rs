@@ -18,6 +18,11 @@ pub struct ValidateCmd {
 impl ValidateCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
         let path = scenario::resolve(&self.scenario, &self.scenarios_dir).usage()?;
+        if scenario::is_script(&path) {
+            let what = crate::k6::inspect(&path).usage()?;
+            crate::outln!("{}: ok (k6 script; {what})", path.display());
+            return Ok(crate::exit::OK);
+        }
         let sc = scenario::load(&path).usage()?;
         crate::outln!(
             "{}: ok ({}, {} setup / {} load / {} teardown steps, {} thresholds)",
