@@ -400,5 +400,39 @@ fn the_live_page_shows_trials_a_beside_b_and_its_stop_ends_the_check() {
             "{u}"
         );
     }
+    // The A/B result as an HTML report: the trials A beside B and the verdict table.
+    let ab_file = std::fs::read_dir(r.path().join("benchmark"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ab_confirm_")
+        })
+        .expect("the A/B result file");
+    let html = r.path().join("ab.html");
+    let o = r.loadtest(&[
+        "report",
+        ab_file.to_str().unwrap(),
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    b.open(&format!("file://{}", html.display()));
+    let dots = b.eval("document.querySelectorAll('#c-ab-rps circle').length");
+    assert!(dots.as_u64().unwrap() >= 4, "{dots}");
+    let rows = b.eval("document.querySelectorAll('table.verdict tr').length");
+    assert!(rows.as_u64().unwrap() >= 2, "{rows}");
+    let text = b.eval("document.body.innerText");
+    assert!(
+        text.as_str().unwrap().contains("Stopped before a verdict"),
+        "{text}"
+    );
+    assert_eq!(
+        b.errors(),
+        Vec::<String>::new(),
+        "console errors in the A/B report"
+    );
     assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
 }

@@ -885,8 +885,13 @@ impl Context {
                     .collect()
             })
         };
+        // Stopped from the live page: a run cut short in its setup is an interruption, not a failure.
+        let stopped = || stop.is_some_and(|t| t.is_cancelled());
         if !self.warmup.is_zero() {
-            let w = all(self.warmup, "warmup")?;
+            let w = match all(self.warmup, "warmup") {
+                Err(_) if stopped() => return Ok(None),
+                w => w?,
+            };
             if w.iter().any(|r| r.code == exit::RUNTIME) {
                 return Ok(None);
             }
@@ -899,7 +904,11 @@ impl Context {
             Err(_) => self.say("warning: the database copy thread failed"),
         }
         let mut out = Vec::new();
-        for m in all(self.duration, "trial")? {
+        let measured = match all(self.duration, "trial") {
+            Err(_) if stopped() => return Ok(None),
+            m => m?,
+        };
+        for m in measured {
             let r = RunResult::load(&m.json).runtime()?;
             if m.code == exit::RUNTIME || r.interrupted {
                 return Ok(None);

@@ -106,7 +106,7 @@ const LT = (() => {
     // Time axes step by whole seconds at least.
     const xt = o.xTicks
       ? o.xTicks.filter((t) => t[0] >= x0 - 1e-9 && t[0] <= x1 + 1e-9)
-      : ticks(x0, x1, 6).filter((v) => o.xFormat !== clock || Number.isInteger(v)).map((v) => [v, (o.xFormat || fmt)(v)]);
+      : ticks(x0, x1, 6).filter((v) => (o.xFormat !== clock && !o.xInteger) || Number.isInteger(v)).map((v) => [v, (o.xFormat || fmt)(v)]);
     for (const [v, label] of xt) {
       el("line", { x1: X(v), x2: X(v), y1: m.t, y2: H - m.b, class: "x" }, grid);
       el("text", { x: X(v), y: H - m.b + 16, "text-anchor": "middle" }, grid).textContent = label;

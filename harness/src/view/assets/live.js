@@ -51,8 +51,8 @@
       return { name: sd === "A" ? `A (${hello.base})` : `B (${hello.head})`, xs: t.map((x) => x.index), ys: t.map((x) => x[key]), color: sd === "A" ? "#2563eb" : "#d97706" };
     };
     const idx = (v) => "#" + Math.round(v);
-    LT.line($("c-ab-rps"), { series: [side("A", "rps"), side("B", "rps")], dots: true, xFormat: idx });
-    LT.line($("c-ab-p95"), { series: [side("A", "p95"), side("B", "p95")], dots: true, xFormat: idx, yUnit: " ms" });
+    LT.line($("c-ab-rps"), { series: [side("A", "rps"), side("B", "rps")], dots: true, xInteger: true, xFormat: idx });
+    LT.line($("c-ab-p95"), { series: [side("A", "p95"), side("B", "p95")], dots: true, xInteger: true, xFormat: idx, yUnit: " ms" });
     $("ab-done").textContent = AB.trials.length;
     $("ab-trials").innerHTML = table(["trial", "side", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms"],
       AB.trials.map((t) => [t.index, t.side, t.requests, fmt(t.rps), fmt(t.p50), fmt(t.p95), fmt(t.p99)]));

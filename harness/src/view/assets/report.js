@@ -25,7 +25,7 @@
       const t = D.trials.filter((x) => x.side === s);
       return { name: s === "A" ? `A (${D.base})` : `B (${D.head})`, xs: t.map((x) => x.index), ys: t.map((x) => x[key]), color: s === "A" ? "#2563eb" : "#d97706" };
     };
-    show("c-ab-rps", { series: [side("A", "rps"), side("B", "rps")], dots: true, xFormat: (v) => "#" + Math.round(v) });
-    show("c-ab-p95", { series: [side("A", "p95"), side("B", "p95")], dots: true, xFormat: (v) => "#" + Math.round(v), yUnit: " ms" });
+    show("c-ab-rps", { series: [side("A", "rps"), side("B", "rps")], dots: true, xInteger: true, xFormat: (v) => "#" + Math.round(v) });
+    show("c-ab-p95", { series: [side("A", "p95"), side("B", "p95")], dots: true, xInteger: true, xFormat: (v) => "#" + Math.round(v), yUnit: " ms" });
   }
 })();
