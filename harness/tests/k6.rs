@@ -233,3 +233,41 @@ fn k6_output_made_elsewhere_is_imported() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("junk.json: line 1"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
+    let s = common::stack::Stack::new("k6");
+    let dir = tempdir();
+    let results = dir.path().join("benchmark");
+    let script = fixtures().join("payment-confirm.js");
+    // `bench` finds the script by path as `run` does: down -v, up, migrate, seed, then k6.
+    let o = s.cmd_env(
+        &[
+            "bench",
+            "-s",
+            script.to_str().unwrap(),
+            "-r",
+            "k6cycle",
+            "-q",
+        ],
+        &[
+            ("LOADTEST_RESULTS_DIR", results.to_str().unwrap()),
+            ("SUMMARY_DIR", dir.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    let r = RunResult::load(&results.join("k6cycle_payment-confirm.json")).unwrap();
+    assert_eq!(r.target, s.url());
+    // The stack the run measured is recorded, the app image built from this checkout.
+    let stack = r.stack.as_ref().expect("stack info");
+    assert!(stack.images.contains_key("app"), "{:?}", stack.images);
+    let confirm = &r.requests["confirm payment"];
+    assert!(confirm.http_reqs.count > 20, "{}", confirm.http_reqs.count);
+    assert_eq!(
+        confirm.status_codes.get("200"),
+        Some(&confirm.http_reqs.count)
+    );
+    assert_eq!(r.metrics.checks.fails, 0, "{:?}", r.checks);
+    assert!(r.thresholds.iter().all(|t| t.ok), "{:?}", r.thresholds);
+    assert!(results.join("k6cycle_payment-confirm.html").is_file());
+}
