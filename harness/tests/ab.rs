@@ -123,6 +123,28 @@ build = "mkdir -p target/debug && cp '{demo}' target/debug/demo"
                 demo = demo.display()
             ),
         );
+        // The same workload as a k6 script (trials run it as written: 3 s).
+        write(
+            d,
+            "scenarios/confirm-k6.js",
+            r#"import http from "k6/http";
+import { check } from "k6";
+export const options = { vus: 8, duration: "3s" };
+const BASE = __ENV.BASE_URL;
+export function setup() {
+  const r = http.post(`${BASE}/accounts`, JSON.stringify({ merchant_name: "ab-k6" }),
+    { headers: { "Content-Type": "application/json", "api-key": "test_admin" } });
+  return { key: r.json("api_key") };
+}
+export default function (m) {
+  const body = { amount: 6540, currency: "USD", confirm: true, payment_method: "card",
+    payment_method_data: { card: { card_number: "4242424242424242", card_exp_month: "10", card_exp_year: "35", card_cvc: "123" } } };
+  const r = http.post(`${BASE}/payments`, JSON.stringify(body),
+    { headers: { "Content-Type": "application/json", "api-key": m.key }, tags: { name: "confirm payment" } });
+  check(r, { "status is 200": (x) => x.status === 200 });
+}
+"#,
+        );
         write(
             d,
             "scenarios/confirm.toml",
@@ -434,5 +456,49 @@ fn the_live_page_shows_trials_a_beside_b_and_its_stop_ends_the_check() {
         Vec::<String>::new(),
         "console errors in the A/B report"
     );
+    assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
+}
+
+#[test]
+fn a_k6_script_is_compared_in_trials_like_a_toml_scenario() {
+    let r = Repo::new("k6", "ENV DEMO_DB_DELAY_MS=0");
+    let o = r.loadtest(&[
+        "ab",
+        "-s",
+        "confirm-k6",
+        "-f",
+        "json",
+        "--down",
+        "--base",
+        "HEAD",
+        "--trials",
+        "4",
+        "--max-trials",
+        "4",
+    ]);
+    assert!(matches!(code(&o), 0 | 97), "{}\n{}", stderr(&o), stdout(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["scenario"], "confirm-k6");
+    let trials = v["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "{v}");
+    for t in trials {
+        // Each trial is a k6 run of the script as written: 3 s of 8 VUs.
+        assert!(t["requests"].as_u64().unwrap() > 20, "{t}");
+        let d = t["duration_s"].as_f64().unwrap();
+        assert!((2.0..6.0).contains(&d), "{t}");
+    }
+    assert_ne!(v["outcome"], "regressed", "{v}");
+    // --duration would replace the script's own workload: refused.
+    let o = r.loadtest(&[
+        "ab",
+        "-s",
+        "confirm-k6",
+        "--base",
+        "HEAD",
+        "--duration",
+        "5s",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("script as written"), "{}", stderr(&o));
     assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
 }

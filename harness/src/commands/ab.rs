@@ -183,7 +183,12 @@ impl AbCmd {
         let base = ctx.build_base(&base_ref, &base_sha)?;
 
         let settings = AbSettings {
-            trial_s: ctx.duration.as_secs_f64(),
+            // 0 for a k6 script: its trial is the script as written.
+            trial_s: if ctx.script {
+                0.0
+            } else {
+                ctx.duration.as_secs_f64()
+            },
             warmup_s: ctx.warmup.as_secs_f64(),
             min_trials: round_blocks(self.trials),
             max_trials: round_blocks(self.max_trials),
@@ -285,6 +290,8 @@ pub struct Context {
     pub quiet: bool,
     pub down: bool,
     pub duet: bool,
+    /// The scenario is a k6 script: trials run it as written.
+    pub script: bool,
     pub service: ServiceSpec,
     /// The live page's address (`--web`).
     pub web: Option<String>,
@@ -321,18 +328,37 @@ impl Context {
         let cfg = Config::load(&t.config, &vars).usage()?;
         let name = t.scenario.clone().unwrap_or(cfg.scenario.clone());
         let scenario_path = scenario::resolve(&name, &cfg.scenarios).usage()?;
-        let sc = scenario::load(&scenario_path).usage()?;
-        if sc.steps.is_empty() {
-            return Err(Failure::Usage(anyhow!(
-                "{}: no [[steps]] to measure",
-                scenario_path.display()
-            )));
-        }
+        // A k6 script: each trial is one k6 run of the script as written (its own stages or
+        // scenarios: k6's --duration would replace them by looping VUs), no separate warm-up.
+        let script = scenario::is_script(&scenario_path);
+        let (scenario_name, ab_duration, ab_warmup) = if script {
+            if t.duration.is_some() || t.warmup.is_some() {
+                return Err(Failure::Usage(anyhow!(
+                    "{}: a k6 script's trial is the script as written: set its length in its options, not with --duration/--warmup",
+                    scenario_path.display()
+                )));
+            }
+            crate::k6::find().usage()?;
+            (
+                crate::k6::script_name(&scenario_path),
+                Some(Duration::from_secs(1)),
+                Some(Duration::ZERO),
+            )
+        } else {
+            let sc = scenario::load(&scenario_path).usage()?;
+            if sc.steps.is_empty() {
+                return Err(Failure::Usage(anyhow!(
+                    "{}: no [[steps]] to measure",
+                    scenario_path.display()
+                )));
+            }
+            (sc.name.clone(), sc.ab.duration, sc.ab.warmup)
+        };
         let duration = t
             .duration
-            .or(sc.ab.duration)
+            .or(ab_duration)
             .unwrap_or(Duration::from_secs(15));
-        let warmup = t.warmup.or(sc.ab.warmup).unwrap_or(Duration::from_secs(5));
+        let warmup = t.warmup.or(ab_warmup).unwrap_or(Duration::from_secs(5));
         if duration < Duration::from_secs(1) || duration > Duration::from_secs(3600) {
             return Err(Failure::Usage(anyhow!(
                 "a trial must last between 1s and 1h (was {})",
@@ -381,7 +407,7 @@ impl Context {
             project,
             repo,
             scenario_path,
-            scenario: sc.name.clone(),
+            scenario: scenario_name,
             duration,
             warmup,
             seed,
@@ -394,6 +420,7 @@ impl Context {
                 .usage()?,
             down: t.down,
             duet: t.mode == Mode::Duet,
+            script,
             service,
             _lock: lock,
         })
@@ -848,7 +875,7 @@ impl Context {
             scenarios_dir: self.cfg.scenarios.clone(),
             target: url.to_string(),
             vus: None,
-            duration: Some(duration),
+            duration: (!self.script).then_some(duration),
             run_name: name,
             out: scratch.to_path_buf(),
             quiet: true,

@@ -33,7 +33,12 @@ impl CalibrateCmd {
         let head = ctx.build_head(&commit)?;
         let n = (self.trials as usize).div_ceil(4) * 4;
         let settings = AbSettings {
-            trial_s: ctx.duration.as_secs_f64(),
+            // 0 for a k6 script: its trial is the script as written.
+            trial_s: if ctx.script {
+                0.0
+            } else {
+                ctx.duration.as_secs_f64()
+            },
             warmup_s: ctx.warmup.as_secs_f64(),
             min_trials: n,
             max_trials: n,

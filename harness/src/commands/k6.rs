@@ -46,8 +46,9 @@ fn meta(
     }
 }
 
-/// Writes the result, its summary and report; prints like a native run.
-fn save(result: &RunResult, out: &Path, html: bool, quiet_files: bool) -> Result<PathBuf, Failure> {
+/// Writes the result, its summary and report; when `announce`, prints like a
+/// native run and adds the history line (an A/B trial does neither).
+fn save(result: &RunResult, out: &Path, html: bool, announce: bool) -> Result<PathBuf, Failure> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow!("cannot create output folder {}: {e}", out.display()))
         .usage()?;
@@ -67,9 +68,10 @@ fn save(result: &RunResult, out: &Path, html: bool, quiet_files: bool) -> Result
             Err(e) => crate::errln!("warning: no HTML report: {e:#}"),
         }
     }
-    if !quiet_files {
-        crate::outln!("{text}");
+    if !announce {
+        return Ok(json);
     }
+    crate::outln!("{text}");
     crate::outln!("  results: {}", files[0].display());
     for f in &files[1..] {
         crate::outln!("           {}", f.display());
@@ -212,7 +214,7 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         result.loadgen.cpu_saturation =
             ((outcome.cpu_seconds / result.duration_s / cores) * 1000.0).round() / 1000.0;
     }
-    let json = save(&result, &args.out, args.html, args.trial)?;
+    let json = save(&result, &args.out, args.html && !args.trial, !args.trial)?;
     let crossed = outcome.code == k6::THRESHOLDS_CROSSED || result.thresholds.iter().any(|t| !t.ok);
     let (code, message) = if was_interrupted {
         crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
@@ -323,7 +325,7 @@ impl ImportCmd {
             meta(&a.run_name, &script, &name, &a.target, sha, (0.0, 0)),
         )
         .usage()?;
-        save(&result, &a.out, true, false)?;
+        save(&result, &a.out, true, true)?;
         Ok(if result.thresholds.iter().any(|t| !t.ok) {
             exit::THRESHOLDS
         } else {
