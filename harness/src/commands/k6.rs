@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
-use super::run::{RunPlan, RunReport};
+use super::plan::{RunPlan, RunReport};
 use crate::exit::{self, Classify, Failure};
 use crate::files::write_atomic;
 use crate::k6;

@@ -12,6 +12,7 @@ pub mod history;
 pub mod images;
 pub mod k6;
 pub mod migrate;
+pub mod plan;
 pub mod populate;
 pub mod ps;
 pub mod report;
