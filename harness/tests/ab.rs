@@ -333,49 +333,23 @@ fn too_small_a_budget_is_undecided_and_a_base_that_does_not_build_is_exit_2() {
 
 #[test]
 fn the_live_page_shows_trials_a_beside_b_and_its_stop_ends_the_check() {
-    use std::io::{BufRead, BufReader};
     let r = Repo::new("web", "ENV DEMO_DB_DELAY_MS=0");
-    let mut child = Command::new(bin())
-        .args([
-            "ab", "-s", "confirm", "-f", "json", "--down", "--base", "HEAD",
-        ])
-        .args([
-            "--duration",
-            "2s",
-            "--warmup",
-            "1s",
-            "--trials",
-            "16",
-            "--web",
-            "127.0.0.1:0",
-        ])
-        .current_dir(r.path())
-        .env("LOADTEST_DB_PORT", r.db_port.to_string())
-        .env("LOADTEST_APP_PORT", r.app_port.to_string())
-        .env_remove("LOADTEST_PROJECT")
-        .env_remove("LOADTEST_TARGET")
-        .env_remove("LOADTEST_DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let drain = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(u) = line.strip_prefix("live page: ") {
-                let _ = tx.send(u.to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "ab", "-s", "confirm", "-f", "json", "--down", "--base", "HEAD",
+    ])
+    .args(["--duration", "2s", "--warmup", "1s", "--trials", "16"])
+    .args(["--web", "127.0.0.1:0"])
+    .current_dir(r.path())
+    .env("LOADTEST_DB_PORT", r.db_port.to_string())
+    .env("LOADTEST_APP_PORT", r.app_port.to_string())
+    .env_remove("LOADTEST_PROJECT")
+    .env_remove("LOADTEST_TARGET")
+    .env_remove("LOADTEST_DATABASE_URL")
+    .stdout(std::process::Stdio::piped());
     // The page comes up once both builds are done.
-    let url = rx
-        .recv_timeout(std::time::Duration::from_secs(600))
-        .expect("the URL is printed");
+    let served = browser::serve(cmd, std::time::Duration::from_secs(600));
+    let url = served.url.clone();
     let mut b = Browser::launch();
     b.open(&url);
     b.wait_for(
@@ -401,8 +375,7 @@ fn the_live_page_shows_trials_a_beside_b_and_its_stop_ends_the_check() {
     );
     browser::keep_screenshot("ab-live.png", &shot);
     b.eval("document.getElementById('stop').click()");
-    let status = child.wait().unwrap();
-    let log = drain.join().unwrap();
+    let (status, log) = served.finish();
     assert_eq!(status.code(), Some(1), "stopped as with Ctrl-C: {log}");
     b.wait_for(
         "document.body.dataset.state === 'done'",

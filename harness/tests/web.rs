@@ -7,7 +7,6 @@
 mod browser;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,46 +176,22 @@ fn the_live_page_shows_the_run_and_its_stop_button_ends_it_like_ctrl_c() {
     let dir = tempdir();
     let sc = scenario_file(dir.path(), "watch", SCENARIO);
     let out = dir.path().join("out");
-    let mut child = Command::new(bin())
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "-s", sc.to_str().unwrap(), "-t", &srv.url])
         .args([
-            "run",
-            "-s",
-            sc.to_str().unwrap(),
-            "-t",
-            &srv.url,
             "-o",
             out.to_str().unwrap(),
-        ])
-        .args([
             "-r",
             "live",
             "--duration",
             "90s",
             "-q",
-            "--web",
-            "127.0.0.1:0",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .args(["--web", "127.0.0.1:0"])
+        .stdout(Stdio::null());
     let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let drain = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(u) = line.strip_prefix("live page: ") {
-                let _ = tx.send(u.to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the URL is printed");
+    let mut served = browser::serve(cmd, Duration::from_secs(30));
+    let url = served.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let mut b = Browser::launch();
@@ -258,17 +233,14 @@ fn the_live_page_shows_the_run_and_its_stop_button_ends_it_like_ctrl_c() {
 
     // Stop, as a user does.
     b.eval("document.getElementById('stop').click()");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
+    while served.child.try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the run did not stop"
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    let log = drain.join().unwrap();
+    }
+    let (status, log) = served.finish();
     assert_eq!(status.code(), Some(1), "exit code as with Ctrl-C: {log}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let result = read_json(&out.join("live_watch.json"));

@@ -296,6 +296,25 @@ fn verdict_rows(cmp: &Comparison) -> Vec<VerdictRow> {
     rows
 }
 
+fn check_row(request: &str, c: &crate::results::CheckResult) -> BTreeMap<&'static str, String> {
+    let n = c.passes + c.fails;
+    BTreeMap::from([
+        ("request", request.to_string()),
+        ("name", c.name.clone()),
+        ("passes", c.passes.to_string()),
+        ("fails", c.fails.to_string()),
+        ("class", if c.fails > 0 { "bad" } else { "" }.into()),
+        (
+            "rate",
+            if n == 0 {
+                "-".into()
+            } else {
+                format!("{:.2}%", c.passes as f64 * 100.0 / n as f64)
+            },
+        ),
+    ])
+}
+
 /// The report of one run, with its comparison against a baseline when given.
 pub fn run_report(r: &RunResult, baseline: Option<(&RunResult, &Comparison)>) -> Result<String> {
     let mut dist = distribution(r, baseline.map(|_| r.run.as_str()), false)?;
@@ -373,52 +392,16 @@ pub fn run_report(r: &RunResult, baseline: Option<(&RunResult, &Comparison)>) ->
             ])
         })
         .collect();
-    let checks: Vec<BTreeMap<&str, String>> = names
-        .iter()
-        .flat_map(|(name, q)| {
-            q.checks.iter().map(move |c| {
-                let n = c.passes + c.fails;
-                BTreeMap::from([
-                    ("request", name.to_string()),
-                    ("name", c.name.clone()),
-                    ("passes", c.passes.to_string()),
-                    ("fails", c.fails.to_string()),
-                    ("class", if c.fails > 0 { "bad" } else { "" }.into()),
-                    (
-                        "rate",
-                        if n == 0 {
-                            "-".into()
-                        } else {
-                            format!("{:.2}%", c.passes as f64 * 100.0 / n as f64)
-                        },
-                    ),
-                ])
-            })
-        })
-        .collect();
     // Checks not tied to a request (a k6 script's) come first.
     let checks: Vec<BTreeMap<&str, String>> = r
         .checks
         .iter()
-        .map(|c| {
-            let n = c.passes + c.fails;
-            BTreeMap::from([
-                ("request", "-".to_string()),
-                ("name", c.name.clone()),
-                ("passes", c.passes.to_string()),
-                ("fails", c.fails.to_string()),
-                ("class", if c.fails > 0 { "bad" } else { "" }.into()),
-                (
-                    "rate",
-                    if n == 0 {
-                        "-".into()
-                    } else {
-                        format!("{:.2}%", c.passes as f64 * 100.0 / n as f64)
-                    },
-                ),
-            ])
-        })
-        .chain(checks)
+        .map(|c| check_row("-", c))
+        .chain(
+            names
+                .iter()
+                .flat_map(|(name, q)| q.checks.iter().map(move |c| check_row(name, c))),
+        )
         .collect();
     let thresholds: Vec<BTreeMap<&str, String>> = r
         .thresholds

@@ -235,3 +235,41 @@ pub fn keep_screenshot(name: &str, png: &[u8]) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), png).unwrap();
 }
+
+/// A `loadtest` process serving a live page: its URL (read from the line it
+/// prints on stderr) and the rest of its stderr, kept for messages.
+pub struct Served {
+    pub child: std::process::Child,
+    pub url: String,
+    drain: std::thread::JoinHandle<String>,
+}
+
+/// Starts `cmd` (stderr is taken) and waits up to `limit` for `live page: URL`.
+pub fn serve(mut cmd: Command, limit: Duration) -> Served {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(u) = line.strip_prefix("live page: ") {
+                let _ = tx.send(u.to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = rx
+        .recv_timeout(limit)
+        .expect("the live page's URL is printed");
+    Served { child, url, drain }
+}
+
+impl Served {
+    /// Waits for the process to end: its status and everything it wrote on stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        (status, self.drain.join().unwrap())
+    }
+}
