@@ -375,6 +375,8 @@ fn run_phase(
     vars.extend(setup_vars);
 
     let started_at = chrono::Utc::now();
+    // The generator's CPU is counted from here: a full cycle's stack work and seeding are not load.
+    let cpu_before = results::process_usage().0;
     let repeat = args.repeat.max(1);
     let mut outs = Vec::new();
     let mut live_sink = live.map(|l| crate::view::live::LiveSink::new(l, sc.clone()));
@@ -453,6 +455,13 @@ fn run_phase(
     );
     result.trials = trials;
     result.stack = args.stack.clone();
+    let lg = &mut result.loadgen;
+    lg.cpu_seconds = ((lg.cpu_seconds - cpu_before).max(0.0) * 100.0).round() / 100.0;
+    if result.duration_s > 0.0 {
+        let cores = result.host.cores.max(1) as f64;
+        lg.cpu_saturation =
+            ((lg.cpu_seconds / result.duration_s / cores) * 1000.0).round() / 1000.0;
+    }
     if let Some(prom) = &args.prometheus_url {
         result.server = server_view(&sc, &out, prom, &args.server_metric, started_at, ended_at);
     }
