@@ -123,7 +123,7 @@ print(f"{n},{tool},{rc},{reqs},{int(rate) * int(dur)},{m['dropped_iterations']['
 PY
   done
 done
-"$LT" down -q >/dev/null 2>&1 || true
+"$LT" down >/dev/null 2>&1 || true
 
 python3 - "$RAW" "$OUT" "$ROUNDS" "$RATE" "$DUR" <<'PY'
 import csv, statistics, sys

@@ -147,3 +147,62 @@ fn an_unreachable_gateway_costs_one_warning_not_the_run() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_k6_script_is_pushed_live_like_a_native_run() {
+    let srv = TestServer::start();
+    let (url, pushes) = gateway();
+    let dir = tempdir();
+    let script = dir.path().join("health.js");
+    std::fs::write(
+        &script,
+        "import http from 'k6/http';\nimport { check } from 'k6';\n\
+         export const options = { vus: 2, duration: '11s' };\n\
+         export default function () {\n  const r = http.get(`${__ENV.BASE_URL}/health`, { tags: { name: 'health' } });\n  \
+         check(r, { 'status is 200': (x) => x.status === 200 });\n}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let o = loadtest(&[
+        "run",
+        "-s",
+        script.to_str().unwrap(),
+        "-t",
+        &srv.url,
+        "-o",
+        dir.path().to_str().unwrap(),
+        "-q",
+        "--push-url",
+        &url,
+    ]);
+    let ended = Instant::now();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let p = pushes.lock().unwrap();
+    // During the run, not only at its end: k6's output is read as k6 writes it.
+    assert!(p.len() >= 3, "{} pushes", p.len());
+    let first = p[0].0.duration_since(started);
+    assert!(
+        p[0].0 < ended - Duration::from_secs(3),
+        "first push after {first:?}"
+    );
+    assert_eq!(p[0].1, "loadtest/run/baseline/scenario/health");
+    let last = &p.last().unwrap().2;
+    for name in [
+        "k6_http_reqs_total{method=\"GET\",name=\"health\",status=\"200\"}",
+        "k6_http_req_duration_p95{method=\"GET\",name=\"health\"}",
+        "k6_vus_max 2",
+        "k6_iterations_total",
+    ] {
+        assert!(last.contains(name), "{name} missing from:\n{last}");
+    }
+    // The pushed total is the result file's: the same points, read twice.
+    let r: serde_json::Value = read_json(&dir.path().join("baseline_health.json"));
+    let pushed: u64 = last
+        .lines()
+        .find(|l| l.starts_with("k6_http_reqs_total{") && l.contains("status=\"200\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert_eq!(pushed, r["metrics"]["http_reqs"]["count"].as_u64().unwrap());
+    assert_eq!(r["requests"]["health"]["http_reqs"]["count"], pushed);
+}

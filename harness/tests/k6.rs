@@ -240,6 +240,10 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
     let dir = tempdir();
     let results = dir.path().join("benchmark");
     let script = fixtures().join("payment-confirm.js");
+    let from = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     // `bench` finds the script by path as `run` does: down -v, up, migrate, seed, then k6.
     let o = s.cmd_env(
         &[
@@ -253,6 +257,8 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
         &[
             ("LOADTEST_RESULTS_DIR", results.to_str().unwrap()),
             ("SUMMARY_DIR", dir.path().to_str().unwrap()),
+            // An expected 404 too, so the dashboard's error panel has a series to show.
+            ("WITH_MISS", "1"),
         ],
     );
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
@@ -270,4 +276,11 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
     assert_eq!(r.metrics.checks.fails, 0, "{:?}", r.checks);
     assert!(r.thresholds.iter().all(|t| t.ok), "{:?}", r.thresholds);
     assert!(results.join("k6cycle_payment-confirm.html").is_file());
+    // Pushed live to the stack's Pushgateway: every panel of the Grafana dashboard has data for it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let to = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    common::stack::assert_dashboard_has_data(s.prom_port, "k6cycle", "payment-confirm", from, to);
 }

@@ -112,11 +112,6 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
             )));
         }
     }
-    if args.push_url.is_some() && !args.quiet {
-        crate::errln!(
-            "note: live metrics are not pushed for k6 scripts yet; the result file is complete"
-        );
-    }
     let name = k6::script_name(script);
     results::check_name("scenario name", &name).usage()?;
     let bin = k6::find().usage()?;
@@ -128,6 +123,20 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
     let tmp = tempfile::tempdir().runtime()?;
     let output = tmp.path().join("k6.json.gz");
     let summary = tmp.path().join("summary.json");
+    // With live export, k6 writes into a FIFO this process reads as it comes: the
+    // points are pushed every few seconds and kept, gzipped, in `output`.
+    let exporter = args
+        .push_url
+        .as_deref()
+        .map(|u| crate::metrics::export::Exporter::start(u, &args.run_name, &name))
+        .transpose()
+        .usage()?;
+    let fifo = tmp.path().join("k6.fifo");
+    if exporter.is_some() {
+        make_fifo(&fifo).runtime()?;
+    }
+    let k6_output = if exporter.is_some() { &fifo } else { &output };
+    let started_at = chrono::Utc::now();
     // Ctrl-C goes to k6 as well (same process group); this process waits for
     // it to stop and write its output instead of dying first.
     let rt = super::runtime()?;
@@ -142,6 +151,9 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         }
     });
     let outcome = std::thread::scope(|s| {
+        let relay = exporter
+            .as_ref()
+            .map(|x| s.spawn(|| results::k6::relay(&fifo, &output, x)));
         let h = s.spawn(|| {
             k6::run(&k6::Invocation {
                 bin: &bin,
@@ -152,7 +164,7 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
                 vus: args.vus,
                 duration: args.duration,
                 quiet: args.quiet,
-                output: &output,
+                output: k6_output,
                 summary: &summary,
             })
         });
@@ -162,7 +174,20 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         });
-        h.join()
+        let done = h.join();
+        if let Some(r) = relay {
+            // k6 may end before opening its output (a script error): let the reader go,
+            // retrying until it is in its open() to be released (bounded).
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !r.is_finished() && std::time::Instant::now() < until {
+                release_fifo(&fifo);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if let Ok(Err(e)) = r.join() {
+                crate::errln!("warning: live export: {e:#}");
+            }
+        }
+        done
     })
     .map_err(|_| Failure::Runtime(anyhow!("the k6 thread failed")))?
     .runtime()?;
@@ -194,6 +219,11 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
             }
         )));
     }
+    let pushed = exporter.is_some();
+    if let Some(x) = exporter {
+        x.finish();
+    }
+    let ended_at = chrono::Utc::now();
     let mut result = results::k6::read(
         &output,
         summary.is_file().then_some(summary.as_path()),
@@ -209,6 +239,15 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
     .runtime()?;
     result.interrupted = was_interrupted;
     result.stack = args.stack.clone();
+    if let (true, Some(g)) = (pushed, &args.grafana_url) {
+        result.dashboard_url = Some(crate::report::links::dashboard_url(
+            g,
+            &args.run_name,
+            &name,
+            started_at,
+            ended_at,
+        ));
+    }
     if result.duration_s > 0.0 {
         let cores = result.host.cores.max(1) as f64;
         result.loadgen.cpu_saturation =
@@ -332,4 +371,28 @@ impl ImportCmd {
             exit::OK
         })
     }
+}
+
+/// A named pipe for k6's output.
+fn make_fifo(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: mkfifo reads the NUL-terminated path and touches nothing else.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        anyhow::bail!(
+            "cannot make a FIFO at {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the FIFO for writing and closes it, so a reader still waiting for k6 sees the end.
+fn release_fifo(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
 }

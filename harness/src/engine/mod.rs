@@ -328,6 +328,7 @@ pub async fn run_load(
                         names: &names,
                         methods: &methods,
                         check_ranges: &check_ranges,
+                        free_checks: &[],
                         vus: p.vus,
                         vus_max,
                     }));
@@ -376,6 +377,7 @@ pub async fn run_load(
             names: &names,
             methods: &methods,
             check_ranges: &check_ranges,
+            free_checks: &[],
             vus: 0,
             vus_max,
         }));

@@ -143,6 +143,8 @@ pub struct Snapshot<'a> {
     pub names: &'a [String],
     pub methods: &'a [String],
     pub check_ranges: &'a [std::ops::Range<usize>],
+    /// Checks tied to no request (a k6 script's), by their own name: `[passes, fails]`.
+    pub free_checks: &'a [(String, [u64; 2])],
     pub vus: u64,
     pub vus_max: u64,
 }
@@ -238,6 +240,15 @@ pub fn render(s: &Snapshot) -> String {
                 .set(h.max() as f64 / 1e6);
         }
     }
+    for (name, [p, f]) in s.free_checks {
+        if p + f > 0 {
+            checks
+                .with_label_values(&[name])
+                .set(*p as f64 / (p + f) as f64);
+            checks_n.with_label_values(&[name, "pass"]).inc_by(*p);
+            checks_n.with_label_values(&[name, "fail"]).inc_by(*f);
+        }
+    }
     let plain = |name: &str, help: &str, v: f64| {
         let g = GaugeVec::new(Opts::new(name, help), &[]).expect("valid metric");
         r.register(Box::new(g.clone())).expect("registered once");
@@ -328,6 +339,7 @@ mod tests {
         let methods = vec!["POST".to_string()];
         let ranges: Vec<std::ops::Range<usize>> = std::iter::once(0..1).collect();
         let text = render(&Snapshot {
+            free_checks: &[],
             total: &total,
             interval: &interval,
             names: &names,

@@ -161,6 +161,13 @@ impl MetricsSet {
             .fold((0, 0), |(p, f), c| (p + c[0], f + c[1]))
     }
 
+    /// One more request name, for sources that learn their names as they go
+    /// (a k6 run's output); its index.
+    pub fn add_request(&mut self) -> usize {
+        self.requests.push(RequestMetrics::new(false));
+        self.requests.len() - 1
+    }
+
     pub fn new(requests: usize, checks: usize, open_model: bool) -> Self {
         MetricsSet {
             requests: (0..requests)

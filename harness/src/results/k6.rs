@@ -16,7 +16,8 @@ use super::{
     counter, rate_stat, CheckResult, ErrorCount, HostInfo, LoadGen, Metrics, RequestResult,
     RequestWindow, RunResult, ThresholdResult, TimelineEntry, Trend, SCHEMA_VERSION,
 };
-use crate::metrics::{self, new_histogram};
+use crate::metrics::export::{self, Exporter, Snapshot, PUSH_EVERY_S};
+use crate::metrics::{self, new_histogram, MetricsSet, Sample};
 use crate::scenario::thresholds::Agg;
 
 /// What the caller knows of the run besides k6's output.
@@ -531,4 +532,146 @@ pub fn looks_like_k6(path: &Path) -> bool {
     let mut head = [0u8; 64];
     let n = f.read(&mut head).unwrap_or(0);
     String::from_utf8_lossy(&head[..n]).contains("\"type\"")
+}
+
+/// The run's figures so far, for the live export, from points as they arrive.
+struct Live {
+    names: Vec<String>,
+    methods: Vec<String>,
+    total: MetricsSet,
+    interval: MetricsSet,
+    checks: Vec<(String, [u64; 2])>,
+    vus: u64,
+    vus_max: u64,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            names: Vec::new(),
+            methods: Vec::new(),
+            total: MetricsSet::new(0, 0, false),
+            interval: MetricsSet::new(0, 0, false),
+            checks: Vec::new(),
+            vus: 0,
+            vus_max: 0,
+        }
+    }
+
+    fn point(&mut self, metric: &str, d: PointData) {
+        let tags = d.tags.unwrap_or_default();
+        if tags
+            .get("group")
+            .is_some_and(|g| g.starts_with("::setup") || g.starts_with("::teardown"))
+        {
+            return;
+        }
+        let v = d.value.unwrap_or(0.0);
+        match metric {
+            "http_req_duration" => {
+                let name = request_name(&tags);
+                let i = match self.names.iter().position(|n| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        self.names.push(name);
+                        self.methods
+                            .push(tags.get("method").cloned().unwrap_or_default());
+                        self.interval.add_request();
+                        self.total.add_request()
+                    }
+                };
+                let status: u16 = tags.get("status").and_then(|s| s.parse().ok()).unwrap_or(0);
+                let error = tags
+                    .get("error")
+                    .map(String::as_str)
+                    .unwrap_or("no response");
+                let http2 = tags.get("proto").is_some_and(|p| p.starts_with("HTTP/2"));
+                for set in [&mut self.total, &mut self.interval] {
+                    let sample = if status == 0 {
+                        Sample::Failed { error }
+                    } else {
+                        Sample::Response {
+                            status,
+                            latency_us: us(v),
+                            late_us: 0,
+                            http2,
+                        }
+                    };
+                    set.record_request(i, sample, 0, std::iter::empty());
+                }
+            }
+            "checks" => {
+                let name = tags.get("check").cloned().unwrap_or_default();
+                let k = usize::from(v <= 0.0);
+                match self.checks.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, c)) => c[k] += 1,
+                    None => {
+                        let mut c = [0, 0];
+                        c[k] = 1;
+                        self.checks.push((name, c));
+                    }
+                }
+            }
+            "iterations" => self.total.iterations += v as u64,
+            "dropped_iterations" => self.total.dropped_iterations += v as u64,
+            "data_sent" => self.total.bytes_sent += v as u64,
+            "data_received" => self.total.bytes_received += v as u64,
+            "vus" => {
+                self.vus = v as u64;
+                self.vus_max = self.vus_max.max(self.vus);
+            }
+            _ => {}
+        }
+    }
+
+    fn render(&self) -> String {
+        // k6's checks belong to no request: they go out by their own names.
+        let ranges = vec![0..0; self.names.len()];
+        export::render(&Snapshot {
+            total: &self.total,
+            interval: &self.interval,
+            names: &self.names,
+            methods: &self.methods,
+            check_ranges: &ranges,
+            free_checks: &self.checks,
+            vus: self.vus,
+            vus_max: self.vus_max,
+        })
+    }
+}
+
+/// Reads k6's JSON lines as k6 writes them (from a FIFO), keeps them gzipped
+/// in `keep` for [`read`], and pushes the run's figures every few seconds and
+/// at the end, as a native run does.
+pub fn relay(fifo: &Path, keep: &Path, exporter: &Exporter) -> Result<()> {
+    use std::io::Write;
+    // Blocks until k6 opens its output (or the caller releases it).
+    let input = std::fs::File::open(fifo)
+        .with_context(|| format!("cannot read k6's output from {}", fifo.display()))?;
+    let file =
+        std::fs::File::create(keep).with_context(|| format!("cannot write {}", keep.display()))?;
+    let mut out =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut live = Live::new();
+    let mut last = std::time::Instant::now();
+    for line in BufReader::new(input).lines() {
+        let line = line?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        if let Ok(l) = serde_json::from_str::<Line>(&line) {
+            if let (true, Some(d)) = (l.kind == "Point", l.data) {
+                live.point(&l.metric, d);
+            }
+        }
+        if last.elapsed().as_secs() >= PUSH_EVERY_S {
+            exporter.push(live.render());
+            live.interval.reset();
+            last = std::time::Instant::now();
+        }
+    }
+    out.finish()?.flush()?;
+    if !live.names.is_empty() {
+        exporter.push_final(live.render());
+    }
+    Ok(())
 }

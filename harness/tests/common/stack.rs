@@ -91,3 +91,89 @@ impl Drop for Stack {
         let _ = self.cmd(&["down", "--rmi"]);
     }
 }
+
+/// GET on the stack's Prometheus HTTP API (plain HTTP/1.0 over a socket); the JSON body.
+pub fn prom_get(port: u16, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let q: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", loadtest::metrics::server::encode(v)))
+        .collect();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path}?{} HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        q.join("&")
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"))
+}
+
+/// Every target of every panel of the Grafana dashboard, with Grafana's
+/// variables filled in, returns data from the real Prometheus over the run.
+pub fn assert_dashboard_has_data(prom_port: u16, run: &str, scenario: &str, from: f64, to: f64) {
+    let text =
+        std::fs::read_to_string(repo_root().join("grafana/dashboards/loadtest.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let q = expr
+                .replace("$__rate_interval", "15s")
+                .replace("$run", run)
+                .replace("$scenario", scenario);
+            assert!(!q.contains('$'), "unsubstituted variable in {expr}");
+            let v = prom_get(
+                prom_port,
+                "/api/v1/query_range",
+                &[
+                    ("query", &q),
+                    ("start", &format!("{from:.3}")),
+                    ("end", &format!("{to:.3}")),
+                    ("step", "2"),
+                ],
+            );
+            assert_eq!(v["status"], "success", "{q}: {v}");
+            let series = v["data"]["result"].as_array().unwrap();
+            let points: usize = series
+                .iter()
+                .map(|s| s["values"].as_array().map_or(0, |a| a.len()))
+                .sum();
+            if points == 0 {
+                empty.push(format!("{} / {}: {q}", p["title"], t["refId"]));
+            }
+            checked += 1;
+        }
+    }
+    assert!(empty.is_empty(), "panel targets without data: {empty:#?}");
+    assert!(checked >= 13, "only {checked} targets found");
+    // The variables' queries: label_values(k6_vus, run) and label_values(k6_vus{run=~"$run"}, scenario).
+    let runs = prom_get(
+        prom_port,
+        "/api/v1/label/run/values",
+        &[("match[]", "k6_vus")],
+    );
+    assert!(
+        runs["data"].as_array().unwrap().iter().any(|r| r == run),
+        "{runs}"
+    );
+    let sel = format!("k6_vus{{run=~\"{run}\"}}");
+    let scenarios = prom_get(
+        prom_port,
+        "/api/v1/label/scenario/values",
+        &[("match[]", &sel)],
+    );
+    assert!(
+        scenarios["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == scenario),
+        "{scenarios}"
+    );
+}
