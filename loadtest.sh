@@ -171,9 +171,7 @@ for s in "${scenarios[@]}"; do
     name=${s:-${LOADTEST_SCENARIO:-$(sed -n 's/^LOADTEST_SCENARIO=//p' .env 2>/dev/null | tail -n1)}}
     name=${name:-health}
     base=$(baseline_commit "$results_dir/baseline_$name.json")
-    if is_script "$name"; then
-      echo "loadtest.sh: -c: $name is a k6 script: one run compared with the stored baseline (loadtest ab takes TOML scenarios only for now)" >&2
-    elif [ -n "$base" ] && git cat-file -e "$base^{commit}" 2>/dev/null; then
+    if [ -n "$base" ] && git cat-file -e "$base^{commit}" 2>/dev/null; then
       echo "loadtest.sh: -c: A/B of the baseline's commit $base against the working tree (loadtest ab)" >&2
       args=(ab --base "$base" -s "$name" --report "$results_dir/ab_$name.txt")
       label=$name
