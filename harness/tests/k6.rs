@@ -283,4 +283,21 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
         .unwrap()
         .as_secs_f64();
     common::stack::assert_dashboard_has_data(s.prom_port, "k6cycle", "payment-confirm", from, to);
+
+    // Against the same stack, still up: thresholds crossed keep k6's 99; a broken script is exit 2.
+    let url = s.url();
+    let summary_dir = format!("SUMMARY_DIR={}", dir.path().display());
+    let o = run_k6(
+        &script,
+        &url,
+        &results,
+        "tight",
+        &["-e", &summary_dir, "-e", "CONFIRM_P95=0.0001"],
+    );
+    assert_eq!(code(&o), 99, "{}", stderr(&o));
+    let bad = dir.path().join("broken.js");
+    std::fs::write(&bad, "export default function () {\n  let x = ;\n}\n").unwrap();
+    let o = run_k6(&bad, &url, &results, "broken", &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("Line 2"), "{}", stderr(&o));
 }
