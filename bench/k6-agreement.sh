@@ -8,7 +8,8 @@
 #   bench/k6-agreement.sh                  3 rounds, 100 payments/s for 30 s
 #   AGREE_ROUNDS=5 AGREE_RATE=150 AGREE_DURATION=40 bench/k6-agreement.sh
 #
-# Writes bench/results/k6-agreement.md and raw/k6-agreement.csv. Own compose project and ports.
+# Writes bench/results/k6-agreement.md and raw/k6-agreement.csv (k6-agreement-<rate>.* at another rate).
+# Own compose project and ports.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -16,8 +17,10 @@ ROOT=$(cd "$HERE/.." && pwd)
 ROUNDS=${AGREE_ROUNDS:-3}
 RATE=${AGREE_RATE:-100}
 DUR=${AGREE_DURATION:-30}
-OUT="$HERE/results/k6-agreement.md"
-RAW="$HERE/results/raw/k6-agreement.csv"
+# Another rate gets tables of its own, so the default one quoted in the README stays.
+SUFFIX=""; [ "$RATE" != 100 ] && SUFFIX="-$RATE"
+OUT="$HERE/results/k6-agreement$SUFFIX.md"
+RAW="$HERE/results/raw/k6-agreement$SUFFIX.csv"
 WORK="$ROOT/target/k6-agreement"
 say() { printf '== %s\n' "$*" >&2; }
 for v in ROUNDS RATE DUR; do
