@@ -272,6 +272,8 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
             ("SUMMARY_DIR", dir.path().to_str().unwrap()),
             // An expected 404 too, so the dashboard's error panel has a series to show.
             ("WITH_MISS", "1"),
+            // Long enough for several pushes and scrapes: the rate() panels need two samples.
+            ("HOLD", "12s"),
         ],
     );
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
@@ -290,7 +292,7 @@ fn a_k6_script_goes_through_the_full_cycle_on_the_demo_stack() {
     assert!(r.thresholds.iter().all(|t| t.ok), "{:?}", r.thresholds);
     assert!(results.join("k6cycle_payment-confirm.html").is_file());
     // Pushed live to the stack's Pushgateway: every panel of the Grafana dashboard has data for it.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     let to = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
