@@ -153,11 +153,9 @@ for k, label in [("requests", "requests (schedule: %d)" % (int(rate) * int(dur))
     o.append(f"| {label} | {a:g} ({rng('native', k)}) | {b:g} ({rng('k6', k)}) | {ratio} |")
 exits = sorted({(r["tool"], r["exit"]) for r in rows})
 o += ["", "Exit codes: " + ", ".join(f"{t} {e}" for t, e in exits) + ".", "",
-      "Reading it: the request counts follow the schedule in both (k6 starts one iteration more, at the",
-      "last instant of its duration); the medians and p95 agree within the rounds' own spread, and the",
-      "service's p95 is the same under either generator at this rate. The generator CPU of a native run counts",
-      "its load phase; k6's is the whole k6 process (its start, the script's compilation, setup), which is",
-      "what sharing 2 cores with the service costs either way.", ""]
+      "The generator CPU of a native run counts its load phase; k6's is the whole k6 process (its start, the",
+      "script's compilation, setup). k6 may start one iteration more than the schedule, at the last instant",
+      "of its duration.", ""]
 open(out, "w").write("\n".join(o) + "\n")
 print("\n".join(o))
 PY
