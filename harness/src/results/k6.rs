@@ -92,6 +92,12 @@ fn request_name(tags: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// Setup and teardown are not part of the load, as in a native run.
+fn outside_load(tags: &BTreeMap<String, String>) -> bool {
+    tags.get("group")
+        .is_some_and(|g| g.starts_with("::setup") || g.starts_with("::teardown"))
+}
+
 fn record(h: &mut Histogram<u64>, v: u64) {
     // Beyond an hour is clamped to the histogram's top, as the engine does.
     let _ = h.record(v.min(h.high()));
@@ -195,11 +201,7 @@ impl Reader {
 
     fn point(&mut self, metric: &str, d: PointData) {
         let tags = d.tags.unwrap_or_default();
-        // Setup and teardown are not part of the load, as in a native run.
-        if tags
-            .get("group")
-            .is_some_and(|g| g.starts_with("::setup") || g.starts_with("::teardown"))
-        {
+        if outside_load(&tags) {
             return;
         }
         let value = d.value.unwrap_or(0.0);
@@ -560,10 +562,7 @@ impl Live {
 
     fn point(&mut self, metric: &str, d: PointData) {
         let tags = d.tags.unwrap_or_default();
-        if tags
-            .get("group")
-            .is_some_and(|g| g.starts_with("::setup") || g.starts_with("::teardown"))
-        {
+        if outside_load(&tags) {
             return;
         }
         let v = d.value.unwrap_or(0.0);
