@@ -83,8 +83,8 @@ for label, rate, cpu in rows:
 def med(label, i): return st.median(x[i] for x in by[label])
 def rng(label, i): return min(x[i] for x in by[label]), max(x[i] for x in by[label])
 # Ratios within a round: each build against the wrk run of the same round.
-def per_round(label):
-    return [a[0] / w[0] for a, w in zip(by[label], by["wrk"])]
+def per_round(label, i=0, other="wrk"):
+    return [a[i] / w[i] for a, w in zip(by[label], by[other])]
 print("# Engine A/B: two builds of loadtest against wrk")
 print()
 print(f"`bench/engine-ab.sh OLD NEW {rounds} {dur}` on {datetime.date.today()}: old = `{old}`, new = `{new}`.")
@@ -101,5 +101,10 @@ print()
 o, n = per_round("old"), per_round("new")
 print(f"Per round, req/s over wrk's in the same round: old {st.median(o):.3f} (min-max {min(o):.3f}-{max(o):.3f}), "
       f"new {st.median(n):.3f} ({min(n):.3f}-{max(n):.3f}); new/old = {st.median(n) / st.median(o):.3f}.")
+print()
+co, cn, cr = per_round("old", 1), per_round("new", 1), per_round("new", 1, "old")
+print(f"Per round, CPU per request over wrk's: old {st.median(co):.3f} ({min(co):.3f}-{max(co):.3f}), "
+      f"new {st.median(cn):.3f} ({min(cn):.3f}-{max(cn):.3f}); new over old in the same round "
+      f"{st.median(cr):.3f} ({min(cr):.3f}-{max(cr):.3f}).")
 PY
 cat "$OUT"

@@ -195,6 +195,12 @@ impl Vu {
         }
     }
 
+    /// For a VU that runs inside a LocalSet (a worker's).
+    pub fn in_local_set(mut self) -> Self {
+        self.client = self.client.in_local_set();
+        self
+    }
+
     fn context(&mut self, sh: &Shared) -> &Value {
         if self.ctx.is_none() {
             let mut m = sh.base_vars.clone();
@@ -271,18 +277,16 @@ impl Vu {
         Ok(req)
     }
 
-    /// Sends a request; `keep` is how much of the body to hold (see Client::send).
-    pub async fn send(
+    /// Sends a request to `uri` (the request's own, for the cookie jar);
+    /// `keep` is how much of the body to hold (see Client::send).
+    async fn send(
         &mut self,
-        req: Request<Full<Bytes>>,
+        mut req: Request<Full<Bytes>>,
+        uri: &Uri,
         timeout: Duration,
         keep: usize,
     ) -> (Result<Response, Error>, Duration) {
-        let mut req = req;
-        let url = self
-            .cookies
-            .as_ref()
-            .and_then(|_| self.client.url_of(req.uri()));
+        let url = self.cookies.as_ref().and_then(|_| self.client.url_of(uri));
         if let (Some(jar), Some(url)) = (&self.cookies, &url) {
             // A step's own Cookie header wins.
             if !req.headers().contains_key(http::header::COOKIE) {
@@ -297,7 +301,6 @@ impl Vu {
                 }
             }
         }
-        let uri = req.uri().clone();
         let out = self.client.send(req, timeout, keep).await;
         if let (Ok(r), _) = &out {
             let mut set = r
@@ -307,7 +310,7 @@ impl Vu {
                 .iter()
                 .peekable();
             if set.peek().is_some() {
-                if let Some(url) = url.or_else(|| self.client.url_of(&uri)) {
+                if let Some(url) = url.or_else(|| self.client.url_of(uri)) {
                     let jar = self.cookies.get_or_insert_with(Default::default);
                     for v in set {
                         if let Ok(text) = v.to_str() {
@@ -335,17 +338,43 @@ impl Vu {
         keep: usize,
     ) -> (Result<Response, Error>, Duration) {
         let opts = &sh.scenario.options;
-        let (mut method, mut uri) = (req.method().clone(), req.uri().clone());
-        let (mut res, mut elapsed) = self.send(req, opts.timeout, keep).await;
+        let uri = req.uri().clone();
+        let (mut res, mut elapsed) = self.send(req, &uri, opts.timeout, keep).await;
+        if opts.max_redirects > 0 && matches!(&res, Ok(r) if redirect_location(r).is_some()) {
+            // Boxed: a redirect is rare, and its state would otherwise make
+            // every request's future larger (copied at each await level).
+            (res, elapsed) = Box::pin(self.follow(sh, step, prep, uri, res, elapsed, keep)).await;
+        }
+        if opts.decompress && keep > 0 {
+            if let Ok(r) = &mut res {
+                if let Err(e) = decode_body(r, keep) {
+                    res = Err(e);
+                }
+            }
+        }
+        (res, elapsed)
+    }
+
+    /// The redirects after a first response `res` to a request for `uri`.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &mut self,
+        sh: &Shared,
+        step: &Step,
+        prep: &Prepared,
+        mut uri: Uri,
+        mut res: Result<Response, Error>,
+        mut elapsed: Duration,
+        keep: usize,
+    ) -> (Result<Response, Error>, Duration) {
+        let opts = &sh.scenario.options;
+        let mut method = step.method.clone();
         let mut opened = self.client.take_opened();
         let mut hops = 0;
         while let Ok(r) = &res {
             let Some(location) = redirect_location(r) else {
                 break;
             };
-            if opts.max_redirects == 0 {
-                break;
-            }
             if hops == opts.max_redirects {
                 res = Err(Error::TooManyRedirects(hops));
                 break;
@@ -380,21 +409,15 @@ impl Vu {
             *again.uri_mut() = next.clone();
             uri = next;
             hops += 1;
-            let (r2, e2) = self.send(again, opts.timeout, keep).await;
+            let (r2, e2) = self.send(again, &uri, opts.timeout, keep).await;
             res = r2;
             elapsed += e2;
+            // The chain reports the first connection it opened.
             if let Some(o) = self.client.take_opened() {
                 opened.get_or_insert(o);
             }
         }
         self.client.put_opened(opened);
-        if opts.decompress && keep > 0 {
-            if let Ok(r) = &mut res {
-                if let Err(e) = decode_body(r, keep) {
-                    res = Err(e);
-                }
-            }
-        }
         (res, elapsed)
     }
 

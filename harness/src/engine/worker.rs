@@ -119,7 +119,7 @@ impl Runner for Worker {
 
     fn new_vu(&self, idx: u64) -> Vu {
         self.allocated.set(self.allocated.get() + 1);
-        Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone())
+        Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone()).in_local_set()
     }
 
     /// Runs one iteration, keeping the busy count for interruption accounting.
