@@ -338,11 +338,16 @@ impl Vu {
         keep: usize,
     ) -> (Result<Response, Error>, Duration) {
         let opts = &sh.scenario.options;
-        let uri = req.uri().clone();
+        // A step with a fixed path sends the prepared URI: no copy needed.
+        let uri = match &prep.uri {
+            Some(u) => std::borrow::Cow::Borrowed(u),
+            None => std::borrow::Cow::Owned(req.uri().clone()),
+        };
         let (mut res, mut elapsed) = self.send(req, &uri, opts.timeout, keep).await;
         if opts.max_redirects > 0 && matches!(&res, Ok(r) if redirect_location(r).is_some()) {
             // Boxed: a redirect is rare, and its state would otherwise make
             // every request's future larger (copied at each await level).
+            let uri = uri.into_owned();
             (res, elapsed) = Box::pin(self.follow(sh, step, prep, uri, res, elapsed, keep)).await;
         }
         if opts.decompress && keep > 0 {
