@@ -16,7 +16,9 @@
 #          `loadtest compare` on every ordered pair of clean runs (A/A) and every clean/slow pair, once with the
 #          runs' history.jsonl (between-run noise known) and once with the two files alone
 #
-# STUDY_REF=<commit> studies that commit instead of HEAD.
+# STUDY_REF=<commit> studies that commit instead of HEAD. STUDY_NAME (default verdict) names the files under
+# bench/results/ (NAME.md, NAME-runs.csv, ...): a re-check of a later build beside the main study, with a
+# STUDY_DIR of its own.
 # Resumable: every verdict (and every full-cycle run) is appended to its CSV as it finishes and done ones are
 # skipped, so the study can run in pieces (AB_ARGS adds flags to every `loadtest ab`; the rows record them).
 # The full-cycle results are kept in bench/results/raw/compare-runs/ so that the judging can be redone.
@@ -28,10 +30,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PY="$HERE/verdict.py"
-CSV="$HERE/results/verdict-runs.csv"
-OUT="$HERE/results/verdict.md"
-CMP_RUNS="$HERE/results/verdict-compare-runs.csv"
-CMP_CSV="$HERE/results/verdict-compare.csv"
+NAME=${STUDY_NAME:-verdict}
+CSV="$HERE/results/$NAME-runs.csv"
+OUT="$HERE/results/$NAME.md"
+CMP_RUNS="$HERE/results/$NAME-compare-runs.csv"
+CMP_CSV="$HERE/results/$NAME-compare.csv"
 CMP_RAW="$HERE/results/raw/compare-runs"
 STUDY=${STUDY_DIR:-$ROOT/target/verdict-study}
 N_AA=${N_AA:-20}
@@ -96,7 +99,7 @@ set_spin() {
 # As a user would: measure the noise once, so that `ab` takes its tolerances from it.
 if [ ! -f "$STUDY/benchmark/calibration_payment-confirm.json" ]; then
   say "calibrating (A/A trials of the study's build)"
-  (cd "$STUDY" && "$LT" calibrate -s payment-confirm -q) >"$HERE/results/verdict-calibration.txt"
+  (cd "$STUDY" && "$LT" calibrate -s payment-confirm -q) >"$HERE/results/$NAME-calibration.txt"
 fi
 
 [ -f "$CSV" ] || echo "part,n,exit,trials,wall_s,rps_change,p95_change,p99_change,decided_by,commit,ab_args,finished_at" >"$CSV"
