@@ -278,8 +278,8 @@ pub struct Client {
     sender: Option<Sender>,
     /// Set when the last `send` opened a connection; taken by the caller.
     opened: Option<Opened>,
-    /// The request timeout, one per VU and moved forward for each request:
-    /// a later deadline only updates the timer, while a new timer per
+    /// The request timeout, one per VU, moved forward only when it fires
+    /// before the current request's deadline (see `send`): a new timer per
     /// request was inserted in and removed from the timer wheel each time
     /// (about 5% of the instructions per request).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
