@@ -918,18 +918,18 @@ fn locust_csv_files_hold_the_run() {
 
 #[test]
 fn a_timer_left_at_the_previous_requests_deadline_does_not_cut_the_next_request_short() {
-    // Timeout 300 ms. The first request takes 200 ms (deadline at 300 ms); the second starts at
-    // 200 ms, takes 200 ms and has until 500 ms. The VU's timer still holds the first deadline and
-    // fires at 300 ms, while the second request is in flight: that must move the timer on, not
+    // Timeout 600 ms. The first request takes 400 ms (deadline at 600 ms); the second starts at
+    // 400 ms, takes 400 ms and has until 1000 ms. The VU's timer still holds the first deadline and
+    // fires at 600 ms, while the second request is in flight: that must move the timer on, not
     // fail the request.
     let srv = TestServer::start();
-    srv.state.steady_ms.store(200, Ordering::Relaxed);
-    srv.state.slow_ms.store(200, Ordering::Relaxed);
+    srv.state.steady_ms.store(400, Ordering::Relaxed);
+    srv.state.slow_ms.store(400, Ordering::Relaxed);
     let dir = tempdir();
     let sc = scenario_file(
         dir.path(),
         "early_timer",
-        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 2\ntimeout = \"300ms\"\n\n\
+        "[options]\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 2\ntimeout = \"600ms\"\n\n\
          [[steps]]\nname = \"first\"\npath = \"/steady\"\nchecks = { status = 200 }\n\n\
          [[steps]]\nname = \"second\"\npath = \"/slow\"\nchecks = { status = 200 }\n",
     );
@@ -939,11 +939,11 @@ fn a_timer_left_at_the_previous_requests_deadline_does_not_cut_the_next_request_
     assert_eq!(r["errors"], serde_json::json!([]), "{}", r["errors"]);
     assert_eq!(r["metrics"]["checks"]["passes"], 4, "{}", r["requests"]);
     assert_eq!(r["metrics"]["checks"]["fails"], 0);
-    // The second request took its full 200 ms, ending past the first one's deadline.
+    // The second request took its full 400 ms, ending past the first one's deadline.
     let p50 = r["requests"]["second"]["http_req_duration"]["med"]
         .as_f64()
         .unwrap();
-    assert!(p50 >= 190.0, "second request {p50} ms");
+    assert!(p50 >= 390.0, "second request {p50} ms");
 }
 
 #[test]
