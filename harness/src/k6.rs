@@ -177,6 +177,120 @@ pub struct Invocation<'a> {
     /// Where k6 writes its JSON output (gzipped) and its summary export.
     pub output: &'a Path,
     pub summary: &'a Path,
+    /// The stack's service names and their addresses (k6's `hosts`), so a
+    /// script that calls `http://router-server:8080` reaches the service.
+    pub hosts: &'a std::collections::BTreeMap<String, String>,
+    /// The team's mount point of its k6 folder and the folder here.
+    pub mount: Option<(&'a str, &'a Path)>,
+    /// A folder for the files made for this run (k6 config, wrapper).
+    pub scratch: &'a Path,
+}
+
+/// The source of a script and of every local module it imports, once each.
+fn sources(script: &Path) -> Vec<(PathBuf, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut stack = vec![script.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let canon = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if !seen.insert(canon) || p.extension().is_none_or(|e| e != "js") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        let dir = p.parent().unwrap_or(Path::new(".")).to_path_buf();
+        stack.extend(local_refs(&text).into_iter().map(|r| dir.join(r)));
+        out.push((p, text));
+    }
+    out
+}
+
+/// Hosts written literally in `http://` and `https://` URLs of a script and
+/// its local modules, with the file and line of their first use.
+pub fn literal_hosts(script: &Path) -> Vec<(String, PathBuf, usize)> {
+    let mut out: Vec<(String, PathBuf, usize)> = Vec::new();
+    for (file, text) in sources(script) {
+        for (n, line) in text.lines().enumerate() {
+            for scheme in ["http://", "https://"] {
+                let mut rest = line;
+                while let Some(at) = rest.find(scheme) {
+                    let after = &rest[at + scheme.len()..];
+                    let host: String = after
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                        .collect();
+                    if !host.is_empty() && !out.iter().any(|(h, _, _)| h == &host) {
+                        out.push((host, file.clone(), n + 1));
+                    }
+                    rest = after;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Refuses, before anything is sent, a script that calls a bare host name
+/// (no dot: a compose service name) that is no service of the stack.
+pub fn check_hosts(
+    script: &Path,
+    services: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    if services.is_empty() {
+        return Ok(());
+    }
+    for (host, file, line) in literal_hosts(script) {
+        if host.contains('.') || host == "localhost" || services.contains_key(&host) {
+            continue;
+        }
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        bail!(
+            "{}:{line}: the script calls `{host}`, which is no service of the stack (services: {}); \
+             fix the host in the script, or start the service that has that name (compose file, [stack] services)",
+            file.display(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A module that runs the team's script unchanged but moves the files its
+/// `handleSummary` writes under the mount (`/scripts/...`) into the folder
+/// that is mounted there. None when the script has no handleSummary.
+fn summary_wrapper(script: &Path, mount: &str, dir: &Path) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(script)
+        .with_context(|| format!("cannot read {}", script.display()))?;
+    if !text.contains("handleSummary") {
+        return Ok(None);
+    }
+    let abs = script
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", script.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the k6 folder {}", dir.display()))?;
+    let module = serde_json::to_string(&format!("file://{}", abs.display()))?;
+    let prefix = serde_json::to_string(&format!("{}/", mount.trim_end_matches('/')))?;
+    let target = serde_json::to_string(&format!("{}/", dir.display()))?;
+    let default = if text.contains("export default") {
+        "export default team.default;\n"
+    } else {
+        ""
+    };
+    Ok(Some(format!(
+        "import * as team from {module};\n\
+         export * from {module};\n\
+         {default}\
+         export function handleSummary(data) {{\n\
+         \x20 const out = team.handleSummary(data) || {{}};\n\
+         \x20 const moved = {{}};\n\
+         \x20 for (const key of Object.keys(out)) {{\n\
+         \x20   moved[key.startsWith({prefix}) ? {target} + key.slice({prefix}.length) : key] = out[key];\n\
+         \x20 }}\n\
+         \x20 return moved;\n\
+         }}\n"
+    )))
 }
 
 /// What `k6 run` came to.
@@ -202,6 +316,9 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
         .arg(format!("BASE_URL={}", inv.target))
         .arg("-e")
         .arg(format!("LOADTEST_RUN={}", inv.run))
+        // The name teams' scripts read (seed 004's suite among them).
+        .arg("-e")
+        .arg(format!("LOADTEST_RUN_NAME={}", inv.run))
         .arg("--tag")
         .arg(format!("testid={}", inv.run));
     for (k, v) in inv.env {
@@ -216,7 +333,26 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     if inv.quiet {
         cmd.arg("--quiet");
     }
-    cmd.arg(inv.script);
+    if !inv.hosts.is_empty() {
+        let config = inv.scratch.join("k6-hosts.json");
+        std::fs::write(&config, serde_json::json!({ "hosts": inv.hosts }).to_string())
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        cmd.arg("--config").arg(&config);
+    }
+    let wrapper = match inv.mount {
+        Some((mount, dir)) => summary_wrapper(inv.script, mount, dir)?,
+        None => None,
+    };
+    match wrapper {
+        Some(text) => {
+            let path = inv.scratch.join("run-as-written.js");
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            cmd.arg(path);
+        }
+        None => {
+            cmd.arg(inv.script);
+        }
+    }
     cmd.stdin(Stdio::null()).stderr(Stdio::piped());
     if inv.quiet {
         cmd.stdout(Stdio::null());
@@ -264,7 +400,8 @@ fn message(line: &str) -> String {
         match c {
             '"' => break,
             '\\' => match chars.next() {
-                Some('n') => out.push(' '),
+                // k6's Go errors carry `\n\tat ...` stack lines: spaces, not letters.
+                Some('n' | 't' | 'r') => out.push(' '),
                 Some(o) => out.push(o),
                 None => break,
             },

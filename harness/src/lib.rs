@@ -23,6 +23,7 @@ pub mod populate;
 pub mod prepare;
 pub mod redact;
 pub mod report;
+pub mod resolve;
 pub mod results;
 pub mod scenario;
 pub mod stack;

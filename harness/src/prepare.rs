@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use crate::config::Config;
+use crate::config::{Config, Seeding};
 use crate::db::reset::{self, DbSettings, Snapshot, Strategy};
 use crate::exit::{Classify, Failure};
 use crate::results::StackInfo;
@@ -119,18 +119,36 @@ pub async fn fresh_stack(
         ),
     );
     let prepared = async {
-        let m = crate::db::migrate::run(&cfg.database_url, &cfg.migrations).await?;
-        say(
-            quiet,
-            &format!(
-                "migrate: {} of {} applied in {:.2}s",
-                m.applied,
-                m.total,
-                m.elapsed.as_secs_f64()
-            ),
-        );
+        learn_addresses(&docker, project).await?;
+        if let Some(app) = &cfg.app_service {
+            let healthchecked = project.service(app).is_some_and(|s| s.healthcheck.is_some());
+            if !healthchecked {
+                probe_health(cfg, app, quiet).await?;
+            }
+        }
+        let m = migrate(&docker, project, cfg, quiet).await?;
         let mut seeded = None;
-        if let Some(data) = &cfg.data {
+        if let Seeding::Sql(file) = &cfg.seed {
+            let r = crate::db::seed::load_sql(&cfg.database_url, file).await?;
+            say(
+                quiet,
+                &format!(
+                    "seed: {} in {:.2}s (one transaction)",
+                    file.display(),
+                    r.elapsed.as_secs_f64()
+                ),
+            );
+            seeded = Some(r);
+        }
+        if let Seeding::Command(command) = &cfg.seed {
+            let t = Instant::now();
+            crate::db::host_command("seed_command", command, &cfg.database_url).await?;
+            say(
+                quiet,
+                &format!("seed: `{command}` in {:.2}s", t.elapsed().as_secs_f64()),
+            );
+        }
+        if let Seeding::Generated(data) = &cfg.seed {
             let plan = crate::db::seed::load(data)?;
             let ids = plan.data.identities.clone().map(PathBuf::from);
             let r = crate::db::seed::load_into(
@@ -180,6 +198,114 @@ pub async fn fresh_stack(
         seed_s: seeded.map(|r| (r.elapsed.as_secs_f64() * 1000.0).round() / 1000.0),
         reset: None,
     })
+}
+
+/// Records where each service of the stack is reached, so URLs that name a
+/// service (`db`, `router-server`) work from this process.
+async fn learn_addresses(docker: &DockerClient, project: &compose::Project) -> anyhow::Result<()> {
+    let addresses = docker
+        .service_addresses(&project.name, &project.network_name())
+        .await?;
+    crate::resolve::set(addresses);
+    Ok(())
+}
+
+/// Waits for the app's health path to answer (an app service without a
+/// healthcheck of its own, e.g. one that migrates itself at start).
+async fn probe_health(cfg: &Config, app: &str, quiet: bool) -> anyhow::Result<()> {
+    let path = cfg.health_path.as_deref().unwrap_or("/");
+    let base = crate::resolve::url(&cfg.target);
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < cfg.wait_timeout {
+        match crate::stack::probe::get_status(&url).await {
+            Ok(code) if code < 500 => {
+                say(
+                    quiet,
+                    &format!(
+                        "health: service `{app}` answered {code} at {path} after {:.1}s",
+                        t.elapsed().as_secs_f64()
+                    ),
+                );
+                return Ok(());
+            }
+            Ok(code) => last = format!("HTTP {code}"),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    Err(anyhow!(
+        "service `{app}` did not answer at {url} within {}s (last: {last}); it has no healthcheck, so the \
+         harness probes [target] health (set it to the app's health path)",
+        cfg.wait_timeout.as_secs()
+    ))
+}
+
+/// The migrations by the configured tool, reported on one line.
+async fn migrate(
+    docker: &DockerClient,
+    project: &compose::Project,
+    cfg: &Config,
+    quiet: bool,
+) -> anyhow::Result<crate::db::migrate::MigrateReport> {
+    use crate::db::migrate::{MigrateReport, Tool};
+    let started = Instant::now();
+    let (report, how) = match cfg.migrate.tool {
+        Tool::Service => {
+            let svc = &cfg.migrate.run;
+            match project.jobs.iter().find(|j| &j.name == svc) {
+                Some(job) => {
+                    let (code, logs) = docker.run_job(project, job, cfg.wait_timeout).await?;
+                    if code != 0 {
+                        return Err(anyhow!(
+                            "migrate_service `{svc}` ({}) exited {code}; its last output:\n  {}",
+                            project.config_file.display(),
+                            logs.trim_end().replace('\n', "\n  ")
+                        ));
+                    }
+                    let r = MigrateReport {
+                        applied: 1,
+                        total: 1,
+                        elapsed: started.elapsed(),
+                    };
+                    (r, format!("service `{svc}` ran once and exited 0"))
+                }
+                None => (
+                    cfg.migrate.apply(&cfg.database_url).await?,
+                    format!("service `{svc}` completed before the services that wait for it"),
+                ),
+            }
+        }
+        Tool::App => (
+            cfg.migrate.apply(&cfg.database_url).await?,
+            "by the app at its start (it is up)".to_string(),
+        ),
+        Tool::None => (
+            cfg.migrate.apply(&cfg.database_url).await?,
+            "none configured".to_string(),
+        ),
+        Tool::Command => {
+            let r = cfg.migrate.apply(&cfg.database_url).await?;
+            (r, format!("`{}` exited 0", cfg.migrate.run))
+        }
+        Tool::Sqlx | Tool::Diesel => {
+            let r = cfg.migrate.apply(&cfg.database_url).await?;
+            let how = format!(
+                "{} of {} applied ({}, {})",
+                r.applied,
+                r.total,
+                cfg.migrate.tool.name(),
+                cfg.migrate.dir.display()
+            );
+            (r, how)
+        }
+    };
+    say(
+        quiet,
+        &format!("migrate: {how} in {:.2}s", started.elapsed().as_secs_f64()),
+    );
+    Ok(report)
 }
 
 /// Whether every service of the project runs (and is healthy where it has a check).
@@ -234,10 +360,18 @@ pub async fn prepare_stack(
         quiet,
         &format!("{msg} (the running stack is reused: the app is not rebuilt)"),
     );
+    let docker = DockerClient::connect().await.runtime()?;
+    learn_addresses(&docker, project).await.runtime()?;
     // A migration added since the template was saved must not be silently missing.
-    let m = crate::db::migrate::run(&cfg.database_url, &cfg.migrations)
-        .await
-        .runtime()?;
+    let m = if cfg.migrate.idempotent() {
+        cfg.migrate.apply(&cfg.database_url).await.runtime()?
+    } else {
+        crate::db::migrate::MigrateReport {
+            applied: 0,
+            total: 0,
+            elapsed: std::time::Duration::ZERO,
+        }
+    };
     if m.applied > 0 && strategy == Strategy::Template {
         reset::save_template(&cfg.db).await.runtime()?;
         say(

@@ -61,7 +61,7 @@ pub struct TrialArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Settings file
-    #[arg(long, default_value = "config/loadtest.toml")]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,
@@ -325,7 +325,7 @@ fn lock_project(project: &str) -> Result<std::fs::File, Failure> {
 impl Context {
     pub fn load(t: &TrialArgs) -> Result<Context, Failure> {
         let vars = read_dotenv(&t.env_file)?;
-        let cfg = Config::load(&t.config, &vars).usage()?;
+        let mut cfg = Config::load(&t.config, &vars).usage()?;
         let name = t.scenario.clone().unwrap_or(cfg.scenario.clone());
         let scenario_path = scenario::resolve(&name, &cfg.scenarios).usage()?;
         // A k6 script: each trial is one k6 run of the script as written (its own stages or
@@ -368,8 +368,7 @@ impl Context {
         if warmup > Duration::from_secs(3600) {
             return Err(Failure::Usage(anyhow!("a warm-up of more than 1h")));
         }
-        let project =
-            compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &cfg.profiles).usage()?;
+        let project = cfg.project(&vars, &[]).usage()?;
         let service = project.service(&cfg.ab_service).cloned().ok_or_else(|| {
             Failure::Usage(anyhow!(
                 "{}: no service `{}` to compare ([ab] service in {})",
@@ -892,6 +891,7 @@ impl Context {
             html: false,
             stop: stop.cloned(),
             script_env: Vec::new(),
+        k6_mount: None,
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

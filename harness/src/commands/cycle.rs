@@ -14,7 +14,7 @@ use crate::exit::{self, Classify, Failure};
 use crate::prepare;
 use crate::results::result_path;
 use crate::scenario;
-use crate::stack::compose;
+
 use crate::stack::docker::DockerClient;
 
 fn say(quiet: bool, msg: &str) {
@@ -52,12 +52,15 @@ pub struct CycleCmd {
     #[command(flatten)]
     pub view: super::run::ViewArgs,
     /// Settings file
-    #[arg(long, default_value = "config/loadtest.toml")]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
     #[arg(long, default_value = ".env")]
     pub env_file: PathBuf,
     #[arg(short, long)]
     pub quiet: bool,
+    /// NAME=VALUE for a k6 script's __ENV (repeatable), as `k6 run -e`
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = super::run::parse_env_pair)]
+    pub env: Vec<(String, String)>,
     /// Enable services under this compose profile too, e.g. grafana (repeatable; adds to LOADTEST_PROFILES)
     #[arg(long = "profile")]
     pub profiles: Vec<String>,
@@ -75,13 +78,16 @@ impl CycleCmd {
 
 fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
     let vars = read_dotenv(&a.env_file)?;
-    let cfg = Config::load(&a.config, &vars).usage()?;
+    let mut cfg = Config::load(&a.config, &vars).usage()?;
     let scenario_name = a.scenario.clone().unwrap_or(cfg.scenario.clone());
     let run_name = a.run_name.clone().unwrap_or(cfg.run_name.clone());
     // Before down/up: a bad name must not cost a stack cycle.
     crate::results::check_name("run name", &run_name).usage()?;
     // Everything that can be checked without Docker is checked first.
-    let path = scenario::resolve(&scenario_name, &cfg.scenarios).usage()?;
+    let path = scenario::resolve_in(&scenario_name, &cfg.scenarios, &cfg.k6_dir).usage()?;
+    if let Some(note) = scenario::shadowed(&scenario_name, &cfg.scenarios, &cfg.k6_dir) {
+        say(a.quiet, &format!("note: {note}"));
+    }
     let sc_name = if scenario::is_script(&path) {
         crate::k6::script_name(&path)
     } else {
@@ -103,9 +109,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
             )));
         }
     }
-    let mut profiles = cfg.profiles.clone();
-    profiles.extend(a.profiles.iter().cloned());
-    let project = compose::load(&cfg.compose_file, Some(&cfg.project), &vars, &profiles).usage()?;
+    let project = cfg.project(&vars, &a.profiles).usage()?;
 
     let web = a.view.web_addr()?;
     let rt = super::runtime()?;
@@ -124,7 +128,8 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         tls: Default::default(),
         scenario: path.display().to_string(),
         scenarios_dir: cfg.scenarios.clone(),
-        target: cfg.target.clone(),
+        // A target named by service (not published) is reached at its address.
+        target: crate::resolve::url(&cfg.target),
         vus: a.vus,
         duration: a.duration,
         run_name: run_name.clone(),
@@ -142,7 +147,11 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         web,
         html: !a.view.no_html,
         stop: None,
-        script_env: Vec::new(),
+        script_env: a.env.clone(),
+        k6_mount: cfg
+            .k6_dir
+            .is_dir()
+            .then(|| (cfg.k6_mount.clone(), cfg.k6_dir.clone())),
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

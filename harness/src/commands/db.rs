@@ -11,7 +11,7 @@ use crate::exit::{self, Classify, Failure};
 #[derive(clap::Args, Debug)]
 pub struct DbArgs {
     /// Settings file ([database] holds url, reset, disposable, template, delete, keep, data)
-    #[arg(long, default_value = "config/loadtest.toml", global = true)]
+    #[arg(long, default_value_os_t = crate::config::default_path(), global = true)]
     pub config: PathBuf,
     #[arg(long, default_value = ".env", global = true)]
     pub env_file: PathBuf,

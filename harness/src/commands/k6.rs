@@ -120,6 +120,9 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         .usage()?;
     let json = result_path(&args.out, &args.run_name, &name, "json");
     check_free(&json, &args.run_name, &name)?;
+    // The stack's service names, for a script written to run inside its network.
+    let hosts = crate::resolve::all();
+    k6::check_hosts(script, &hosts).usage()?;
     let tmp = tempfile::tempdir().runtime()?;
     let output = tmp.path().join("k6.json.gz");
     let summary = tmp.path().join("summary.json");
@@ -166,6 +169,12 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
                 quiet: args.quiet,
                 output: k6_output,
                 summary: &summary,
+                hosts: &hosts,
+                mount: args
+                    .k6_mount
+                    .as_ref()
+                    .map(|(m, d)| (m.as_str(), d.as_path())),
+                scratch: tmp.path(),
             })
         });
         // Drive the signal watcher while k6 runs.

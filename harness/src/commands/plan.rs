@@ -46,6 +46,10 @@ pub struct RunPlan {
     pub stop: Option<tokio_util::sync::CancellationToken>,
     /// `-e NAME=VALUE` for a k6 script's `__ENV`.
     pub script_env: Vec<(String, String)>,
+    /// Where the team's compose file mounts its k6 folder (`/scripts`) and
+    /// that folder here: files a script's handleSummary writes under the
+    /// mount land in the folder, as they would in the team's k6 container.
+    pub k6_mount: Option<(String, PathBuf)>,
 }
 
 /// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.

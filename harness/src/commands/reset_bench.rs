@@ -223,20 +223,15 @@ pub fn run(
         let mut col = rt.block_on(measure(db, plan_path, n, rounds)).runtime()?;
         if recreate {
             let vars = crate::config::read_dotenv(Path::new(".env"))?;
-            let project = crate::stack::compose::load(
-                &cfg.compose_file,
-                Some(&cfg.project),
-                &vars,
-                &cfg.profiles,
-            )
-            .usage()?;
             let mut c = cfg.clone();
+            let project = c.project(&vars, &[]).usage()?;
             let mut plan = seed::load(plan_path).usage()?;
             scale(&mut plan, n);
             // The recreated stack is seeded to the same size from a scaled copy of the data file.
             let scaled = tempfile::NamedTempFile::new().runtime()?;
             std::fs::write(scaled.path(), scaled_toml(plan_path, &plan).runtime()?).runtime()?;
             c.data = Some(scaled.path().to_path_buf());
+            c.seed = crate::config::Seeding::Generated(scaled.path().to_path_buf());
             let t = Instant::now();
             rt.block_on(crate::prepare::fresh_stack(&project, &c, false, true))?;
             col.cells.push((

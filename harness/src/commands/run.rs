@@ -69,7 +69,7 @@ pub struct RunCmd {
     #[arg(long, env = "LOADTEST_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Settings file read for --reset
-    #[arg(long, default_value = "config/loadtest.toml")]
+    #[arg(long, default_value_os_t = crate::config::default_path())]
     pub config: PathBuf,
     /// Run the load phase N times (after one setup) and keep every trial's figures;
     /// `loadtest compare` then judges between-trial variance (use 5 or more)
@@ -122,12 +122,13 @@ impl RunCmd {
             html: !self.view.no_html,
             stop: None,
             script_env: self.env.clone(),
+            k6_mount: None,
         })?;
         Ok(report.code)
     }
 }
 
-fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}`: expected NAME=VALUE")),

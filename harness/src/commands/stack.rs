@@ -8,15 +8,11 @@ use crate::stack::compose::{self, Project};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StackArgs {
-    /// Compose file
-    #[arg(
-        short = 'f',
-        long = "file",
-        default_value = "compose/docker-compose.yml",
-        env = "LOADTEST_COMPOSE_FILE"
-    )]
-    pub file: PathBuf,
-    /// Project name (default: stack.project of config/loadtest.toml, else loadtest)
+    /// Compose file (repeatable, in order; default: [stack] compose_file of loadtest.toml, else
+    /// compose/docker-compose.yml)
+    #[arg(short = 'f', long = "file")]
+    pub files: Vec<PathBuf>,
+    /// Project name (default: stack.project of loadtest.toml, else loadtest)
     #[arg(short = 'p', long = "project", env = "LOADTEST_PROJECT")]
     pub project: Option<String>,
     /// Variables for interpolation, under the process environment
@@ -31,23 +27,38 @@ impl StackArgs {
     /// The compose project these flags name.
     pub fn load_project(&self) -> Result<Project, Failure> {
         let vars = read_dotenv(&self.env_file)?;
-        // Without -p, the project of config/loadtest.toml, as `loadtest bench` uses.
-        let project = match &self.project {
-            Some(p) => p.clone(),
-            None => {
-                Config::load(Path::new("config/loadtest.toml"), &vars)
-                    .usage()?
-                    .project
-            }
-        };
-        compose::load(&self.file, Some(&project), &vars, &self.profiles).usage()
+        // The settings `loadtest bench` uses; flags and -f override them.
+        let mut cfg = Config::load(&crate::config::default_path(), &vars).usage()?;
+        if let Some(p) = &self.project {
+            cfg.project = p.clone();
+        }
+        if !self.files.is_empty() {
+            cfg.compose_files = self.files.clone();
+            cfg.compose_file = self.files[0].clone();
+            // Another file: its own services, not the settings' selection.
+            cfg.services = None;
+            cfg.app_service = None;
+        }
+        cfg.project(&vars, &self.profiles).usage()
+    }
+
+    /// The first compose file these flags name.
+    fn file(&self) -> PathBuf {
+        match self.files.first() {
+            Some(f) => f.clone(),
+            None => read_dotenv(&self.env_file)
+                .ok()
+                .and_then(|vars| Config::load(&crate::config::default_path(), &vars).ok())
+                .map(|c| c.compose_file)
+                .unwrap_or_else(|| PathBuf::from("compose/docker-compose.yml")),
+        }
     }
 
     /// The folder of this checkout's compose file, as its containers record
     /// it; None when the file is not here (then any checkout's may go).
     pub fn owner(&self) -> Option<PathBuf> {
-        self.file
-            .parent()
+        let file = self.file();
+        file.parent()
             .map(|d| {
                 if d.as_os_str().is_empty() {
                     Path::new(".")
@@ -56,7 +67,7 @@ impl StackArgs {
                 }
             })
             .and_then(|d| d.canonicalize().ok())
-            .filter(|_| self.file.is_file())
+            .filter(|_| file.is_file())
     }
 
     /// The project named by -p, else by the compose file (only read when needed).

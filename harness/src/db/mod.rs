@@ -2,6 +2,7 @@
 //! generated data (COPY). The reset benchmark that times them is a command
 //! (`commands/reset_bench.rs`).
 
+pub mod diesel;
 pub mod migrate;
 pub mod reset;
 pub mod seed;
@@ -15,9 +16,36 @@ use sqlx::ConnectOptions;
 
 pub use migrate::redact;
 
+/// Runs a team's command on the host (`sh -c`, in the current folder) with
+/// DATABASE_URL set to the stack's database; a failure shows the command's
+/// last output lines and its exit code. `setting` names where it came from.
+pub async fn host_command(setting: &str, command: &str, url: &str) -> Result<String> {
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("DATABASE_URL", crate::resolve::url(url))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("{setting}: cannot start `sh -c {command}`"))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{setting} `{command}` failed ({}):\n  {}",
+            out.status,
+            tail.join("\n  ")
+        );
+    }
+    Ok(text)
+}
+
 /// Connects one session (no pool: every operation here is sequential).
 pub async fn connect(url: &str) -> Result<PgConnection> {
-    let opts: PgConnectOptions = url
+    // A service name of the stack (`db`) is reached at its container's address.
+    let opts: PgConnectOptions = crate::resolve::url(url)
         .parse()
         .with_context(|| format!("`{}` is not a Postgres URL", redact(url)))?;
     tokio::time::timeout(Duration::from_secs(10), opts.connect())

@@ -223,6 +223,35 @@ impl Scenario {
 /// Finds a scenario by name (`scenarios/NAME.toml`, else a k6 script
 /// `scenarios/NAME.js` or `k6/NAME.js`) or path.
 pub fn resolve(arg: &str, dir: &Path) -> Result<PathBuf> {
+    // The folder of a team's k6 suite: LOADTEST_K6_DIR, else `k6/` beside the scenarios folder.
+    let k6_dir = std::env::var_os("LOADTEST_K6_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.parent().unwrap_or(Path::new(".")).join("k6"));
+    resolve_in(arg, dir, &k6_dir)
+}
+
+/// When a name is both a TOML scenario and a k6 script, which one runs (the
+/// TOML) and how to pick the script instead; None when the name is not shared.
+pub fn shadowed(arg: &str, dir: &Path, k6_dir: &Path) -> Option<String> {
+    if arg.contains('/') || arg.ends_with(".toml") || arg.ends_with(".js") {
+        return None;
+    }
+    let toml = dir.join(format!("{arg}.toml"));
+    let script = [dir.join(format!("{arg}.js")), k6_dir.join(format!("{arg}.js"))]
+        .into_iter()
+        .find(|p| p.is_file())?;
+    toml.is_file().then(|| {
+        format!(
+            "scenario `{arg}`: {} runs; the k6 script {} has the same name: give `-s {}` to run it instead",
+            toml.display(),
+            script.display(),
+            script.display()
+        )
+    })
+}
+
+/// Like [`resolve`], with the k6 folder given.
+pub fn resolve_in(arg: &str, dir: &Path, k6_dir: &Path) -> Result<PathBuf> {
     let as_path = Path::new(arg);
     if arg.ends_with(".toml") || arg.ends_with(".js") || arg.contains('/') {
         if as_path.is_file() {
@@ -230,10 +259,6 @@ pub fn resolve(arg: &str, dir: &Path) -> Result<PathBuf> {
         }
         bail!("scenario file {} does not exist", as_path.display());
     }
-    // The folder of a team's k6 suite: LOADTEST_K6_DIR, else `k6/` beside the scenarios folder.
-    let k6_dir = std::env::var_os("LOADTEST_K6_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| dir.parent().unwrap_or(Path::new(".")).join("k6"));
     let candidates = [
         dir.join(format!("{arg}.toml")),
         dir.join(format!("{arg}.js")),

@@ -91,6 +91,9 @@ pub struct Project {
     pub services: Vec<ServiceSpec>,
     /// Named volumes, without the project prefix.
     pub volumes: Vec<String>,
+    /// Services not started with the others but run once to their end by
+    /// the harness (a migration service), like `docker compose run --rm`.
+    pub jobs: Vec<ServiceSpec>,
 }
 
 impl Project {
@@ -108,6 +111,43 @@ impl Project {
 
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Keeps only the named services and what they depend on (transitively),
+    /// as `docker compose up a b` starts them. A name that is no service of
+    /// the file is an error that lists the services there are.
+    pub fn only(&mut self, names: &[String]) -> Result<()> {
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = names.to_vec();
+        while let Some(n) = todo.pop() {
+            let Some(s) = self.service(&n) else {
+                let have: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "{}: there is no service `{n}` (services: {})",
+                    self.config_file.display(),
+                    have.join(", ")
+                );
+            };
+            if keep.insert(n.clone()) {
+                todo.extend(s.depends_on.iter().map(|(d, _)| d.clone()));
+            }
+        }
+        self.services.retain(|s| keep.contains(&s.name));
+        Ok(())
+    }
+
+    /// Services that run a load generator of their own (a `k6` service of a
+    /// team's file): the harness runs k6 itself, so these are not started
+    /// unless named.
+    pub fn load_generators(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| {
+                let repo = s.image.rsplit('/').next().unwrap_or("");
+                s.name == "k6" || repo == "k6" || repo.starts_with("k6:")
+            })
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// Services grouped in waves: every service's dependencies are in earlier waves.
@@ -270,18 +310,69 @@ pub fn load(
     vars: &dyn Lookup,
     profiles: &[String],
 ) -> Result<Project> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read compose file {}", file.display()))?;
-    let mut tree: serde_norway::Value =
-        serde_norway::from_str(&text).map_err(|e| yaml_error(file, &e))?;
-    interpolate_tree(&mut tree, vars, "").map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    load_files(&[file.to_path_buf()], project, vars, profiles)
+}
+
+/// Merges a later file into an earlier one as `docker compose -f a -f b`
+/// does for the parts that matter here: mappings merge key by key, a later
+/// scalar or sequence replaces the earlier one (`ports`, `volumes` and
+/// `environment` lists included, a simplification of compose's own rules).
+fn merge_tree(base: &mut serde_norway::Value, over: serde_norway::Value) {
+    match (base, over) {
+        (serde_norway::Value::Mapping(b), serde_norway::Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_tree(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Reads several compose files in `-f` order (the first one's folder is the
+/// project's), interpolates and merges them, and checks the result. The
+/// files themselves are only read, never written.
+pub fn load_files(
+    files: &[PathBuf],
+    project: Option<&str>,
+    vars: &dyn Lookup,
+    profiles: &[String],
+) -> Result<Project> {
+    let file = files
+        .first()
+        .ok_or_else(|| anyhow!("no compose file given"))?
+        .as_path();
+    let mut merged: Option<serde_norway::Value> = None;
+    let mut texts = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read compose file {}", f.display()))?;
+        let mut tree: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|e| yaml_error(f, &e))?;
+        interpolate_tree(&mut tree, vars, "").map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        match merged.as_mut() {
+            None => merged = Some(tree),
+            Some(m) => merge_tree(m, tree),
+        }
+        texts.push((f, text));
+    }
+    let tree = merged.unwrap_or(serde_norway::Value::Null);
     let compose: dc::Compose = match serde_norway::from_value(tree) {
         Ok(c) => c,
-        // Parse the raw text again for an error with a position.
-        Err(e) => match serde_norway::from_str::<dc::Compose>(&text) {
-            Err(located) => return Err(yaml_error(file, &located)),
-            Ok(_) => return Err(anyhow!("{}: {e}", file.display())),
-        },
+        // Parse each raw text again for an error with a position.
+        Err(e) => {
+            for (f, text) in &texts {
+                if let Err(located) = serde_norway::from_str::<dc::Compose>(text) {
+                    return Err(yaml_error(f, &located));
+                }
+            }
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            return Err(anyhow!("{}: {e}", names.join(" + ")));
+        }
     };
     let working_dir = file
         .parent()
@@ -340,7 +431,25 @@ pub fn load(
             (None, Some(_)) => format!("{name}-{sname}"),
             (None, None) => return Err(ctx("needs `image` or `build`".into())),
         };
-        let environment = match &svc.environment {
+        // `env_file:` first, so `environment:` wins as in compose.
+        let mut from_files: Vec<String> = Vec::new();
+        let env_files = match &svc.env_file {
+            Some(dc::StringOrList::Simple(f)) => vec![f.clone()],
+            Some(dc::StringOrList::List(l)) => l.clone(),
+            None => Vec::new(),
+        };
+        for f in env_files {
+            let path = working_dir.join(&f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ctx(format!("env_file `{f}`: cannot read {}: {e}", path.display()))
+            })?;
+            let parsed = super::interpolate::parse_dotenv(&text)
+                .map_err(|e| ctx(format!("env_file {}: {e}", path.display())))?;
+            let mut pairs: Vec<_> = parsed.into_iter().collect();
+            pairs.sort();
+            from_files.extend(pairs.into_iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        let environment: Vec<String> = match &svc.environment {
             dc::Environment::List(l) => l
                 .iter()
                 .filter_map(|e| match e.split_once('=') {
@@ -357,6 +466,18 @@ pub fn load(
                     )
                 })
                 .collect(),
+        };
+        let environment: Vec<String> = {
+            let set: BTreeSet<&str> = environment
+                .iter()
+                .filter_map(|e| e.split_once('=').map(|(k, _)| k))
+                .collect();
+            from_files
+                .iter()
+                .filter(|e| e.split_once('=').is_some_and(|(k, _)| !set.contains(k)))
+                .cloned()
+                .chain(environment.iter().cloned())
+                .collect()
         };
         let ports = match &svc.ports {
             dc::Ports::Short(l) => l
@@ -484,6 +605,7 @@ pub fn load(
         config_file: file.canonicalize().unwrap_or_else(|_| file.to_path_buf()),
         services,
         volumes,
+        jobs: Vec::new(),
     };
     // Dependencies of a service left out by a profile are ignored, as compose does.
     project.start_order()?;

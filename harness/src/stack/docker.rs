@@ -513,6 +513,62 @@ impl DockerClient {
         }
     }
 
+    /// Runs a service once to its end, like `docker compose run --rm`: the
+    /// container is removed afterwards whatever happens. Returns the exit code
+    /// and the last lines of its output.
+    pub async fn run_job(&self, p: &Project, s: &ServiceSpec, timeout: Duration) -> Result<(i64, String)> {
+        let name = p.container_name(&s.name);
+        self.remove_container(&name).await?;
+        let outcome = async {
+            self.start_service(p, s).await?;
+            let mut wait = self.api.wait_container(
+                &name,
+                None::<bollard::query_parameters::WaitContainerOptions>,
+            );
+            let code = match tokio::time::timeout(timeout, wait.next()).await {
+                Err(_) => bail!(
+                    "service `{}` did not finish within {}s",
+                    s.name,
+                    timeout.as_secs()
+                ),
+                Ok(Some(Ok(r))) => r.status_code,
+                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+                Ok(Some(Err(e))) => bail!("waiting for service `{}`: {e}", s.name),
+                Ok(None) => bail!("waiting for service `{}`: the Engine closed the stream", s.name),
+            };
+            Ok((code, self.last_logs(&name, 30).await))
+        }
+        .await;
+        let _ = self.remove_container(&name).await;
+        outcome
+    }
+
+    /// Each running service's address on the project's network, so names
+    /// that only resolve inside the stack can be reached from this process.
+    pub async fn service_addresses(
+        &self,
+        project: &str,
+        network: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut out = std::collections::BTreeMap::new();
+        for c in self.project_containers(project).await? {
+            let service = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_SERVICE).cloned())
+                .unwrap_or_default();
+            let ip = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|n| n.get(network).and_then(|e| e.ip_address.clone()))
+                .filter(|ip| !ip.is_empty());
+            if let (false, Some(ip)) = (service.is_empty(), ip) {
+                out.insert(service, ip);
+            }
+        }
+        Ok(out)
+    }
+
     /// Services of the project: `(service, container, state, health, ports)`.
     pub async fn ps(&self, project: &str) -> Result<Vec<PsRow>> {
         let containers = self.project_containers(project).await?;

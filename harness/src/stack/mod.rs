@@ -6,5 +6,6 @@ pub mod context;
 pub mod docker;
 pub mod images;
 pub mod interpolate;
+pub mod probe;
 pub mod progress;
 pub mod up;
