@@ -30,6 +30,21 @@ pub const STAND_INS: &[StandIn] = &[
         dockerfile_tail: "ENV LANG=C.UTF-8\nCMD [\"/bin/bash\"]\n",
         files: &[],
     },
+    // Python with the Postgres driver and curl: the base of examples/router,
+    // a service that is not ours in style (Debian's python3 is 3.11).
+    StandIn {
+        image: "loadtest/python:3.11",
+        packages: &["python3", "python3-psycopg2", "curl", "ca-certificates"],
+        dockerfile_tail: "ENV LANG=C.UTF-8 PYTHONUNBUFFERED=1\nCMD [\"python3\"]\n",
+        files: &[],
+    },
+    StandIn {
+        image: "loadtest/redis:7",
+        packages: &["redis-server"],
+        dockerfile_tail: "EXPOSE 6379\n\
+ENTRYPOINT [\"/usr/bin/redis-server\", \"--bind\", \"0.0.0.0\", \"--protected-mode\", \"no\", \"--save\", \"\"]\n",
+        files: &[],
+    },
     StandIn {
         image: "loadtest/postgres:15",
         packages: &["postgresql-15"],
@@ -96,6 +111,7 @@ pub fn stand_in_for(image: &str) -> Option<&'static StandIn> {
         .trim_start_matches("library/");
     match repo {
         "postgres" => stand_in("loadtest/postgres:15"),
+        "redis" => stand_in("loadtest/redis:7"),
         "debian" => stand_in("loadtest/debian:bookworm"),
         "prom/prometheus" => stand_in("loadtest/prometheus:2.42"),
         "prom/pushgateway" => stand_in("loadtest/pushgateway:1.5"),
