@@ -241,10 +241,18 @@ pub fn check_hosts(
         return Ok(());
     }
     for (host, file, line) in literal_hosts(script) {
-        if host.contains('.') || host == "localhost" || services.contains_key(&host) {
+        // Keys are names, or `name:port` where one port of a name is mapped.
+        let known = services
+            .keys()
+            .any(|k| k.split(':').next() == Some(host.as_str()));
+        if host.contains('.') || host == "localhost" || known {
             continue;
         }
-        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = services
+            .keys()
+            .map(|k| k.split(':').next().unwrap_or(k))
+            .collect();
+        names.dedup();
         bail!(
             "{}:{line}: the script calls `{host}`, which is no service of the stack (services: {}); \
              fix the host in the script, or start the service that has that name (compose file, [stack] services)",

@@ -12,6 +12,7 @@ import secrets
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg2
 import psycopg2.pool
 
 DB = psycopg2.pool.ThreadedConnectionPool(
@@ -21,7 +22,7 @@ PROCESSOR = os.environ.get("PROCESSOR_URL", "http://payment-processor:9000")
 ADMIN_KEY = os.environ.get("ADMIN_API_KEY", "test_admin")
 
 
-def query(sql, args=(), one=False, write=False):
+def query(sql, args=(), one=False, write=False, retry=True):
     conn = DB.getconn()
     try:
         with conn.cursor() as cur:
@@ -31,9 +32,15 @@ def query(sql, args=(), one=False, write=False):
             conn.commit()
         else:
             conn.rollback()
-        return (rows[0] if rows else None) if one else rows
-    finally:
-        DB.putconn(conn)
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        # The server ended the session (a restart, a database swapped in
+        # under us): drop the connection and try once on a new one.
+        DB.putconn(conn, close=True)
+        if not retry:
+            raise
+        return query(sql, args, one, write, retry=False)
+    DB.putconn(conn)
+    return (rows[0] if rows else None) if one else rows
 
 
 def authorize(amount, currency):

@@ -32,6 +32,32 @@ pub fn toplevel(dir: &Path) -> Result<PathBuf> {
         .map_err(|e| anyhow!("`loadtest ab` needs a git checkout: {e}"))
 }
 
+/// Where the base's worktree lives: under `target/` when the repository
+/// ignores that folder (a Rust checkout, whose build caches then survive),
+/// else inside the git folder, so a team's tree gains no untracked files.
+pub fn base_worktree(repo: &Path) -> PathBuf {
+    let ignored = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["check-ignore", "-q", "target/ab/base"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ignored {
+        return repo.join("target").join("ab").join("base");
+    }
+    let git_dir = git(repo, &["rev-parse", "--git-common-dir"])
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(".git"));
+    let git_dir = if git_dir.is_absolute() {
+        git_dir
+    } else {
+        repo.join(git_dir)
+    };
+    git_dir.join("loadtest").join("ab-base")
+}
+
 /// The commit a ref names, or an error naming the ref.
 pub fn resolve(repo: &Path, reference: &str) -> Result<String> {
     if reference.starts_with('-') || reference.is_empty() {

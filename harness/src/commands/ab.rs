@@ -79,6 +79,9 @@ pub struct TrialArgs {
     /// A beside B, the verdict so far, a Stop button
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
     pub web: Option<String>,
+    /// NAME=VALUE for a k6 script's __ENV (repeatable), as `k6 run -e`
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = super::run::parse_env_pair)]
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -295,8 +298,31 @@ pub struct Context {
     pub service: ServiceSpec,
     /// The live page's address (`--web`).
     pub web: Option<String>,
+    /// The compose name of the service under test (the one A and B replace).
+    pub service_name: String,
+    /// `-e NAME=VALUE` for a k6 script's __ENV.
+    pub script_env: Vec<(String, String)>,
     /// Held while this process owns the project's A/B apps and database.
     _lock: std::fs::File,
+}
+
+/// The folders of a team's k6 suite, made empty under `to`, so files a
+/// trial's handleSummary writes (`/scripts/benchmark/...`) land in the trial's
+/// scratch folder instead of the team's (bounded: 3 levels, 200 folders).
+fn mirror_folders(from: &Path, to: &Path) {
+    let mut todo = vec![(from.to_path_buf(), to.to_path_buf(), 0)];
+    let mut made = 0;
+    while let Some((src, dst, depth)) = todo.pop() {
+        if std::fs::create_dir_all(&dst).is_err() || depth >= 3 {
+            continue;
+        }
+        for e in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+            if e.path().is_dir() && made < 200 {
+                made += 1;
+                todo.push((e.path(), dst.join(e.file_name()), depth + 1));
+            }
+        }
+    }
 }
 
 /// One A/B run per project at a time: two would remove each other's app
@@ -327,7 +353,7 @@ impl Context {
         let vars = read_dotenv(&t.env_file)?;
         let mut cfg = Config::load(&t.config, &vars).usage()?;
         let name = t.scenario.clone().unwrap_or(cfg.scenario.clone());
-        let scenario_path = scenario::resolve(&name, &cfg.scenarios).usage()?;
+        let scenario_path = scenario::resolve_in(&name, &cfg.scenarios, &cfg.k6_dir).usage()?;
         // A k6 script: each trial is one k6 run of the script as written (its own stages or
         // scenarios: k6's --duration would replace them by looping VUs), no separate warm-up.
         let script = scenario::is_script(&scenario_path);
@@ -420,7 +446,9 @@ impl Context {
             down: t.down,
             duet: t.mode == Mode::Duet,
             script,
+            service_name: service.name.clone(),
             service,
+            script_env: t.env.clone(),
             _lock: lock,
         })
     }
@@ -468,7 +496,7 @@ impl Context {
 
     /// Builds a commit in the kept worktree (the build command, then the image).
     pub fn build_base(&self, reference: &str, sha: &str) -> Result<SideInfo, Failure> {
-        let wt = self.repo.join("target").join("ab").join("base");
+        let wt = git::base_worktree(&self.repo);
         self.say(&format!(
             "build A: {} in {} (kept between runs, so later builds are quick)",
             render::short(sha),
@@ -868,6 +896,25 @@ impl Context {
         copy: std::thread::JoinHandle<anyhow::Result<Duration>>,
         stop: Option<&tokio_util::sync::CancellationToken>,
     ) -> Result<Option<Vec<RunResult>>, Failure> {
+        // A team's script calls the app by its service name: in a trial that
+        // name (with its port) means this side's container.
+        let files = scratch.join("k6-files");
+        let mount = (self.script && self.cfg.k6_dir.is_dir()).then(|| {
+            mirror_folders(&self.cfg.k6_dir, &files);
+            (self.cfg.k6_mount.clone(), files.clone())
+        });
+        let hosts_for = |url: &str| {
+            let mut hosts = crate::resolve::all();
+            let app = &self.service_name;
+            hosts.remove(app);
+            if let (Ok(u), Some(p)) = (url::Url::parse(url), self.service.ports.first()) {
+                hosts.insert(
+                    format!("{app}:{}", p.container_port),
+                    format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(80)),
+                );
+            }
+            hosts
+        };
         let plan = |url: &str, duration: Duration, name: String| RunPlan {
             tls: Default::default(),
             scenario: self.scenario_path.display().to_string(),
@@ -890,8 +937,9 @@ impl Context {
             web: None,
             html: false,
             stop: stop.cloned(),
-            script_env: Vec::new(),
-        k6_mount: None,
+            script_env: self.script_env.clone(),
+            k6_mount: mount.clone(),
+            k6_hosts: Some(hosts_for(url)),
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<run::RunReport>, Failure> {
             std::thread::scope(|sc| {

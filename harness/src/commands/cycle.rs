@@ -152,6 +152,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
             .k6_dir
             .is_dir()
             .then(|| (cfg.k6_mount.clone(), cfg.k6_dir.clone())),
+        k6_hosts: None,
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

@@ -121,7 +121,7 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
     let json = result_path(&args.out, &args.run_name, &name, "json");
     check_free(&json, &args.run_name, &name)?;
     // The stack's service names, for a script written to run inside its network.
-    let hosts = crate::resolve::all();
+    let hosts = args.k6_hosts.clone().unwrap_or_else(crate::resolve::all);
     k6::check_hosts(script, &hosts).usage()?;
     let tmp = tempfile::tempdir().runtime()?;
     let output = tmp.path().join("k6.json.gz");

@@ -50,6 +50,9 @@ pub struct RunPlan {
     /// that folder here: files a script's handleSummary writes under the
     /// mount land in the folder, as they would in the team's k6 container.
     pub k6_mount: Option<(String, PathBuf)>,
+    /// k6's `hosts` for this run (an A/B trial points the app's name at its
+    /// side); None: every service of the stack at its address.
+    pub k6_hosts: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.

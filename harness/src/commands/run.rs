@@ -123,6 +123,7 @@ impl RunCmd {
             stop: None,
             script_env: self.env.clone(),
             k6_mount: None,
+            k6_hosts: None,
         })?;
         Ok(report.code)
     }
