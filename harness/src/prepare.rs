@@ -210,6 +210,19 @@ async fn learn_addresses(docker: &DockerClient, project: &compose::Project) -> a
     Ok(())
 }
 
+/// For commands that use a stack already up (`db`, `migrate`, `run`):
+/// learns where its services are, so a database URL naming a service works.
+/// Best effort: without Docker or a stack, URLs stay as they are.
+pub async fn learn_running(cfg: &Config, vars: &crate::stack::compose::Vars) {
+    let mut cfg = cfg.clone();
+    let Ok(project) = cfg.project(vars, &[]) else {
+        return;
+    };
+    if let Ok(docker) = DockerClient::connect().await {
+        let _ = learn_addresses(&docker, &project).await;
+    }
+}
+
 /// Waits for the app's health path to answer (an app service without a
 /// healthcheck of its own, e.g. one that migrates itself at start).
 async fn probe_health(cfg: &Config, app: &str, quiet: bool) -> anyhow::Result<()> {

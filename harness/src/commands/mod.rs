@@ -10,6 +10,7 @@ pub mod db;
 pub mod down;
 pub mod history;
 pub mod images;
+pub mod init;
 pub mod k6;
 pub mod migrate;
 pub mod plan;
@@ -49,6 +50,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write a commented loadtest.toml for this repository: compose file, app service, database,
+    /// migrations, seed and k6 folder, as found here (never overwrites)
+    Init(init::InitCmd),
     /// Run a scenario against a target and write <out>/<run>_<scenario>.json and .summary
     #[command(after_help = EXIT_CODES)]
     Run(run::RunCmd),
@@ -99,6 +103,7 @@ pub enum Command {
 /// Runs one sub-command; the exit code on success.
 pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
     match cmd {
+        Command::Init(c) => c.execute(),
         Command::Run(c) => c.execute(),
         Command::Compare(c) => c.execute(),
         Command::Ab(c) => c.execute(),

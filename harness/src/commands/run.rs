@@ -92,6 +92,7 @@ impl RunCmd {
             Some(strategy) => {
                 let vars = crate::config::read_dotenv(Path::new(".env"))?;
                 let cfg = crate::config::Config::load(&self.config, &vars).usage()?;
+                super::runtime()?.block_on(crate::prepare::learn_running(&cfg, &vars));
                 let mut db = cfg.db;
                 if let Some(u) = &self.database_url {
                     db.url = u.clone();
