@@ -110,6 +110,17 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         }
     }
     let project = cfg.project(&vars, &a.profiles).usage()?;
+    // A script calling a host that is no service of the stack fails before
+    // the stack is touched.
+    if scenario::is_script(&path) {
+        let names = project
+            .services
+            .iter()
+            .chain(&project.jobs)
+            .map(|s| (s.name.clone(), String::new()))
+            .collect();
+        crate::k6::check_hosts(&path, &names).usage()?;
+    }
 
     let web = a.view.web_addr()?;
     let rt = super::runtime()?;
