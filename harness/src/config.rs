@@ -57,6 +57,7 @@ struct RawAb {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
+    observe: Option<bool>,
     push_url: Option<String>,
     prometheus_url: Option<String>,
     server_metric: Option<String>,
@@ -136,6 +137,9 @@ pub struct Config {
     pub scenario: String,
     /// Pushgateway for live metrics; `None` turns export off.
     pub push_url: Option<String>,
+    /// With no push_url: run the harness's own Pushgateway and Prometheus
+    /// beside the stack (`[metrics] observe`, default true).
+    pub observe: bool,
     pub prometheus_url: Option<String>,
     /// The service's latency histogram buckets, for the server-side view.
     pub server_metric: String,
@@ -268,12 +272,24 @@ impl Config {
         let tool = parse_enum::<Tool>(&tool_name)
             .map_err(|e| anyhow!("{}: migrate: {e}", at(&["database", "migrate"])))?;
         let migrate_run = match tool {
-            Tool::Command => pick("LOADTEST_MIGRATE_COMMAND", raw.database.migrate_command.as_ref(), "")?,
-            Tool::Service => pick("LOADTEST_MIGRATE_SERVICE", raw.database.migrate_service.as_ref(), "")?,
+            Tool::Command => pick(
+                "LOADTEST_MIGRATE_COMMAND",
+                raw.database.migrate_command.as_ref(),
+                "",
+            )?,
+            Tool::Service => pick(
+                "LOADTEST_MIGRATE_SERVICE",
+                raw.database.migrate_service.as_ref(),
+                "",
+            )?,
             _ => String::new(),
         };
         if migrate_run.is_empty() && matches!(tool, Tool::Command | Tool::Service) {
-            let key = if tool == Tool::Command { "migrate_command" } else { "migrate_service" };
+            let key = if tool == Tool::Command {
+                "migrate_command"
+            } else {
+                "migrate_service"
+            };
             return Err(anyhow!(
                 "{}: `migrate = \"{}\"` needs `{key}` under [database]",
                 at(&["database", "migrate"]),
@@ -297,10 +313,18 @@ impl Config {
         let seed = match seed_kind {
             SeedKind::Generated => Seeding::Generated(need(data.clone(), "data")?.into()),
             SeedKind::Sql => Seeding::Sql(
-                need(pick("LOADTEST_SEED_FILE", raw.database.seed_file.as_ref(), "")?, "seed_file")?.into(),
+                need(
+                    pick("LOADTEST_SEED_FILE", raw.database.seed_file.as_ref(), "")?,
+                    "seed_file",
+                )?
+                .into(),
             ),
             SeedKind::Command => Seeding::Command(need(
-                pick("LOADTEST_SEED_COMMAND", raw.database.seed_command.as_ref(), "")?,
+                pick(
+                    "LOADTEST_SEED_COMMAND",
+                    raw.database.seed_command.as_ref(),
+                    "",
+                )?,
                 "seed_command",
             )?),
             SeedKind::None => Seeding::None,
@@ -321,12 +345,19 @@ impl Config {
             },
         };
         if compose_files.is_empty() {
-            return Err(anyhow!("{}: compose_file is an empty list", at(&["stack", "compose_file"])));
+            return Err(anyhow!(
+                "{}: compose_file is an empty list",
+                at(&["stack", "compose_file"])
+            ));
         }
-        let app_service = Some(pick("LOADTEST_APP_SERVICE", raw.stack.app_service.as_ref(), "")?)
-            .filter(|s| !s.is_empty());
-        let target_given = vars.get("LOADTEST_TARGET").is_some_and(|v| !v.is_empty())
-            || raw.target.url.is_some();
+        let app_service = Some(pick(
+            "LOADTEST_APP_SERVICE",
+            raw.stack.app_service.as_ref(),
+            "",
+        )?)
+        .filter(|s| !s.is_empty());
+        let target_given =
+            vars.get("LOADTEST_TARGET").is_some_and(|v| !v.is_empty()) || raw.target.url.is_some();
         let keep_default: Vec<String> = tool.table().into_iter().map(String::from).collect();
         Ok(Config {
             compose_file: compose_files[0].clone(),
@@ -339,7 +370,11 @@ impl Config {
                 dir: pick(
                     "LOADTEST_MIGRATIONS",
                     raw.database.migrations.as_ref(),
-                    if tool == Tool::Diesel { "migrations" } else { "demo/migrations" },
+                    if tool == Tool::Diesel {
+                        "migrations"
+                    } else {
+                        "demo/migrations"
+                    },
                 )?
                 .into(),
                 run: migrate_run,
@@ -364,11 +399,7 @@ impl Config {
                 disposable,
                 template: raw.database.template.clone(),
                 delete: raw.database.delete.clone().unwrap_or_default(),
-                keep: raw
-                    .database
-                    .keep
-                    .clone()
-                    .unwrap_or(keep_default),
+                keep: raw.database.keep.clone().unwrap_or(keep_default),
                 empty_with,
             },
             data: Some(PathBuf::from(data)).filter(|d| !d.as_os_str().is_empty()),
@@ -395,6 +426,11 @@ impl Config {
             .into(),
             run_name: pick("LOADTEST_RUN_NAME", None, "baseline")?,
             scenario: pick("LOADTEST_SCENARIO", None, "health")?,
+            observe: match vars.get("LOADTEST_OBSERVE").as_deref() {
+                Some("false" | "0" | "no") => false,
+                Some(_) => true,
+                None => raw.metrics.observe.unwrap_or(true),
+            },
             push_url: Some(pick(
                 "LOADTEST_PUSH_URL",
                 raw.metrics.push_url.as_ref(),
@@ -467,7 +503,11 @@ impl Config {
             Some(list) => list.clone(),
             None => {
                 let generators = project.load_generators();
-                names.iter().filter(|n| !generators.contains(n)).cloned().collect()
+                names
+                    .iter()
+                    .filter(|n| !generators.contains(n))
+                    .cloned()
+                    .collect()
             }
         };
         // A migration service runs once, after the others are up, unless a
@@ -481,9 +521,10 @@ impl Config {
                     names.join(", ")
                 )
             })?;
-            let awaited = project.services.iter().any(|s| {
-                wanted.contains(&s.name) && s.depends_on.iter().any(|(d, _)| d == svc)
-            });
+            let awaited = project
+                .services
+                .iter()
+                .any(|s| wanted.contains(&s.name) && s.depends_on.iter().any(|(d, _)| d == svc));
             if !awaited {
                 wanted.retain(|n| n != svc);
                 job = Some(spec);

@@ -129,7 +129,11 @@ fn migration_folder(root: &Path) -> Option<(Tool, PathBuf)> {
             return Some((Tool::Diesel, PathBuf::from(rel)));
         }
         let sqlx = entries.iter().any(|e| {
-            let n = e.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let n = e
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             n.ends_with(".sql") && n.chars().next().is_some_and(|c| c.is_ascii_digit())
         });
         if sqlx {
@@ -144,7 +148,11 @@ fn seed_file(root: &Path) -> Option<PathBuf> {
     let mut todo = vec![(PathBuf::new(), 0)];
     let mut found: Vec<PathBuf> = Vec::new();
     while let Some((rel, depth)) = todo.pop() {
-        for e in std::fs::read_dir(root.join(&rel)).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(root.join(&rel))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().to_string();
             if name.starts_with('.') || name == "target" || name == "node_modules" {
                 continue;
@@ -244,9 +252,10 @@ pub fn detect(root: &Path, compose_files: &[PathBuf], vars: &Vars) -> Result<Fou
         );
     }
     // Migrations: the app itself, a migration service, or a folder of a known tool.
-    let migrate_svc = p.services.iter().find(|s| {
-        s.name != app && s.name.to_lowercase().contains("migrat")
-    });
+    let migrate_svc = p
+        .services
+        .iter()
+        .find(|s| s.name != app && s.name.to_lowercase().contains("migrat"));
     let folder = migration_folder(root);
     if mentions_migrations(&svc) {
         f.migrate = Some(Tool::App);
@@ -316,7 +325,9 @@ pub fn render(f: &Found) -> String {
     let q = |s: &str| toml_edit::Value::from(s).to_string().trim().to_string();
     let mut o = String::new();
     o.push_str("# Written by `loadtest init`; read its notes, check the values, then run\n");
-    o.push_str("#   loadtest bench -s <script>     and later     loadtest ab --base main -s <script>\n");
+    o.push_str(
+        "#   loadtest bench -s <script>     and later     loadtest ab --base main -s <script>\n",
+    );
     o.push_str("# Paths are relative to this file's folder. Precedence: flags > environment > .env > this file.\n\n");
     o.push_str("[stack]\n");
     o.push_str(&format!("project = {}\n", q(&f.project)));
@@ -326,9 +337,15 @@ pub fn render(f: &Found) -> String {
         .map(|p| q(&p.display().to_string()))
         .collect();
     if files.len() == 1 {
-        o.push_str(&format!("compose_file = {}   # read as it is, never edited\n", files[0]));
+        o.push_str(&format!(
+            "compose_file = {}   # read as it is, never edited\n",
+            files[0]
+        ));
     } else {
-        o.push_str(&format!("compose_file = [{}]   # in -f order\n", files.join(", ")));
+        o.push_str(&format!(
+            "compose_file = [{}]   # in -f order\n",
+            files.join(", ")
+        ));
     }
     o.push_str(&format!(
         "app_service = {}   # built from the checkout; `ab` compares two builds of it\n",
@@ -345,7 +362,9 @@ pub fn render(f: &Found) -> String {
         Some(port) => o.push_str(&format!(
             "# url = \"http://127.0.0.1:{port}\"   # default: the app's published port\n"
         )),
-        None => o.push_str("# url = \"http://<app>:<port>\"   # default: the app on the stack's network\n"),
+        None => o.push_str(
+            "# url = \"http://<app>:<port>\"   # default: the app on the stack's network\n",
+        ),
     }
     match &f.health {
         Some(h) => o.push_str(&format!("health = {}   # from its healthcheck\n", q(h))),
@@ -372,7 +391,10 @@ pub fn render(f: &Found) -> String {
         o.push_str(&format!("migrations = {}\n", q(&m.display().to_string())));
     }
     if let Some(s) = &f.migrate_service {
-        o.push_str(&format!("migrate_service = {}   # run once; exit 0 is success\n", q(s)));
+        o.push_str(&format!(
+            "migrate_service = {}   # run once; exit 0 is success\n",
+            q(s)
+        ));
     }
     if tool.table().is_some() {
         o.push_str(&format!(
@@ -383,20 +405,28 @@ pub fn render(f: &Found) -> String {
     match &f.seed_file {
         Some(s) => {
             o.push_str("seed = \"sql\"   # generated, sql, command or none\n");
-            o.push_str(&format!("seed_file = {}   # run in one transaction after the migrations\n", q(&s.display().to_string())));
+            o.push_str(&format!(
+                "seed_file = {}   # run in one transaction after the migrations\n",
+                q(&s.display().to_string())
+            ));
         }
-        None => o.push_str("seed = \"none\"   # generated, sql (seed_file), command (seed_command) or none\n"),
+        None => o.push_str(
+            "seed = \"none\"   # generated, sql (seed_file), command (seed_command) or none\n",
+        ),
     }
     o.push_str("reset = \"recreate\"   # between runs: recreate, template, truncate, delete, snapshot, none\n");
     if let Some(dir) = &f.k6_dir {
         o.push_str("\n[k6]\n");
-        o.push_str(&format!("dir = {}   # `-s NAME` finds NAME.js here\n", q(&dir.display().to_string())));
+        o.push_str(&format!(
+            "dir = {}   # `-s NAME` finds NAME.js here\n",
+            q(&dir.display().to_string())
+        ));
         o.push_str(&format!(
             "mount = {}   # files a script writes under it land in dir\n",
             q(f.k6_mount.as_deref().unwrap_or("/scripts"))
         ));
     }
-    o.push_str("\n[metrics]\npush_url = \"\"\nprometheus_url = \"\"\ngrafana_url = \"\"\n");
+    o.push_str("\n[metrics]\n# The harness's own Pushgateway and Prometheus run beside the stack (project <project>-observe);\n# Prometheus also scrapes the app's /metrics. push_url = \"http://...\" uses one of yours instead.\nobserve = true\n");
     o.push_str("\n[ab]\n");
     if f.rust {
         o.push_str("# A command run in the checkout and in the base's worktree before the image builds,\n# when the Dockerfile copies a binary built outside it (e.g. \"cargo build --release\").\n");
@@ -427,15 +457,22 @@ mod tests {
         };
         assert_eq!(health_path(&s), None);
         s.healthcheck = Some(crate::stack::compose::Health {
-            test: vec!["CMD-SHELL".into(), "curl --fail http://router-server:8080/health".into()],
+            test: vec![
+                "CMD-SHELL".into(),
+                "curl --fail http://router-server:8080/health".into(),
+            ],
             interval_ns: 0,
             timeout_ns: 0,
             retries: 1,
             start_period_ns: 0,
         });
         assert_eq!(health_path(&s).as_deref(), Some("/health"));
-        s.healthcheck.as_mut().unwrap().test =
-            vec!["CMD".into(), "wget".into(), "-qO-".into(), "http://127.0.0.1:9090".into()];
+        s.healthcheck.as_mut().unwrap().test = vec![
+            "CMD".into(),
+            "wget".into(),
+            "-qO-".into(),
+            "http://127.0.0.1:9090".into(),
+        ];
         assert_eq!(health_path(&s).as_deref(), Some("/"));
     }
 }

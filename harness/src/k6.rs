@@ -343,8 +343,11 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     }
     if !inv.hosts.is_empty() {
         let config = inv.scratch.join("k6-hosts.json");
-        std::fs::write(&config, serde_json::json!({ "hosts": inv.hosts }).to_string())
-            .with_context(|| format!("cannot write {}", config.display()))?;
+        std::fs::write(
+            &config,
+            serde_json::json!({ "hosts": inv.hosts }).to_string(),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
         cmd.arg("--config").arg(&config);
     }
     let wrapper = match inv.mount {
@@ -354,7 +357,8 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     match wrapper {
         Some(text) => {
             let path = inv.scratch.join("run-as-written.js");
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             cmd.arg(path);
         }
         None => {

@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     if let Ok(cwd) = std::env::current_dir() {
         if let Some(root) = loadtest::config::find_root(&cwd) {
             if root != cwd && std::env::set_current_dir(&root).is_ok() {
-                loadtest::errln!("loadtest: working from {} (its loadtest.toml)", root.display());
+                loadtest::errln!(
+                    "loadtest: working from {} (its loadtest.toml)",
+                    root.display()
+                );
             }
         }
     }

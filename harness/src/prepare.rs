@@ -121,7 +121,9 @@ pub async fn fresh_stack(
     let prepared = async {
         learn_addresses(&docker, project).await?;
         if let Some(app) = &cfg.app_service {
-            let healthchecked = project.service(app).is_some_and(|s| s.healthcheck.is_some());
+            let healthchecked = project
+                .service(app)
+                .is_some_and(|s| s.healthcheck.is_some());
             if !healthchecked {
                 probe_health(cfg, app, quiet).await?;
             }

@@ -50,14 +50,23 @@ mod tests {
 
     #[test]
     fn only_service_hosts_are_rewritten() {
-        set(BTreeMap::from([("db".to_string(), "172.30.0.2".to_string())]));
+        set(BTreeMap::from([(
+            "db".to_string(),
+            "172.30.0.2".to_string(),
+        )]));
         assert_eq!(
             url("postgres://u:p@db:5432/app?sslmode=disable"),
             "postgres://u:p@172.30.0.2:5432/app?sslmode=disable"
         );
-        assert_eq!(url("postgres://u:p@127.0.0.1:5433/app"), "postgres://u:p@127.0.0.1:5433/app");
+        assert_eq!(
+            url("postgres://u:p@127.0.0.1:5433/app"),
+            "postgres://u:p@127.0.0.1:5433/app"
+        );
         assert_eq!(url("not a url"), "not a url");
         set(BTreeMap::new());
-        assert_eq!(url("postgres://u:p@db:5432/app"), "postgres://u:p@db:5432/app");
+        assert_eq!(
+            url("postgres://u:p@db:5432/app"),
+            "postgres://u:p@db:5432/app"
+        );
     }
 }

@@ -910,7 +910,11 @@ impl Context {
             if let (Ok(u), Some(p)) = (url::Url::parse(url), self.service.ports.first()) {
                 hosts.insert(
                     format!("{app}:{}", p.container_port),
-                    format!("{}:{}", u.host_str().unwrap_or("127.0.0.1"), u.port().unwrap_or(80)),
+                    format!(
+                        "{}:{}",
+                        u.host_str().unwrap_or("127.0.0.1"),
+                        u.port().unwrap_or(80)
+                    ),
                 );
             }
             hosts

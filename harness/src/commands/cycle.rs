@@ -135,6 +135,32 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         quiet,
     ))?;
 
+    // A stack without a Pushgateway of its own gets the harness's, beside it.
+    let has_own = project.service("pushgateway").is_some();
+    let observed = if cfg.push_url.is_none() && cfg.observe && !has_own {
+        let app = cfg.app_service.as_deref().and_then(|a| {
+            let port = project.service(a)?.ports.first()?.container_port;
+            Some((a, port))
+        });
+        let o = rt
+            .block_on(async {
+                let docker = DockerClient::connect().await?;
+                crate::stack::observe::start(&docker, &project, app, cfg.wait_timeout, quiet).await
+            })
+            .map_err(|e| e.context("the harness's Pushgateway and Prometheus beside the stack"))
+            .runtime()?;
+        say(
+            quiet,
+            &format!(
+                "observe: live metrics to {} (Prometheus {}, project {})",
+                o.push_url, o.prometheus_url, o.project
+            ),
+        );
+        cfg.push_url = Some(o.push_url.clone());
+        Some(o)
+    } else {
+        None
+    };
     let report = run::execute(RunPlan {
         tls: Default::default(),
         scenario: path.display().to_string(),
@@ -169,6 +195,12 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         if a.down {
             rt.block_on(async {
                 let docker = DockerClient::connect().await.runtime()?;
+                if let Some(o) = &observed {
+                    docker
+                        .down(&o.project, Some(&project.working_dir))
+                        .await
+                        .runtime()?;
+                }
                 docker
                     .down(&project.name, Some(&project.working_dir))
                     .await
@@ -182,8 +214,17 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
             say(
                 quiet,
                 &format!(
-                    "stack: project {} left up for viewing at {}; `loadtest down -p {}` removes it",
-                    project.name, cfg.target, project.name
+                    "stack: project {} left up for viewing at {}; `loadtest down -p {}` removes it{}",
+                    project.name,
+                    cfg.target,
+                    project.name,
+                    observed
+                        .as_ref()
+                        .map(|o| format!(
+                            " (and `loadtest down -p {}` its Prometheus at {})",
+                            o.project, o.prometheus_url
+                        ))
+                        .unwrap_or_default()
                 ),
             );
         }

@@ -103,7 +103,10 @@ impl DbArgs {
 fn execute(a: DbArgs) -> Result<u8, Failure> {
     let (cfg, mut db) = settings(&a)?;
     let rt = super::runtime()?;
-    rt.block_on(crate::prepare::learn_running(&cfg, &read_dotenv(&a.env_file)?));
+    rt.block_on(crate::prepare::learn_running(
+        &cfg,
+        &read_dotenv(&a.env_file)?,
+    ));
     match a.command {
         DbCommand::State { json } => {
             let states = rt

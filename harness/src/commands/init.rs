@@ -78,7 +78,10 @@ impl InitCmd {
             .migrations
             .as_ref()
             .map(|m| format!(" ({})", m.display()))
-            .or(found.migrate_service.as_ref().map(|s| format!(" (service {s})")))
+            .or(found
+                .migrate_service
+                .as_ref()
+                .map(|s| format!(" (service {s})")))
             .unwrap_or_default();
         crate::outln!("  migrations     {tool}{from}");
         crate::outln!(

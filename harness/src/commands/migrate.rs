@@ -39,7 +39,10 @@ impl MigrateCmd {
                 self.config.display()
             )));
         }
-        let url = self.database_url.clone().unwrap_or(cfg.database_url.clone());
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or(cfg.database_url.clone());
         let rt = super::runtime()?;
         rt.block_on(crate::prepare::learn_running(&cfg, &vars));
         let r = rt.block_on(m.apply(&url)).runtime()?;

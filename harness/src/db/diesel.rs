@@ -47,7 +47,10 @@ pub fn list(dir: &Path) -> Result<Vec<Migration>> {
         }
         let version = name.split('_').next().unwrap_or("").replace('-', "");
         if version.is_empty() {
-            bail!("{}: the folder name has no version before `_`", path.display());
+            bail!(
+                "{}: the folder name has no version before `_`",
+                path.display()
+            );
         }
         let in_transaction = match std::fs::read_to_string(path.join("metadata.toml")) {
             Ok(text) => {
@@ -88,18 +91,27 @@ pub async fn run(url: &str, dir: &Path) -> Result<MigrateReport> {
         let sql = std::fs::read_to_string(&up)
             .with_context(|| format!("cannot read {}", up.display()))?;
         if sql.trim().is_empty() {
-            bail!("{}: the migration is empty (diesel refuses it too)", up.display());
+            bail!(
+                "{}: the migration is empty (diesel refuses it too)",
+                up.display()
+            );
         }
         let fail = |e: sqlx::Error| anyhow!("{} failed: {e}", up.display());
         let record = sqlx::query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
             .bind(&m.version);
         if m.in_transaction {
             let mut tx = conn.begin().await?;
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
             record.execute(&mut *tx).await?;
             tx.commit().await?;
         } else {
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(fail)?;
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map_err(fail)?;
             record.execute(&mut conn).await?;
         }
         applied += 1;
@@ -120,7 +132,10 @@ mod tests {
     fn folders_are_read_in_diesels_order_with_its_versions() {
         let d = tempfile::tempdir().unwrap();
         for (name, meta) in [
-            ("2024-02-01-120000_add_index", Some("run_in_transaction = false\n")),
+            (
+                "2024-02-01-120000_add_index",
+                Some("run_in_transaction = false\n"),
+            ),
             ("00000000000000_diesel_initial_setup", None),
             ("2023-12-31-235959_create_routes", None),
         ] {
@@ -146,6 +161,9 @@ mod tests {
         );
         std::fs::create_dir(d.path().join("2025-01-01-000000_broken")).unwrap();
         let e = list(d.path()).unwrap_err().to_string();
-        assert!(e.contains("2025-01-01-000000_broken") && e.contains("no up.sql"), "{e}");
+        assert!(
+            e.contains("2025-01-01-000000_broken") && e.contains("no up.sql"),
+            "{e}"
+        );
     }
 }

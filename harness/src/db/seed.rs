@@ -435,6 +435,31 @@ pub async fn load_into(
     })
 }
 
+/// A team's seed SQL file, run in one transaction: all of it or nothing.
+/// A failure names the file and the database's error.
+pub async fn load_sql(url: &str, file: &Path) -> Result<SeedReport> {
+    use sqlx::Connection;
+    let started = std::time::Instant::now();
+    let sql = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the seed file {}", file.display()))?;
+    let mut conn = super::connect(url).await?;
+    let mut tx = conn.begin().await?;
+    let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} failed (nothing of it was kept): {e}", file.display()))?;
+    tx.commit().await?;
+    let _ = conn.close().await;
+    Ok(SeedReport {
+        merchants: 0,
+        payments: 0,
+        rows: done.rows_affected(),
+        elapsed: started.elapsed(),
+        identities: None,
+        fk_checks_skipped: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,29 +551,4 @@ mod tests {
         assert_eq!(rows[0].len(), 3);
         assert_eq!(&rows[0][2], "Shop, \"the\" best");
     }
-}
-
-/// A team's seed SQL file, run in one transaction: all of it or nothing.
-/// A failure names the file and the database's error.
-pub async fn load_sql(url: &str, file: &Path) -> Result<SeedReport> {
-    use sqlx::Connection;
-    let started = std::time::Instant::now();
-    let sql = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the seed file {}", file.display()))?;
-    let mut conn = super::connect(url).await?;
-    let mut tx = conn.begin().await?;
-    let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| anyhow::anyhow!("{} failed (nothing of it was kept): {e}", file.display()))?;
-    tx.commit().await?;
-    let _ = conn.close().await;
-    Ok(SeedReport {
-        merchants: 0,
-        payments: 0,
-        rows: done.rows_affected(),
-        elapsed: started.elapsed(),
-        identities: None,
-        fk_checks_skipped: false,
-    })
 }

@@ -237,9 +237,12 @@ pub fn shadowed(arg: &str, dir: &Path, k6_dir: &Path) -> Option<String> {
         return None;
     }
     let toml = dir.join(format!("{arg}.toml"));
-    let script = [dir.join(format!("{arg}.js")), k6_dir.join(format!("{arg}.js"))]
-        .into_iter()
-        .find(|p| p.is_file())?;
+    let script = [
+        dir.join(format!("{arg}.js")),
+        k6_dir.join(format!("{arg}.js")),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())?;
     toml.is_file().then(|| {
         format!(
             "scenario `{arg}`: {} runs; the k6 script {} has the same name: give `-s {}` to run it instead",

@@ -94,11 +94,17 @@ pub struct Project {
     /// Services not started with the others but run once to their end by
     /// the harness (a migration service), like `docker compose run --rm`.
     pub jobs: Vec<ServiceSpec>,
+    /// Another project's network this one joins instead of making its own
+    /// (the harness's observability services beside a team's stack).
+    pub external_network: Option<String>,
 }
 
 impl Project {
     pub fn network_name(&self) -> String {
-        format!("{}_default", self.name)
+        match &self.external_network {
+            Some(n) => n.clone(),
+            None => format!("{}_default", self.name),
+        }
     }
 
     pub fn volume_name(&self, v: &str) -> String {
@@ -441,7 +447,10 @@ pub fn load_files(
         for f in env_files {
             let path = working_dir.join(&f);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                ctx(format!("env_file `{f}`: cannot read {}: {e}", path.display()))
+                ctx(format!(
+                    "env_file `{f}`: cannot read {}: {e}",
+                    path.display()
+                ))
             })?;
             let parsed = super::interpolate::parse_dotenv(&text)
                 .map_err(|e| ctx(format!("env_file {}: {e}", path.display())))?;
@@ -606,6 +615,7 @@ pub fn load_files(
         services,
         volumes,
         jobs: Vec::new(),
+        external_network: None,
     };
     // Dependencies of a service left out by a profile are ignored, as compose does.
     project.start_order()?;

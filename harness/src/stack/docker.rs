@@ -234,6 +234,23 @@ impl DockerClient {
 
     /// Creates the project's default network and named volumes.
     pub async fn create_shared(&self, p: &Project) -> Result<()> {
+        if p.external_network.is_none() {
+            self.create_network(p).await?;
+        }
+        for v in &p.volumes {
+            self.api
+                .create_volume(VolumeCreateRequest {
+                    name: Some(p.volume_name(v)),
+                    labels: Some(Self::labels(p, &[("com.docker.compose.volume", v.clone())])),
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("cannot create volume {}", p.volume_name(v)))?;
+        }
+        Ok(())
+    }
+
+    async fn create_network(&self, p: &Project) -> Result<()> {
         self.api
             .create_network(NetworkCreateRequest {
                 name: p.network_name(),
@@ -246,16 +263,6 @@ impl DockerClient {
             })
             .await
             .with_context(|| format!("cannot create network {}", p.network_name()))?;
-        for v in &p.volumes {
-            self.api
-                .create_volume(VolumeCreateRequest {
-                    name: Some(p.volume_name(v)),
-                    labels: Some(Self::labels(p, &[("com.docker.compose.volume", v.clone())])),
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("cannot create volume {}", p.volume_name(v)))?;
-        }
         Ok(())
     }
 
@@ -516,7 +523,12 @@ impl DockerClient {
     /// Runs a service once to its end, like `docker compose run --rm`: the
     /// container is removed afterwards whatever happens. Returns the exit code
     /// and the last lines of its output.
-    pub async fn run_job(&self, p: &Project, s: &ServiceSpec, timeout: Duration) -> Result<(i64, String)> {
+    pub async fn run_job(
+        &self,
+        p: &Project,
+        s: &ServiceSpec,
+        timeout: Duration,
+    ) -> Result<(i64, String)> {
         let name = p.container_name(&s.name);
         self.remove_container(&name).await?;
         let outcome = async {
@@ -532,9 +544,14 @@ impl DockerClient {
                     timeout.as_secs()
                 ),
                 Ok(Some(Ok(r))) => r.status_code,
-                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+                Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError {
+                    code, ..
+                }))) => code,
                 Ok(Some(Err(e))) => bail!("waiting for service `{}`: {e}", s.name),
-                Ok(None) => bail!("waiting for service `{}`: the Engine closed the stream", s.name),
+                Ok(None) => bail!(
+                    "waiting for service `{}`: the Engine closed the stream",
+                    s.name
+                ),
             };
             Ok((code, self.last_logs(&name, 30).await))
         }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod docker;
 pub mod images;
 pub mod interpolate;
+pub mod observe;
 pub mod probe;
 pub mod progress;
 pub mod up;

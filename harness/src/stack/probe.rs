@@ -9,13 +9,14 @@ use hyper_util::rt::TokioIo;
 
 /// The status code of `GET url` (http only), within two seconds.
 pub async fn get_status(url: &str) -> Result<u16> {
-    let uri: http::Uri = url.parse().with_context(|| format!("`{url}` is not a URL"))?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("`{url}` is not a URL"))?;
     let host = uri.host().ok_or_else(|| anyhow!("`{url}` has no host"))?;
     let port = uri.port_u16().unwrap_or(80);
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect((host, port)).await?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
