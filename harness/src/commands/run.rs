@@ -28,9 +28,10 @@ pub struct RunCmd {
     /// NAME=VALUE for a k6 script's __ENV (as k6's -e); BASE_URL is the target
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE", value_parser = parse_env_pair)]
     pub env: Vec<(String, String)>,
-    /// Base URL of the system under test, e.g. http://127.0.0.1:8080
+    /// Base URL of the system under test, e.g. http://127.0.0.1:8080 (default: [target] url of
+    /// loadtest.toml, else the app service's published port)
     #[arg(short, long, env = "LOADTEST_TARGET")]
-    pub target: String,
+    pub target: Option<String>,
     /// Number of VUs; overrides the scenario's executor where it applies (as k6's --vus)
     #[arg(long)]
     pub vus: Option<u32>,
@@ -43,9 +44,10 @@ pub struct RunCmd {
     /// Folder for the result files
     #[arg(short, long, default_value = "benchmark")]
     pub out: PathBuf,
-    /// Folder holding the scenario files
-    #[arg(long, default_value = "scenarios", env = "LOADTEST_SCENARIOS_DIR")]
-    pub scenarios_dir: PathBuf,
+    /// Folder holding the scenario files (default: [paths] scenarios of loadtest.toml, else scenarios;
+    /// k6 scripts are also looked for in its [k6] dir)
+    #[arg(long, env = "LOADTEST_SCENARIOS_DIR")]
+    pub scenarios_dir: Option<PathBuf>,
     /// No live progress line
     #[arg(short, long)]
     pub quiet: bool,
@@ -87,6 +89,45 @@ pub struct RunCmd {
 
 impl RunCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
+        // The settings give what the flags leave out: the target, the scenario
+        // folders, the k6 mount; a stack that is up is reached by service name.
+        let vars = crate::config::read_dotenv(Path::new(".env"))?;
+        let loaded = crate::config::Config::load(&self.config, &vars);
+        let needs_cfg = self.target.is_none();
+        let mut cfg = match loaded {
+            Ok(c) => Some(c),
+            Err(e) if needs_cfg => return Err(Failure::Usage(e)),
+            Err(_) => None,
+        };
+        let mut target = self.target.clone();
+        if let Some(c) = cfg.as_mut() {
+            if c.project(&vars, &[]).is_ok() {
+                super::runtime()?.block_on(crate::prepare::learn_running(c, &vars));
+            }
+            if target.is_none() {
+                target = Some(crate::resolve::url(&c.target));
+            }
+        }
+        let target = target.unwrap_or_default();
+        let scenarios_dir = self
+            .scenarios_dir
+            .clone()
+            .or(cfg.as_ref().map(|c| c.scenarios.clone()))
+            .unwrap_or_else(|| PathBuf::from("scenarios"));
+        let k6_dir = match &cfg {
+            Some(c) if c.k6_dir.is_dir() => c.k6_dir.clone(),
+            _ => std::env::var_os("LOADTEST_K6_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| scenarios_dir.parent().unwrap_or(Path::new(".")).join("k6")),
+        };
+        let scenario = scenario::resolve_in(&self.scenario, &scenarios_dir, &k6_dir)
+            .usage()?
+            .display()
+            .to_string();
+        let k6_mount = cfg
+            .as_ref()
+            .filter(|c| c.k6_dir.is_dir())
+            .map(|c| (c.k6_mount.clone(), c.k6_dir.clone()));
         let db_reset = match self.reset {
             None => None,
             Some(strategy) => {
@@ -103,9 +144,9 @@ impl RunCmd {
         let report = execute(RunPlan {
             tls: self.tls.clone(),
             db_reset,
-            scenario: self.scenario.clone(),
-            scenarios_dir: self.scenarios_dir.clone(),
-            target: self.target.clone(),
+            scenario,
+            scenarios_dir,
+            target,
             vus: self.vus,
             duration: self.duration,
             run_name: self.run_name.clone(),
@@ -123,7 +164,7 @@ impl RunCmd {
             html: !self.view.no_html,
             stop: None,
             script_env: self.env.clone(),
-            k6_mount: None,
+            k6_mount,
             k6_hosts: None,
         })?;
         Ok(report.code)

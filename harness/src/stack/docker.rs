@@ -98,6 +98,13 @@ impl DockerClient {
                 );
             }
         }
+        // The harness's observability services joined this project's
+        // network: they go with it, or the network could not be removed.
+        let mut containers = containers;
+        containers.extend(
+            self.project_containers(&super::observe::name_for(project))
+                .await?,
+        );
         let removals = containers.iter().filter_map(|c| {
             let id = c.id.clone()?;
             let name = c

@@ -53,7 +53,12 @@ fn service(name: &str, image: &str, port: u16, ready: &str) -> ServiceSpec {
 
 /// The project's name for a team's stack.
 pub fn project_name(stack: &Project) -> String {
-    format!("{}-observe", stack.name)
+    name_for(&stack.name)
+}
+
+/// The observability project's name beside the project named `stack`.
+pub fn name_for(stack: &str) -> String {
+    format!("{stack}-observe")
 }
 
 /// The observability project beside `stack`; `app` is the service (and its
