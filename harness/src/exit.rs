@@ -8,6 +8,8 @@ pub const OK: u8 = 0;
 pub const RUNTIME: u8 = 1;
 /// Usage, config or scenario error, found before any request was sent.
 pub const USAGE: u8 = 2;
+/// `loadtest ab` ran out of trials before a verdict.
+pub const UNDECIDED: u8 = 97;
 /// A gate regressed against the baseline (`compare`, `bench --compare`).
 pub const REGRESSED: u8 = 98;
 /// One or more thresholds were crossed (k6 uses the same code).

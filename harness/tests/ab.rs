@@ -456,11 +456,12 @@ fn a_k6_script_is_compared_in_trials_like_a_toml_scenario() {
     assert_eq!(trials.len(), 4, "{v}");
     for t in trials {
         // Each trial is a k6 run of the script as written: 3 s of 8 VUs. k6
-        // lets every started iteration finish (graceful stop, 30 s), so each
-        // VU completes at least one request however loaded the machine is.
+        // lets every started iteration finish, so each VU completes at least
+        // one request however loaded the machine is; the measured span (first
+        // to last point) stays well under the 15 s of a harness-timed trial.
         assert!(t["requests"].as_u64().unwrap() >= 8, "{t}");
         let d = t["duration_s"].as_f64().unwrap();
-        assert!((2.5..36.0).contains(&d), "{t}");
+        assert!((1.0..12.0).contains(&d), "{t}");
     }
     assert_ne!(v["outcome"], "regressed", "{v}");
     // --duration would replace the script's own workload: refused.

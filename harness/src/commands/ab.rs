@@ -27,7 +27,7 @@ use super::run::{self, RunPlan};
 
 /// Exit code when the trials could not decide (neither regressed nor shown
 /// within the tolerances).
-pub const UNDECIDED: u8 = 97;
+pub use crate::exit::UNDECIDED;
 
 pub const AB_HELP: &str = "A is the service built from --base (default: the commit of benchmark/baseline_<scenario>.json
 when git has it, else the merge-base with the default branch); B is the working tree, uncommitted changes

@@ -91,9 +91,16 @@ impl RunCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
         // The settings give what the flags leave out: the target, the scenario
         // folders, the k6 mount; a stack that is up is reached by service name.
+        // Flags are checked before the settings and the scenario are read.
+        let web = self.view.web_addr()?;
         let vars = crate::config::read_dotenv(Path::new(".env"))?;
         let loaded = crate::config::Config::load(&self.config, &vars);
         let needs_cfg = self.target.is_none();
+        if needs_cfg && !self.config.is_file() {
+            return Err(Failure::Usage(anyhow!(
+                "no target: give --target URL (-t), or run where a loadtest.toml names one ([target] url, or [stack] app_service)"
+            )));
+        }
         let mut cfg = match loaded {
             Ok(c) => Some(c),
             Err(e) if needs_cfg => return Err(Failure::Usage(e)),
@@ -160,7 +167,7 @@ impl RunCmd {
             grafana_url: self.grafana_url.clone().filter(|u| !u.is_empty()),
             trial: false,
             csv: self.csv.clone(),
-            web: self.view.web_addr()?,
+            web,
             html: !self.view.no_html,
             stop: None,
             script_env: self.env.clone(),

@@ -144,46 +144,5 @@ pub async fn run(url: &str, dir: &Path) -> Result<MigrateReport> {
     })
 }
 
-/// The URL without its password, for messages: `user:password@` and a
-/// `password=` query parameter (libpq's other way to give it) both masked.
-pub fn redact(url: &str) -> String {
-    let masked = match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    };
-    match masked.split_once('?') {
-        Some((base, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{base}?{}", params.join("&"))
-        }
-        None => masked,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("postgres://demo:secret@db:5432/demo"),
-            "postgres://demo:***@db:5432/demo"
-        );
-        assert_eq!(super::redact("postgres://db/demo"), "postgres://db/demo");
-        assert_eq!(
-            super::redact("postgres://db/demo?sslmode=disable&password=hunter2"),
-            "postgres://db/demo?sslmode=disable&password=***"
-        );
-    }
-}
+/// The one redactor, under the name the database code uses.
+pub use crate::redact::userinfo as redact;
