@@ -430,3 +430,50 @@ fn a_teams_mistakes_are_named_and_leave_nothing_running() {
         compose
     );
 }
+
+/// `init --script` writes the familiar entry point, which calls the harness
+/// binary; its checks run before anything starts (no Docker needed here).
+#[test]
+fn init_writes_the_familiar_entry_point() {
+    let t = Team::new("script");
+    let o = t.loadtest(&["init", "--script"]);
+    ok(&o, "init --script");
+    let sh = t.path().join("loadtest.sh");
+    let run = |args: &[&str]| {
+        Command::new(&sh)
+            .args(args)
+            .current_dir(t.path())
+            .env("LOADTEST_BIN", bin())
+            .output()
+            .unwrap()
+    };
+    let o = run(&["-h"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("-c "), "{}", stdout(&o));
+    // -c needs the baseline first, and names it.
+    let o = run(&["-c", "-s", "health"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("benchmark/baseline_health.json is missing"),
+        "{}",
+        stderr(&o)
+    );
+    // -a covers every script of the k6 folder.
+    let o = t.loadtest(&["scenarios", "--names"]);
+    ok(&o, "scenarios --names");
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        ["health", "payment-confirm", "seeded-lookup"]
+    );
+    let o = run(&["-ca"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("baseline_health.json is missing"),
+        "{}",
+        stderr(&o)
+    );
+    // A second init refuses to overwrite either file.
+    let o = t.loadtest(&["init", "--script"]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(git(t.path(), &["status", "--porcelain"]).lines().count(), 2);
+}
