@@ -4,7 +4,7 @@
 # published port (hosts: app:8080 -> 127.0.0.1:PORT, through Docker's port publishing), (b) k6 on the host
 # to the container's address on the stack's network (hosts: app -> container IP; what the harness does),
 # (c) k6 in a container on the stack's network, calling http://app:8080 (as a team's k6 service does).
-# Per path: p50 and p95 of http_req_duration, and for (a) and (b) k6's CPU seconds (user + sys). Rounds
+# Per path: p50 and p95 of http_req_duration, and k6's CPU seconds (user + sys). Rounds
 # alternate the order; the table gives medians over rounds. Resumable: each run is appended to
 # bench/results/raw/k6-paths.tsv as it finishes and done ones are skipped (delete the file to start over).
 # Usage: bench/k6-paths.sh    ROUNDS (default 5), RATE (default 300/s), DUR (default 10s).
@@ -58,9 +58,12 @@ one() { # round path
       /usr/bin/time -f '%U %S' -o "$WORK/time" "$K6" run -q --config "$WORK/$p.json" --summary-export "$s" "$WORK/paths.js" >/dev/null 2>&1
       cpu=$(awk '{print $1+$2}' "$WORK/time") ;;
     network)
+      # bash's `time` inside the container: k6's own user + sys seconds.
       docker run --rm --network "${LOADTEST_PROJECT}_default" -v "$K6:/k6:ro" -v "$WORK:/w" \
-        "${LOADTEST_DEBIAN_IMAGE:-loadtest/debian:bookworm}" /k6 run -q --summary-export "/w/$r-$p.json" /w/paths.js >/dev/null 2>&1
-      cpu=NA ;;
+        "${LOADTEST_DEBIAN_IMAGE:-loadtest/debian:bookworm}" bash -c \
+        "TIMEFORMAT='%U %S'; time /k6 run -q --summary-export /w/$r-$p.json /w/paths.js >/dev/null 2>&1" \
+        2> "$WORK/time" >/dev/null
+      cpu=$(awk 'NF==2 {print $1+$2}' "$WORK/time" | tail -n1) ;;
   esac
   read -r p50 p95 reqs < <(figures "$s")
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$p50" "$p95" "$reqs" "$cpu" >> "$RAW"
@@ -95,7 +98,7 @@ for p in ["published", "address", "network"]:
     if not a:
         continue
     f = lambda m: f"{m[0]:.3f} ({m[1]:.3f}-{m[2]:.3f})"
-    lines.append(f"| {names[p]} | {f(a)} | {f(b)} | {f(c) if c else 'not measured (in the container)'} |")
+    lines.append(f"| {names[p]} | {f(a)} | {f(b)} | {f(c) if c else 'not measured'} |")
 lines.append("")
 lines.append(f"rounds: {max(int(r['round']) for r in rows)}; raw: bench/results/raw/k6-paths.tsv")
 open(out, "w").write("\n".join(lines) + "\n")
