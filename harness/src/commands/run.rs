@@ -428,6 +428,8 @@ fn run_phase(
     let started_at = chrono::Utc::now();
     // The generator's CPU is counted from here: a full cycle's stack work and seeding are not load.
     let cpu_before = results::process_usage().0;
+    // The same for memory: the peak reported is the generator's during the load.
+    results::reset_peak_memory();
     let repeat = args.repeat.max(1);
     let mut outs = Vec::new();
     let mut live_sink = live.map(|l| crate::view::live::LiveSink::new(l, sc.clone()));

@@ -350,7 +350,22 @@ pub fn host_info() -> HostInfo {
     }
 }
 
-/// CPU seconds and peak RSS of this process so far.
+/// Starts the peak-memory count again from the current RSS (Linux's
+/// `clear_refs` 5), so the peak reported for a run is the generator's during
+/// the load, not what building images or seeding took before it.
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak RSS since the last [`reset_peak_memory`] (VmHWM), in KiB.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds of this process so far, and its peak RSS (KiB) since the
+/// last [`reset_peak_memory`] (since the start where that is not available).
 pub fn process_usage() -> (f64, u64) {
     // SAFETY: getrusage fills the struct we pass and touches nothing else.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -359,7 +374,8 @@ pub fn process_usage() -> (f64, u64) {
         return (0.0, 0);
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64)
+    let peak = peak_rss_kb().unwrap_or(ru.ru_maxrss as u64);
+    (secs(ru.ru_utime) + secs(ru.ru_stime), peak)
 }
 
 /// `<out>/<run>_<scenario>.<ext>`
@@ -419,5 +435,24 @@ impl RunResult {
             .get(request)
             .ok_or_else(|| anyhow!("no request named `{request}` in this result"))?;
         metrics::decode_histogram(&r.histogram)
+    }
+}
+
+#[cfg(test)]
+mod peak_tests {
+    #[test]
+    fn the_peak_memory_starts_again_after_a_reset() {
+        // 256 MiB written (so resident), then returned to the system.
+        let big = vec![1u8; 256 << 20];
+        let before = super::process_usage().1;
+        assert!(big.iter().step_by(4096).all(|&b| b == 1));
+        drop(big);
+        super::reset_peak_memory();
+        let after = super::process_usage().1;
+        assert!(before >= 256 * 1024, "{before} KiB");
+        assert!(
+            after + 200 * 1024 < before,
+            "{after} KiB after the reset, {before} before"
+        );
     }
 }
