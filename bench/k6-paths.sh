@@ -20,7 +20,7 @@ WORK=$(mktemp -d)
 export LOADTEST_PROJECT=ltk6paths LOADTEST_APP_PORT=18480 LOADTEST_DB_PORT=15480
 export LOADTEST_PUSHGATEWAY_PORT=19480 LOADTEST_PROMETHEUS_PORT=19490
 cd "$ROOT"
-cleanup() { target/release/loadtest down -q >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() { target/release/loadtest down --rmi >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 cargo build --release -q -p loadtest -p demo
