@@ -149,6 +149,59 @@ fn decision_key(d: Decision) -> &'static str {
     }
 }
 
+/// What a run of trials is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A against B: stops as soon as a verdict is reached.
+    Ab,
+    /// A/A to measure the noise: runs its planned trials.
+    Calibration,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ab => "ab",
+            Kind::Calibration => "calibration",
+        }
+    }
+}
+
+/// What the trial loop does once a block of four trials is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextStep {
+    /// A verdict: no more trials.
+    Stop,
+    /// Still undecided and the trial count and time budget allow: one more block.
+    MoreBlock,
+    /// Go on with the trials already planned (none left: the loop ends).
+    Continue,
+}
+
+/// The stopping rule, after `done` trials taking `wall_s` seconds: an A/B
+/// stops at its first verdict; while undecided it adds a block when another
+/// one fits under `max_trials` and, at the pace so far, under the budget. A
+/// calibration runs its planned trials.
+pub fn next_step(
+    done: usize,
+    outcome: Outcome,
+    wall_s: f64,
+    settings: &AbSettings,
+    kind: Kind,
+) -> NextStep {
+    if kind == Kind::Ab && outcome != Outcome::Undecided {
+        return NextStep::Stop;
+    }
+    let per_trial = wall_s / done.max(1) as f64;
+    let fits = done + 4 <= settings.max_trials && wall_s + 4.0 * per_trial <= settings.budget_s;
+    if fits && (kind == Kind::Ab || done < settings.min_trials) {
+        NextStep::MoreBlock
+    } else {
+        NextStep::Continue
+    }
+}
+
 /// The verdict of the whole comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,7 +247,7 @@ pub struct AbSettings {
 pub struct AbResult {
     pub schema_version: u32,
     /// `ab` or `calibration`.
-    pub kind: String,
+    pub kind: Kind,
     pub scenario: String,
     pub base: SideInfo,
     pub head: SideInfo,
@@ -539,5 +592,66 @@ mod tests {
         assert!((p95.tolerance - 0.0771).abs() < 0.001, "{p95:?}");
         let rps = m.iter().find(|m| m.metric == "rps").unwrap();
         assert_eq!(rps.tolerance_source, ToleranceSource::Configured);
+    }
+
+    fn trial_settings(min: usize, max: usize, budget_s: f64) -> AbSettings {
+        AbSettings {
+            trial_s: 15.0,
+            warmup_s: 5.0,
+            min_trials: min,
+            max_trials: max,
+            budget_s,
+            alpha: 0.05,
+            seed: 1,
+            apps: String::new(),
+            tolerances: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ab_stops_at_its_first_verdict_and_grows_by_blocks_while_undecided() {
+        let s = trial_settings(12, 40, 600.0);
+        for o in [Outcome::Pass, Outcome::Regressed] {
+            assert_eq!(next_step(12, o, 100.0, &s, Kind::Ab), NextStep::Stop);
+        }
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 100.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+        // The trial cap: 36 + 4 fits in 40, 40 + 4 does not.
+        assert_eq!(
+            next_step(36, Outcome::Undecided, 300.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+        assert_eq!(
+            next_step(40, Outcome::Undecided, 330.0, &s, Kind::Ab),
+            NextStep::Continue
+        );
+        // The budget, at the pace so far: 12 trials in 480 s is 40 s a trial,
+        // so four more would end at 640 s > 600 s.
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 480.0, &s, Kind::Ab),
+            NextStep::Continue
+        );
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 420.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+    }
+
+    #[test]
+    fn a_calibration_runs_its_planned_trials_whatever_the_verdict() {
+        let s = trial_settings(12, 40, 600.0);
+        for o in [Outcome::Pass, Outcome::Regressed, Outcome::Undecided] {
+            assert_eq!(
+                next_step(12, o, 100.0, &s, Kind::Calibration),
+                NextStep::Continue
+            );
+        }
+        // Below its minimum it would add blocks (the loop judges only from the minimum on).
+        assert_eq!(
+            next_step(8, Outcome::Undecided, 60.0, &s, Kind::Calibration),
+            NextStep::MoreBlock
+        );
     }
 }

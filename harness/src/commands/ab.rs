@@ -145,11 +145,11 @@ impl AbCmd {
                     let c: AbResult = serde_json::from_str(&text).map_err(|e| {
                         Failure::Usage(anyhow!("{}: not a calibration file: {e}", path.display()))
                     })?;
-                    if c.kind != "calibration" || c.scenario != ctx.scenario {
+                    if c.kind != ab::Kind::Calibration || c.scenario != ctx.scenario {
                         return Err(Failure::Usage(anyhow!(
                             "{}: holds a {} of scenario `{}`, not a calibration of `{}`",
                             path.display(),
-                            c.kind,
+                            c.kind.name(),
                             c.scenario,
                             ctx.scenario
                         )));
@@ -230,7 +230,7 @@ impl AbCmd {
             settings,
             &judge,
             &out_path,
-            "ab",
+            ab::Kind::Ab,
         )?;
         let printed = match self.format {
             Format::Text => render::text(&result),
@@ -556,7 +556,7 @@ impl Context {
         settings: AbSettings,
         judge: &JudgeSettings,
         out_path: &Path,
-        kind: &str,
+        kind: ab::Kind,
     ) -> Result<AbResult, Failure> {
         let live = match &self.web {
             Some(addr) => {
@@ -604,7 +604,7 @@ impl Context {
         settings: AbSettings,
         judge: &JudgeSettings,
         out_path: &Path,
-        kind: &str,
+        kind: ab::Kind,
         live: Option<&crate::view::live::Live>,
     ) -> Result<AbResult, Failure> {
         let rt = super::runtime()?;
@@ -733,7 +733,7 @@ impl Context {
         settings: AbSettings,
         judge: &JudgeSettings,
         out_path: &Path,
-        kind: &str,
+        kind: ab::Kind,
         live: Option<&crate::view::live::Live>,
     ) -> Result<AbResult, Failure> {
         let scratch = tempfile::tempdir().runtime()?;
@@ -743,7 +743,7 @@ impl Context {
         let t0 = Instant::now();
         let mut result = AbResult {
             schema_version: 1,
-            kind: kind.to_string(),
+            kind,
             scenario: self.scenario.clone(),
             base,
             head,
@@ -831,26 +831,24 @@ impl Context {
                 if let Some(l) = live {
                     l.send("verdict", &verdict_event(&result));
                 }
-                let per_trial = result.wall_s / i as f64;
-                let more = i + 4 <= result.settings.max_trials
-                    && result.wall_s + 4.0 * per_trial <= result.settings.budget_s;
-                if kind == "ab" && result.outcome != Outcome::Undecided {
-                    break;
-                }
-                if more && (kind == "ab" || i < result.settings.min_trials) {
-                    if !self.quiet {
-                        let open: Vec<String> = result
-                            .metrics
-                            .iter()
-                            .filter(|m| m.gate && m.decision == "undecided")
-                            .map(|m| format!("{} {}", m.scope, m.metric))
-                            .collect();
-                        crate::errln!(
-                            "  undecided after {i} trials ({}): one more block",
-                            open.join(", ")
-                        );
+                match ab::next_step(i, result.outcome, result.wall_s, &result.settings, kind) {
+                    ab::NextStep::Stop => break,
+                    ab::NextStep::Continue => {}
+                    ab::NextStep::MoreBlock => {
+                        if !self.quiet {
+                            let open: Vec<String> = result
+                                .metrics
+                                .iter()
+                                .filter(|m| m.gate && m.decision == "undecided")
+                                .map(|m| format!("{} {}", m.scope, m.metric))
+                                .collect();
+                            crate::errln!(
+                                "  undecided after {i} trials ({}): one more block",
+                                open.join(", ")
+                            );
+                        }
+                        plan.extend(ab::schedule(1, &mut rng));
                     }
-                    plan.extend(ab::schedule(1, &mut rng));
                 }
             }
             write_atomic(out_path, result.to_json().as_bytes()).runtime()?;
@@ -867,7 +865,7 @@ impl Context {
                 Outcome::Undecided => UNDECIDED,
             }
         };
-        if kind == "calibration" {
+        if kind == ab::Kind::Calibration {
             result.noise = ab::noise(&result.trials);
             result.exit_code = if result.interrupted {
                 exit::RUNTIME

@@ -60,7 +60,14 @@ impl CalibrateCmd {
             reference: "working tree (A/A)".into(),
             ..head.clone()
         };
-        let r = ctx.trials(base, head, settings, &judge, &out, "calibration")?;
+        let r = ctx.trials(
+            base,
+            head,
+            settings,
+            &judge,
+            &out,
+            crate::ab::Kind::Calibration,
+        )?;
         let pairs = r.trials.len() / 2;
         let mut text = format!(
             "calibration of {}: {} trials of {:.0}s ({} pairs), the same build on both sides\n",
