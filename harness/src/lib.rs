@@ -26,6 +26,7 @@ pub mod redact;
 pub mod report;
 pub mod resolve;
 pub mod results;
+pub mod runner;
 pub mod scenario;
 pub mod stack;
 pub mod view;

@@ -5,6 +5,11 @@
 
 pub mod git;
 pub mod render;
+mod sides;
+mod trial;
+pub mod trials;
+
+pub use trials::{Context, Mode, Options, Plan};
 
 use std::collections::BTreeMap;
 

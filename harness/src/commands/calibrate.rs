@@ -3,12 +3,12 @@
 //! varies per metric and writes benchmark/calibration_<scenario>.json, from
 //! which `ab` and `compare` take their tolerances.
 
-use crate::ab::{render, AbSettings, JudgeSettings, SideInfo};
+use crate::ab::{render, AbSettings, Context, JudgeSettings, Plan, SideInfo};
 use crate::compare::GateConfig;
 use crate::exit::{Classify, Failure};
 use crate::results;
 
-use super::ab::{Context, TrialArgs};
+use super::ab::TrialArgs;
 
 pub const CALIBRATE_HELP: &str = "Both sides are the working tree's build, each in its own container; trials alternate in
 ABBA/BAAB blocks with the database reset before each, exactly as `loadtest ab` runs them. For every metric the
@@ -26,7 +26,7 @@ pub struct CalibrateCmd {
 
 impl CalibrateCmd {
     pub fn execute(&self) -> Result<u8, Failure> {
-        let ctx = Context::load(&self.t)?;
+        let ctx = Context::load(&self.t.options())?;
         let gates = GateConfig::default();
         let (sha, dirty) = crate::ab::git::head(&ctx.repo).usage()?;
         let commit = if dirty { format!("{sha}-dirty") } else { sha };
@@ -60,14 +60,14 @@ impl CalibrateCmd {
             reference: "working tree (A/A)".into(),
             ..head.clone()
         };
-        let r = ctx.trials(
+        let r = ctx.trials(Plan {
             base,
             head,
             settings,
-            &judge,
-            &out,
-            crate::ab::Kind::Calibration,
-        )?;
+            judge: &judge,
+            out: &out,
+            kind: crate::ab::Kind::Calibration,
+        })?;
         let pairs = r.trials.len() / 2;
         let mut text = format!(
             "calibration of {}: {} trials of {:.0}s ({} pairs), the same build on both sides\n",

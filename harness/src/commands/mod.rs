@@ -10,10 +10,9 @@ pub mod db;
 pub mod down;
 pub mod history;
 pub mod images;
+pub mod import;
 pub mod init;
-pub mod k6;
 pub mod migrate;
-pub mod plan;
 pub mod populate;
 pub mod ps;
 pub mod report;
@@ -69,7 +68,7 @@ pub enum Command {
     #[command(after_help = report::REPORT_HELP)]
     Report(report::ReportCmd),
     /// Turn a result made elsewhere into a result file: `loadtest import k6 FILE`
-    Import(k6::ImportCmd),
+    Import(import::ImportCmd),
     /// Show the trend of key metrics across the runs of a scenario (from <dir>/history.jsonl)
     History(history::HistoryCmd),
     /// The full cycle: down -v, up (fresh database, app from the checkout), migrate, run, save, compare
@@ -124,16 +123,31 @@ pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
     }
 }
 
-/// The one async runtime a command runs on. A current-thread runtime is
-/// enough: the load engine runs its own worker threads, and everything else
-/// a command awaits (the Engine API, Postgres, HTTP) is I/O.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .runtime()
-}
+pub use crate::runner::runtime;
 
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(s)
+}
+
+/// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ViewArgs {
+    /// Serve a live page during the run (default 127.0.0.1:5665; PORT or HOST:PORT): charts,
+    /// thresholds, errors, a Stop button, the result files to download at the end
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub web: Option<String>,
+    /// Do not write the HTML report <run>_<scenario>.html beside the result
+    #[arg(long)]
+    pub no_html: bool,
+}
+
+impl ViewArgs {
+    /// The live page's address, checked.
+    pub fn web_addr(&self) -> Result<Option<String>, Failure> {
+        self.web
+            .as_deref()
+            .map(crate::view::live::parse_addr)
+            .transpose()
+            .usage()
+    }
 }

@@ -1,10 +1,9 @@
 //! What a run is given and what it comes to, shared by `run`, the full cycle,
-//! A/B trials and k6 scripts (so none of them imports another for it).
+//! A/B trials and k6 scripts.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::exit::{Classify, Failure};
 use crate::results::StackInfo;
 use crate::scenario::Scenario;
 
@@ -53,29 +52,6 @@ pub struct RunPlan {
     /// k6's `hosts` for this run (an A/B trial points the app's name at its
     /// side); None: every service of the stack at its address.
     pub k6_hosts: Option<std::collections::BTreeMap<String, String>>,
-}
-
-/// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ViewArgs {
-    /// Serve a live page during the run (default 127.0.0.1:5665; PORT or HOST:PORT): charts,
-    /// thresholds, errors, a Stop button, the result files to download at the end
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
-    pub web: Option<String>,
-    /// Do not write the HTML report <run>_<scenario>.html beside the result
-    #[arg(long)]
-    pub no_html: bool,
-}
-
-impl ViewArgs {
-    /// The live page's address, checked.
-    pub fn web_addr(&self) -> Result<Option<String>, Failure> {
-        self.web
-            .as_deref()
-            .map(crate::view::live::parse_addr)
-            .transpose()
-            .usage()
-    }
 }
 
 /// How an https target is trusted, from the command line; over the scenario's

@@ -1,6 +1,5 @@
 //! k6 scripts through the harness: `loadtest run -s script.js` runs the real
-//! k6 with a JSON output and turns it into a result file like a native run's;
-//! `loadtest import k6 FILE` does the same for an output made elsewhere.
+//! k6 with a JSON output and turns it into a result file like a native run's.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +14,7 @@ use crate::results::{self, k6::K6Meta, result_path, RunResult};
 /// k6 exit codes that mean the script or its options could not be used.
 const SCRIPT_ERRORS: [i32; 2] = [104, 107];
 
-fn meta(
+pub fn meta(
     run: &str,
     script: &Path,
     name: &str,
@@ -48,7 +47,12 @@ fn meta(
 
 /// Writes the result, its summary and report; when `announce`, prints like a
 /// native run and adds the history line (an A/B trial does neither).
-fn save(result: &RunResult, out: &Path, html: bool, announce: bool) -> Result<PathBuf, Failure> {
+pub fn save(
+    result: &RunResult,
+    out: &Path,
+    html: bool,
+    announce: bool,
+) -> Result<PathBuf, Failure> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow!("cannot create output folder {}: {e}", out.display()))
         .usage()?;
@@ -83,7 +87,7 @@ fn save(result: &RunResult, out: &Path, html: bool, announce: bool) -> Result<Pa
 }
 
 /// Refuses to overwrite another run's or scenario's file (as native runs do).
-fn check_free(json: &Path, run: &str, scenario: &str) -> Result<(), Failure> {
+pub fn check_free(json: &Path, run: &str, scenario: &str) -> Result<(), Failure> {
     if let Ok(old) = RunResult::load(json) {
         if old.run != run || old.scenario != scenario {
             return Err(Failure::Usage(anyhow!(
@@ -299,87 +303,6 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         files: vec![json],
         message,
     })
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum ImportWhat {
-    /// A k6 JSON output (`k6 run --out json=FILE`, gzipped or not) made elsewhere
-    K6(ImportK6),
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ImportCmd {
-    #[command(subcommand)]
-    pub what: ImportWhat,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ImportK6 {
-    /// The k6 JSON output
-    pub file: PathBuf,
-    /// k6's `--summary-export` file of the same run: thresholds as k6 evaluated them
-    #[arg(long)]
-    pub summary: Option<PathBuf>,
-    /// Scenario name of the result (default: the file name up to its first dot)
-    #[arg(short, long)]
-    pub scenario: Option<String>,
-    /// The script that ran, for scenario_sha256 over it and its local imports
-    #[arg(long)]
-    pub script: Option<PathBuf>,
-    /// Run name: the prefix of the result files
-    #[arg(short, long, default_value = "imported")]
-    pub run_name: String,
-    /// Folder for the result files
-    #[arg(short, long, default_value = "benchmark")]
-    pub out: PathBuf,
-    /// The target the run measured, as recorded in the result
-    #[arg(short, long, default_value = "")]
-    pub target: String,
-}
-
-impl ImportCmd {
-    pub fn execute(&self) -> Result<u8, Failure> {
-        let ImportWhat::K6(a) = &self.what;
-        results::check_name("run name", &a.run_name).usage()?;
-        let name = a.scenario.clone().unwrap_or_else(|| {
-            a.file
-                .file_name()
-                .map(|f| {
-                    f.to_string_lossy()
-                        .split('.')
-                        .next()
-                        .unwrap_or("k6")
-                        .to_string()
-                })
-                .unwrap_or_else(|| "k6".into())
-        });
-        results::check_name("scenario name", &name).usage()?;
-        if !a.file.is_file() {
-            return Err(Failure::Usage(anyhow!(
-                "{} does not exist",
-                a.file.display()
-            )));
-        }
-        let sha = match &a.script {
-            Some(s) => k6::sha256_with_imports(s).usage()?,
-            None => String::new(),
-        };
-        let json = result_path(&a.out, &a.run_name, &name, "json");
-        check_free(&json, &a.run_name, &name)?;
-        let script = a.script.clone().unwrap_or_else(|| a.file.clone());
-        let result = results::k6::read(
-            &a.file,
-            a.summary.as_deref(),
-            meta(&a.run_name, &script, &name, &a.target, sha, (0.0, 0)),
-        )
-        .usage()?;
-        save(&result, &a.out, true, true)?;
-        Ok(if result.thresholds.iter().any(|t| !t.ok) {
-            exit::THRESHOLDS
-        } else {
-            exit::OK
-        })
-    }
 }
 
 /// A named pipe for k6's output.
