@@ -4,7 +4,6 @@
 //! are never counted as samples.
 
 pub mod git;
-pub mod render;
 mod sides;
 mod trial;
 pub mod trials;
@@ -125,7 +124,7 @@ pub struct MetricOutcome {
     /// Fraction, or points for rates.
     pub tolerance: f64,
     pub tolerance_source: ToleranceSource,
-    pub decision: String,
+    pub decision: Decision,
     /// Medians over the trials of each side, in the metric's unit.
     pub median_a: f64,
     pub median_b: f64,
@@ -134,23 +133,6 @@ pub struct MetricOutcome {
 impl MetricOutcome {
     pub fn kind(&self) -> Option<MetricKind> {
         MetricKind::parse(&self.metric).ok()
-    }
-    fn decision(&self) -> Decision {
-        match self.decision.as_str() {
-            "worse" => Decision::Worse,
-            "better" => Decision::Better,
-            "not_worse" => Decision::NotWorse,
-            _ => Decision::Undecided,
-        }
-    }
-}
-
-fn decision_key(d: Decision) -> &'static str {
-    match d {
-        Decision::Worse => "worse",
-        Decision::Better => "better",
-        Decision::NotWorse => "not_worse",
-        Decision::Undecided => "undecided",
     }
 }
 
@@ -403,7 +385,7 @@ pub fn judge(trials: &[Trial], s: &JudgeSettings) -> Vec<MetricOutcome> {
                 detectable: j.detectable,
                 tolerance: tol,
                 tolerance_source: source,
-                decision: decision_key(j.decision).to_string(),
+                decision: j.decision,
                 median_a,
                 median_b,
             });
@@ -415,12 +397,12 @@ pub fn judge(trials: &[Trial], s: &JudgeSettings) -> Vec<MetricOutcome> {
 /// The comparison's outcome from its metrics' decisions.
 pub fn outcome(metrics: &[MetricOutcome]) -> Outcome {
     let gates: Vec<&MetricOutcome> = metrics.iter().filter(|m| m.gate).collect();
-    if gates.iter().any(|m| m.decision() == Decision::Worse) {
+    if gates.iter().any(|m| m.decision == Decision::Worse) {
         Outcome::Regressed
     } else if !gates.is_empty()
         && gates
             .iter()
-            .all(|m| matches!(m.decision(), Decision::NotWorse | Decision::Better))
+            .all(|m| matches!(m.decision, Decision::NotWorse | Decision::Better))
     {
         Outcome::Pass
     } else {
@@ -555,7 +537,7 @@ mod tests {
         let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
         assert!((p95.change - 0.2).abs() < 0.02, "{p95:?}");
         let rps = m.iter().find(|m| m.metric == "rps").unwrap();
-        assert_eq!(rps.decision, "worse");
+        assert_eq!(rps.decision, Decision::Worse);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 
 use super::trials::{Context, Plan};
-use super::{git, render, AbResult, SideInfo};
+use super::{git, AbResult, SideInfo};
 use crate::db::reset::Strategy;
 use crate::exit::{Classify, Failure};
 use crate::stack::compose::{self, PortSpec, ServiceSpec};
@@ -31,7 +31,7 @@ impl Context {
         ));
         git::build(&self.repo, &self.cfg.ab_build, &log)
             .map_err(|e| Failure::Usage(anyhow!("the working tree does not build: {e:#}")))?;
-        let tag = self.image_tag(&format!("head-{}", render::short(commit)));
+        let tag = self.image_tag(&format!("head-{}", crate::report::ab::short(commit)));
         let id = self
             .image(&tag, None)
             .map_err(|e| Failure::Usage(anyhow!("the working tree's image does not build: {e}")))?;
@@ -48,19 +48,19 @@ impl Context {
         let wt = git::base_worktree(&self.repo);
         self.say(&format!(
             "build A: {} in {} (kept between runs, so later builds are quick)",
-            render::short(sha),
+            crate::report::ab::short(sha),
             wt.display()
         ));
         let named = |e: anyhow::Error| {
             Failure::Usage(anyhow!(
                 "the base `{reference}` ({}) does not build: {e:#}",
-                render::short(sha)
+                crate::report::ab::short(sha)
             ))
         };
         git::worktree(&self.repo, &wt, sha).map_err(named)?;
         let log = crate::stack::progress::file_for("ab-build-base", "log");
         git::build(&wt, &self.cfg.ab_build, &log).map_err(named)?;
-        let tag = self.image_tag(&format!("base-{}", render::short(sha)));
+        let tag = self.image_tag(&format!("base-{}", crate::report::ab::short(sha)));
         let id = self.image(&tag, Some(&wt)).map_err(named)?;
         Ok(SideInfo {
             reference: reference.to_string(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::{git, render, AbResult, AbSettings, JudgeSettings, Kind, Outcome, Side, SideInfo};
+use super::{git, AbResult, AbSettings, JudgeSettings, Kind, Outcome, Side, SideInfo};
 use crate::config::{read_dotenv, Config};
 use crate::db::reset::{self, Strategy};
 use crate::exit::{self, Classify, Failure};
@@ -248,7 +248,7 @@ impl Context {
             Some(addr) => {
                 let hello = serde_json::json!({
                     "kind": "ab", "scenario": self.scenario,
-                    "base": render::short(&plan.base.commit), "head": render::short(&plan.head.commit),
+                    "base": crate::report::ab::short(&plan.base.commit), "head": crate::report::ab::short(&plan.head.commit),
                     "trial_s": plan.settings.trial_s, "min_trials": plan.settings.min_trials,
                     "max_trials": plan.settings.max_trials,
                 });
@@ -264,7 +264,7 @@ impl Context {
             let (data, files) = match &r {
                 Ok(res) => (
                     serde_json::json!({"code": res.exit_code, "interrupted": res.interrupted,
-                                       "message": render::headline(res)}),
+                                       "message": crate::report::ab::headline(res)}),
                     std::fs::read(out_path)
                         .ok()
                         .and_then(|b| {
@@ -402,7 +402,10 @@ impl Context {
                             let open: Vec<String> = result
                                 .metrics
                                 .iter()
-                                .filter(|m| m.gate && m.decision == "undecided")
+                                .filter(|m| {
+                                    m.gate
+                                        && m.decision == crate::compare::paired::Decision::Undecided
+                                })
                                 .map(|m| format!("{} {}", m.scope, m.metric))
                                 .collect();
                             crate::errln!(
@@ -455,7 +458,7 @@ fn verdict_event(r: &AbResult) -> serde_json::Value {
         .iter()
         .map(|m| {
             serde_json::json!({"scope": m.scope, "metric": m.metric, "gate": m.gate,
-                               "decision": m.decision, "sentence": render::sentence(m)})
+                               "decision": m.decision, "sentence": crate::report::ab::sentence(m)})
         })
         .collect();
     serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics})

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::ab::{
-    self, git, render, AbResult, AbSettings, Context, JudgeSettings, Mode, Plan, SideInfo,
-};
+use crate::ab::{self, git, AbResult, AbSettings, Context, JudgeSettings, Mode, Plan, SideInfo};
 use crate::compare::GateConfig;
 use crate::exit::{Classify, Failure};
 use crate::files::write_atomic;
 use crate::results;
 
-use super::compare::Format;
+use crate::report::{self, ab::short, Format};
 
 pub const AB_HELP: &str = "A is the service built from --base (default: the commit of benchmark/baseline_<scenario>.json
 when git has it, else the merge-base with the default branch); B is the working tree, uncommitted changes
@@ -179,8 +177,8 @@ impl AbCmd {
         };
         ctx.say(&format!(
             "ab: A = {} ({base_ref}), B = {} (working tree)",
-            render::short(&base_sha),
-            render::short(&head_commit)
+            short(&base_sha),
+            short(&head_commit)
         ));
         let head = ctx.build_head(&head_commit)?;
         let base = ctx.build_base(&base_ref, &base_sha)?;
@@ -207,11 +205,7 @@ impl AbCmd {
         let out_path = results::result_path(
             &ctx.cfg.results,
             &format!("ab_{}", ctx.scenario),
-            &format!(
-                "{}_{}",
-                render::short(&base_sha),
-                render::short(&head_commit)
-            ),
+            &format!("{}_{}", short(&base_sha), short(&head_commit)),
             "json",
         );
         let judge = JudgeSettings {
@@ -232,12 +226,7 @@ impl AbCmd {
             out: &out_path,
             kind: ab::Kind::Ab,
         })?;
-        let printed = match self.format {
-            Format::Text => render::text(&result),
-            Format::Markdown => render::markdown(&result),
-            Format::Junit => render::junit(&result),
-            Format::Json => result.to_json(),
-        };
+        let printed = report::ab(self.format, &result);
         crate::outln!("{printed}");
         if let Some(p) = &self.report {
             write_atomic(p, printed.as_bytes()).runtime()?;

@@ -3,7 +3,7 @@
 //! varies per metric and writes benchmark/calibration_<scenario>.json, from
 //! which `ab` and `compare` take their tolerances.
 
-use crate::ab::{render, AbSettings, Context, JudgeSettings, Plan, SideInfo};
+use crate::ab::{AbSettings, Context, JudgeSettings, Plan, SideInfo};
 use crate::compare::GateConfig;
 use crate::exit::{Classify, Failure};
 use crate::results;
@@ -93,7 +93,7 @@ impl CalibrateCmd {
                     .metrics
                     .iter()
                     .find(|m| &m.scope == scope && &m.metric == metric)
-                    .map(|m| format!(", A/A change {}", render::sentence(m)))
+                    .map(|m| format!(", A/A change {}", crate::report::ab::sentence(m)))
                     .unwrap_or_default();
                 text.push_str(&format!(
                     "  {scope:<16} {metric:<12} one pair varies by {spread} (sd); 32 trials detect {tol}{aa}\n"

@@ -12,13 +12,7 @@ use crate::files::write_atomic;
 use crate::report;
 use crate::results::{self, RunResult};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Markdown,
-    Json,
-    Junit,
-}
+pub use crate::report::Format;
 
 pub const COMPARE_HELP: &str = "BASE and CURRENT are result files, or run names resolved as <dir>/<run>_<scenario>.json.
 
@@ -148,8 +142,8 @@ fn judge(a: &CompareCmd) -> Result<u8, Failure> {
         exit::REGRESSED
     };
 
-    let text = report::text(&cmp);
-    let diff = report::summary_diff(
+    let text = report::comparison::text(&cmp);
+    let diff = report::comparison::summary_diff(
         &results::summary(&base),
         &results::summary(&cur),
         &base_path.display().to_string(),
@@ -169,9 +163,7 @@ fn judge(a: &CompareCmd) -> Result<u8, Failure> {
 
     let out = match a.format {
         Format::Text => format!("{text}\n  diff written to {}", diff_path.display()),
-        Format::Markdown => report::markdown(&cmp),
-        Format::Json => report::json(&cmp, code),
-        Format::Junit => report::junit(&cmp),
+        f => report::comparison(f, &cmp, code),
     };
     if let Some(p) = &a.report {
         write_atomic(p, out.as_bytes()).runtime()?;

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use super::compare::{CompareCmd, Format};
+use super::compare::CompareCmd;
 use super::run::{self, RunPlan};
 use crate::config::{read_dotenv, Config};
 use crate::db::reset::Strategy;
 use crate::exit::{self, Classify, Failure};
 use crate::prepare;
+use crate::report::Format;
 use crate::results::result_path;
 use crate::scenario;
 

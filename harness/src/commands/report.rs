@@ -58,11 +58,11 @@ impl ReportCmd {
             let r: AbResult = serde_json::from_value(v)
                 .map_err(|e| anyhow!("{}: malformed A/B result: {e}", self.result.display()))
                 .usage()?;
-            crate::view::report::ab_report(&r).runtime()?
+            crate::report::html::ab_report(&r).runtime()?
         } else {
             let cur = RunResult::load(&self.result).usage()?;
             match &self.baseline {
-                None => crate::view::report::run_report(&cur, None).runtime()?,
+                None => crate::report::html::run_report(&cur, None).runtime()?,
                 Some(bp) => {
                     let base = RunResult::load(bp).usage()?;
                     let cfg = match &self.config {
@@ -71,7 +71,7 @@ impl ReportCmd {
                     }
                     .usage()?;
                     let cmp = super::compare::comparison(bp, &self.result, &base, &cur, &cfg);
-                    crate::view::report::run_report(&cur, Some((&base, &cmp))).runtime()?
+                    crate::report::html::run_report(&cur, Some((&base, &cmp))).runtime()?
                 }
             }
         };

@@ -18,7 +18,9 @@ pub struct Pair {
     pub b: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How one paired metric stands against its tolerance (recorded in A/B results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// B is worse than A by more than the tolerance.
     Worse,

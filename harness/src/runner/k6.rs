@@ -64,7 +64,7 @@ pub fn save(
     let mut files = vec![json.clone(), summary];
     if html {
         let page = result_path(out, &result.run, &result.scenario, "html");
-        match crate::view::report::run_report(result, None) {
+        match crate::report::html::run_report(result, None) {
             Ok(p) => {
                 write_atomic(&page, p.as_bytes()).runtime()?;
                 files.push(page);

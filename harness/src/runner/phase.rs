@@ -181,7 +181,7 @@ pub(super) fn run_phase(
     let mut files = vec![json.clone(), summary_path.clone()];
     if args.html && !args.trial {
         let html = result_path(&args.out, &args.run_name, &sc.name, "html");
-        match crate::view::report::run_report(&result, None) {
+        match crate::report::html::run_report(&result, None) {
             Ok(page) => match write_atomic(&html, page.as_bytes()) {
                 Ok(()) => files.push(html),
                 Err(e) => crate::errln!("warning: {e:#}"),

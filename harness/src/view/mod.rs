@@ -1,10 +1,9 @@
-//! Seeing a run: the self-contained HTML report of a result (or an A/B
-//! result) and the live page served during a run. Both draw their charts
-//! with the same small script (assets/charts.js); nothing is fetched from
-//! outside the page or the harness.
+//! Seeing a run as it happens: the live page served during a run, and the
+//! look and chart drawing it shares with the HTML report (`report::html`):
+//! both draw with the same small script (assets/charts.js); nothing is
+//! fetched from outside the page or the harness.
 
 pub mod live;
-pub mod report;
 
 /// The shared look and chart drawing, embedded in the binary.
 pub(crate) const CSS: &str = include_str!("assets/style.css");

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::{AbResult, MetricOutcome, Outcome, ToleranceSource};
+use crate::ab::{AbResult, MetricOutcome, Outcome, ToleranceSource};
+use crate::compare::paired::Decision;
 use crate::compare::stats::Change;
 use crate::compare::MetricKind;
 
@@ -82,11 +83,11 @@ fn detectable(m: &MetricOutcome) -> String {
 }
 
 fn decision(m: &MetricOutcome) -> &'static str {
-    match m.decision.as_str() {
-        "worse" => "REGRESSED",
-        "better" => "improved",
-        "not_worse" => "within tolerance",
-        _ => "undecided",
+    match m.decision {
+        Decision::Worse => "REGRESSED",
+        Decision::Better => "improved",
+        Decision::NotWorse => "within tolerance",
+        Decision::Undecided => "undecided",
     }
 }
 
@@ -116,7 +117,7 @@ pub fn headline(r: &AbResult) -> String {
             let worst = r
                 .metrics
                 .iter()
-                .filter(|m| m.gate && m.decision == "undecided")
+                .filter(|m| m.gate && m.decision == Decision::Undecided)
                 .max_by(|a, b| {
                     (a.detectable / a.tolerance.max(1e-9))
                         .total_cmp(&(b.detectable / b.tolerance.max(1e-9)))
@@ -167,7 +168,7 @@ pub fn text(r: &AbResult) -> String {
         r.settings.tolerances
     );
     for m in r.metrics.iter().filter(|m| m.gate) {
-        let extra = if m.decision == "undecided" {
+        let extra = if m.decision == Decision::Undecided {
             format!(", could detect {}", detectable(m))
         } else {
             String::new()
@@ -234,15 +235,15 @@ pub fn junit(r: &AbResult) -> String {
     let mut suite = TestSuite::new(format!("loadtest.ab.{}", r.scenario));
     for m in r.metrics.iter().filter(|m| m.gate) {
         let detail = format!("{}: {} (tolerance {})", m.scope, sentence(m), tolerance(m));
-        let status = match m.decision.as_str() {
-            "worse" => {
+        let status = match m.decision {
+            Decision::Worse => {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 st.set_message(format!("{} regressed", m.metric))
                     .set_type("regression")
                     .set_description(detail.clone());
                 st
             }
-            "undecided" => {
+            Decision::Undecided => {
                 let mut st = TestCaseStatus::skipped();
                 st.set_message(format!("undecided: could detect {}", detectable(m)));
                 st

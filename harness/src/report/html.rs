@@ -1,4 +1,4 @@
-//! `loadtest report`: one HTML file that shows a result offline: timeline
+//! The HTML report (`loadtest report`, and beside every result): one file that shows a result offline: timeline
 //! charts, the latency distribution from the HDR histograms (a baseline's
 //! overlaid), thresholds, checks, errors, the stack's images and the commit;
 //! with a baseline, the comparison's verdict table; for an A/B result, the
@@ -11,10 +11,12 @@ use minijinja::{context, Environment, Value};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{ms, script_json, CHARTS_JS, CSS};
-use crate::ab::{self, AbResult};
+use super::ab::short;
+use crate::ab::{AbResult, Outcome, Trial, ALL_REQUESTS};
+use crate::compare::paired::Decision;
 use crate::compare::{Comparison, Verdict};
 use crate::results::{RunResult, TimelineEntry};
+use crate::view::{ms, script_json, CHARTS_JS, CSS};
 
 const TEMPLATE: &str = include_str!("assets/report.html");
 const PAGE_JS: &str = include_str!("assets/report.js");
@@ -222,7 +224,7 @@ fn run_meta(r: &RunResult) -> Vec<String> {
     if let Some(g) = &r.git {
         meta.push(format!(
             "commit {}{}",
-            ab::render::short(&g.commit),
+            short(&g.commit),
             if g.dirty {
                 " (uncommitted changes)"
             } else {
@@ -282,10 +284,10 @@ fn verdict_rows(cmp: &Comparison) -> Vec<VerdictRow> {
                 scope: scope.title().to_string(),
                 metric: mv.metric.label().to_string(),
                 gate: mv.gate,
-                left: crate::report::value(mv.metric, mv.baseline),
-                right: crate::report::value(mv.metric, mv.current),
-                change: crate::report::change(mv),
-                interval: crate::report::interval(mv),
+                left: super::comparison::value(mv.metric, mv.baseline),
+                right: super::comparison::value(mv.metric, mv.current),
+                change: super::comparison::change(mv),
+                interval: super::comparison::interval(mv),
                 p: mv.p_value.map(|p| format!("{p:.3}")).unwrap_or("-".into()),
                 tolerance: format!("{:.1}", mv.tolerance),
                 verdict: mv.verdict.text().to_string(),
@@ -453,15 +455,10 @@ pub fn run_report(r: &RunResult, baseline: Option<(&RunResult, &Comparison)>) ->
 
 /// The report of an A/B (or calibration) result: trials A beside B and the verdict.
 pub fn ab_report(r: &AbResult) -> Result<String> {
-    let base = ab::render::short(&r.base.commit);
-    let head = ab::render::short(&r.head.commit);
-    let fig = |t: &ab::Trial, k: &str| {
-        t.values
-            .get(ab::ALL_REQUESTS)
-            .and_then(|m| m.get(k))
-            .copied()
-    };
-    let side = |t: &ab::Trial| format!("{:?}", t.side);
+    let base = short(&r.base.commit);
+    let head = short(&r.head.commit);
+    let fig = |t: &Trial, k: &str| t.values.get(ALL_REQUESTS).and_then(|m| m.get(k)).copied();
+    let side = |t: &Trial| format!("{:?}", t.side);
     let trials_data: Vec<serde_json::Value> = r
         .trials
         .iter()
@@ -510,20 +507,20 @@ pub fn ab_report(r: &AbResult) -> Result<String> {
                 interval: format!("[{}, {}]", unit(m.low), unit(m.high)),
                 p: format!("{:.3}", m.p),
                 tolerance: unit(m.tolerance).trim_start_matches('+').to_string(),
-                verdict: ab::render::sentence(m),
-                class: match m.decision.as_str() {
-                    "worse" if m.gate => "bad",
-                    "worse" => "warn",
-                    "better" => "ok",
-                    _ => "",
+                verdict: super::ab::sentence(m),
+                class: match m.decision {
+                    Decision::Worse if m.gate => "bad",
+                    Decision::Worse => "warn",
+                    Decision::Better => "ok",
+                    Decision::NotWorse | Decision::Undecided => "",
                 },
             }
         })
         .collect();
     let (class, text) = match r.outcome {
-        ab::Outcome::Pass => ("ok", "Pass: no gate is worse beyond its tolerance."),
-        ab::Outcome::Regressed => ("bad", "Regressed: B is worse beyond a tolerance."),
-        ab::Outcome::Undecided => (
+        Outcome::Pass => ("ok", "Pass: no gate is worse beyond its tolerance."),
+        Outcome::Regressed => ("bad", "Regressed: B is worse beyond a tolerance."),
+        Outcome::Undecided => (
             "warn",
             "Undecided: the trials ran out before a verdict (rerun, or allow more trials).",
         ),
