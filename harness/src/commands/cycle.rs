@@ -238,6 +238,13 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
             return Err(e);
         }
     };
+    say(
+        quiet,
+        &format!(
+            "harness: peak RSS {} MB over the whole cycle (stack, images, database, load); the load generator's own during the load is in the summary",
+            crate::results::whole_peak_rss_kb().div_ceil(1024)
+        ),
+    );
     let mut code = report.code;
     if a.compare {
         let c = CompareCmd {

@@ -66,14 +66,16 @@ impl Ignore {
     }
 }
 
-/// Tars `dir` (files and folders, following no symlinks) minus ignored paths.
-/// `extra` adds in-memory files, e.g. a generated Dockerfile.
-pub fn tar_context(dir: &Path, extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+/// Tars `dir` (files and folders, following no symlinks) minus ignored paths
+/// into an unnamed temporary file, rewound: the Engine reads it from there in
+/// chunks, so a context of any size costs no memory. `extra` adds in-memory
+/// files, e.g. a generated Dockerfile.
+pub fn tar_context(dir: &Path, extra: &[(&str, &[u8])]) -> Result<std::fs::File> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(t) => Ignore::parse(&t)?,
         Err(_) => Ignore::parse("")?,
     };
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(scratch_file()?);
     builder.follow_symlinks(false);
     // The Engine cannot unpack GNU sparse entries.
     builder.sparse(false);
@@ -122,7 +124,19 @@ pub fn tar_context(dir: &Path, extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
         h.set_cksum();
         builder.append_data(&mut h, name, *data)?;
     }
-    Ok(builder.into_inner()?)
+    rewound(builder.into_inner()?)
+}
+
+/// An unnamed file in the temporary folder: gone when closed, whatever happens.
+pub fn scratch_file() -> Result<std::fs::File> {
+    tempfile::tempfile().context("cannot create a temporary file for a build context")
+}
+
+/// The finished archive, read from its start.
+pub fn rewound(mut f: std::fs::File) -> Result<std::fs::File> {
+    use std::io::Seek;
+    f.rewind().context("cannot rewind a build context")?;
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -152,7 +166,7 @@ mod tests {
         std::fs::create_dir(d.path().join("src")).unwrap();
         std::fs::write(d.path().join("src/a.rs"), "fn a() {}").unwrap();
         let bytes = tar_context(d.path(), &[("Dockerfile", b"FROM scratch\n")]).unwrap();
-        let mut ar = tar::Archive::new(bytes.as_slice());
+        let mut ar = tar::Archive::new(bytes);
         let names: Vec<String> = ar
             .entries()
             .unwrap()
@@ -178,7 +192,7 @@ mod tests {
         std::fs::write(d.path().join("migrations/1_a.sql"), "select 1;").unwrap();
         std::fs::write(d.path().join("README"), "no").unwrap();
         let bytes = tar_context(d.path(), &[]).unwrap();
-        let mut ar = tar::Archive::new(bytes.as_slice());
+        let mut ar = tar::Archive::new(bytes);
         let mut files: Vec<String> = ar
             .entries()
             .unwrap()

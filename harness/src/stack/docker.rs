@@ -185,11 +185,12 @@ impl DockerClient {
         }
     }
 
-    /// Builds an image from a tar context; returns its id. Build output goes to `log`.
+    /// Builds an image from a tar context, streamed from its file in chunks;
+    /// returns the image id. Build output goes to `log`.
     pub async fn build(
         &self,
         tag: &str,
-        context: Vec<u8>,
+        context: std::fs::File,
         dockerfile: &str,
         args: HashMap<String, String>,
         log: &mut dyn FnMut(&str),
@@ -202,9 +203,10 @@ impl DockerClient {
             buildargs: Some(args),
             ..Default::default()
         };
+        let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(context));
         let mut stream = self
             .api
-            .build_image(opts, None, Some(bollard::body_full(context.into())));
+            .build_image(opts, None, Some(bollard::body_try_stream(body)));
         let mut last = Vec::new();
         while let Some(item) = stream.next().await {
             let info =

@@ -251,8 +251,10 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn stand_in_context(s: &StandIn, rootfs: &Path) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
+/// The stand-in's context (its Dockerfile, files and root file system) in a
+/// temporary file: the root file system is hundreds of megabytes.
+fn stand_in_context(s: &StandIn, rootfs: &Path) -> Result<std::fs::File> {
+    let mut b = tar::Builder::new(super::context::scratch_file()?);
     b.sparse(false);
     let dockerfile = format!("FROM scratch\nADD rootfs.tar /\n{}", s.dockerfile_tail);
     let mut add = |name: &str, data: &[u8], mode: u32| -> Result<()> {
@@ -269,7 +271,7 @@ fn stand_in_context(s: &StandIn, rootfs: &Path) -> Result<Vec<u8>> {
     }
     b.append_path_with_name(rootfs, "rootfs.tar")
         .map_err(|e| anyhow!("cannot add the root file system to the build context: {e}"))?;
-    Ok(b.into_inner()?)
+    super::context::rewound(b.into_inner()?)
 }
 
 fn which(cmd: &str) -> Option<std::path::PathBuf> {
