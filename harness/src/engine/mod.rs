@@ -5,7 +5,7 @@
 
 pub mod client;
 pub mod error;
-mod executor;
+pub mod executor;
 mod spool;
 pub mod tls;
 pub mod vu;

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod data;
 pub mod options;
+pub mod raw;
 pub mod template;
 pub mod thresholds;
 
@@ -19,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::files::locate::{Locator, Seg};
 use checks::Check;
-pub use options::{Executor, Options, Stage};
+pub use options::{Executor, Options};
+pub use raw::Stage;
 use template::{Templates, Text};
 use thresholds::Threshold;
 
@@ -28,7 +30,7 @@ use thresholds::Threshold;
 struct RawScenario {
     description: Option<String>,
     #[serde(default)]
-    options: options::RawOptions,
+    options: raw::RawOptions,
     #[serde(default)]
     setup: Vec<RawStep>,
     #[serde(default)]
@@ -336,7 +338,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
     // A populate-only file has no load to shape: a single iteration stands in.
     let populate_only = raw.steps.is_empty() && present.is_empty();
     let (raw_options, present) = if populate_only {
-        let o: options::RawOptions =
+        let o: raw::RawOptions =
             toml::from_str("executor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n")
                 .expect("static options");
         (

@@ -1,92 +1,14 @@
-//! Executor settings (k6's names and semantics) and the run-wide options.
+//! The run-wide options of `[options]`; the executor's own settings are read
+//! by its file in `engine/executor/`.
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::json;
 
+use super::raw::{dur, err, OptError, RawOptions};
 use crate::duration;
-
-/// `[options]` as written in the file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawOptions {
-    pub executor: Option<String>,
-    pub vus: Option<u32>,
-    pub duration: Option<String>,
-    pub start_vus: Option<u32>,
-    pub stages: Option<Vec<RawStage>>,
-    pub iterations: Option<u64>,
-    pub max_duration: Option<String>,
-    pub rate: Option<f64>,
-    pub start_rate: Option<f64>,
-    pub time_unit: Option<String>,
-    pub pre_allocated_vus: Option<u32>,
-    pub max_vus: Option<u32>,
-    pub graceful_stop: Option<String>,
-    pub think_time: Option<String>,
-    pub timeout: Option<String>,
-    pub tls_ca_file: Option<String>,
-    pub insecure_skip_tls_verify: Option<bool>,
-    pub tls_client_cert: Option<String>,
-    pub tls_client_key: Option<String>,
-    pub http_version: Option<String>,
-    pub hosts: Option<std::collections::BTreeMap<String, String>>,
-    pub max_redirects: Option<u32>,
-    pub decompress: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStage {
-    pub duration: String,
-    pub target: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stage {
-    pub duration: Duration,
-    pub target: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Executor {
-    ConstantVus {
-        vus: u32,
-        duration: Duration,
-    },
-    RampingVus {
-        start_vus: u32,
-        stages: Vec<Stage>,
-    },
-    PerVuIterations {
-        vus: u32,
-        iterations: u64,
-        max_duration: Duration,
-    },
-    ConstantArrivalRate {
-        rate: f64,
-        time_unit: Duration,
-        duration: Duration,
-        pre_allocated_vus: u32,
-        max_vus: u32,
-    },
-    RampingArrivalRate {
-        start_rate: f64,
-        time_unit: Duration,
-        stages: Vec<Stage>,
-        pre_allocated_vus: u32,
-        max_vus: u32,
-    },
-}
-
-pub const EXECUTORS: &[&str] = &[
-    "constant-vus",
-    "ramping-vus",
-    "per-vu-iterations",
-    "constant-arrival-rate",
-    "ramping-arrival-rate",
-];
+use crate::engine::executor;
+pub use crate::engine::executor::Executor;
 
 /// k6's default number of redirects followed.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
@@ -106,29 +28,6 @@ const COMMON: &[&str] = &[
     "max_redirects",
     "decompress",
 ];
-
-fn allowed(executor: &str) -> &'static [&'static str] {
-    match executor {
-        "constant-vus" => &["vus", "duration"],
-        "ramping-vus" => &["start_vus", "stages"],
-        "per-vu-iterations" => &["vus", "iterations", "max_duration"],
-        "constant-arrival-rate" => &[
-            "rate",
-            "time_unit",
-            "duration",
-            "pre_allocated_vus",
-            "max_vus",
-        ],
-        "ramping-arrival-rate" => &[
-            "start_rate",
-            "time_unit",
-            "stages",
-            "pre_allocated_vus",
-            "max_vus",
-        ],
-        _ => &[],
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -204,116 +103,31 @@ impl TlsSettings {
     }
 }
 
-/// An option error: the key it concerns (inside `[options]`) and the message.
-pub type OptError = (Vec<String>, String);
-
-fn err(path: &[&str], msg: impl Into<String>) -> OptError {
-    (path.iter().map(|s| s.to_string()).collect(), msg.into())
-}
-
-fn dur(key: &str, v: &Option<String>) -> Result<Option<Duration>, OptError> {
-    v.as_deref()
-        .map(|s| duration::parse(s).map_err(|e| err(&[key], e)))
-        .transpose()
-}
-
-fn stages(raw: &Option<Vec<RawStage>>) -> Result<Vec<Stage>, OptError> {
-    let raw = raw
-        .as_ref()
-        .ok_or_else(|| err(&["executor"], "this executor needs `stages`"))?;
-    if raw.is_empty() {
-        return Err(err(&["stages"], "`stages` needs at least one stage"));
-    }
-    raw.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if s.target < 0.0 || !s.target.is_finite() {
-                return Err(err(
-                    &["stages"],
-                    format!("stage {}: target must be >= 0", i + 1),
-                ));
-            }
-            Ok(Stage {
-                duration: duration::parse(&s.duration)
-                    .map_err(|e| err(&["stages"], format!("stage {}: {e}", i + 1)))?,
-                target: s.target,
-            })
-        })
-        .collect()
-}
-
-fn need<T: Copy>(v: Option<T>, key: &str, executor: &str) -> Result<T, OptError> {
-    v.ok_or_else(|| err(&["executor"], format!("{executor} needs `{key}`")))
-}
-
 impl Options {
     /// Validates `[options]`; errors name the key they concern.
     pub fn from_raw(raw: &RawOptions, present: &[String]) -> Result<Options, OptError> {
         let name = raw.executor.as_deref().unwrap_or("constant-vus");
-        if !EXECUTORS.contains(&name) {
+        let Some(keys) = executor::keys(name) else {
             return Err(err(
                 &["executor"],
                 format!(
                     "unknown executor `{name}` (known: {})",
-                    EXECUTORS.join(", ")
+                    executor::NAMES.join(", ")
                 ),
             ));
-        }
+        };
         for key in present {
-            if !COMMON.contains(&key.as_str()) && !allowed(name).contains(&key.as_str()) {
+            if !COMMON.contains(&key.as_str()) && !keys.contains(&key.as_str()) {
                 return Err(err(
                     &[key.as_str()],
                     format!(
                         "`{key}` does not apply to executor {name} (it takes: {})",
-                        allowed(name).join(", ")
+                        keys.join(", ")
                     ),
                 ));
             }
         }
-        let time_unit = dur("time_unit", &raw.time_unit)?.unwrap_or(Duration::from_secs(1));
-        if time_unit.is_zero() {
-            return Err(err(&["time_unit"], "time_unit must be above zero"));
-        }
-        let executor = match name {
-            "constant-vus" => Executor::ConstantVus {
-                vus: raw.vus.unwrap_or(1),
-                duration: need(dur("duration", &raw.duration)?, "duration", name)?,
-            },
-            "ramping-vus" => Executor::RampingVus {
-                start_vus: raw.start_vus.unwrap_or(1),
-                stages: stages(&raw.stages)?,
-            },
-            "per-vu-iterations" => Executor::PerVuIterations {
-                vus: raw.vus.unwrap_or(1),
-                iterations: raw.iterations.unwrap_or(1),
-                max_duration: dur("max_duration", &raw.max_duration)?
-                    .unwrap_or(Duration::from_secs(600)),
-            },
-            "constant-arrival-rate" => {
-                let pre = need(raw.pre_allocated_vus, "pre_allocated_vus", name)?;
-                let rate = need(raw.rate, "rate", name)?;
-                if rate <= 0.0 || !rate.is_finite() {
-                    return Err(err(&["rate"], "rate must be above zero"));
-                }
-                Executor::ConstantArrivalRate {
-                    rate,
-                    time_unit,
-                    duration: need(dur("duration", &raw.duration)?, "duration", name)?,
-                    pre_allocated_vus: pre,
-                    max_vus: raw.max_vus.unwrap_or(pre).max(pre),
-                }
-            }
-            _ => {
-                let pre = need(raw.pre_allocated_vus, "pre_allocated_vus", name)?;
-                Executor::RampingArrivalRate {
-                    start_rate: raw.start_rate.unwrap_or(0.0).max(0.0),
-                    time_unit,
-                    stages: stages(&raw.stages)?,
-                    pre_allocated_vus: pre,
-                    max_vus: raw.max_vus.unwrap_or(pre).max(pre),
-                }
-            }
-        };
+        let executor = executor::parse(name, raw)?;
         let think_time = match raw.think_time.as_deref() {
             None => None,
             Some(s) => Some(parse_think_time(s).map_err(|e| err(&["think_time"], e))?),
@@ -389,183 +203,6 @@ pub fn parse_think_time(s: &str) -> Result<(Duration, Duration), String> {
     }
 }
 
-fn stages_total(stages: &[Stage]) -> Duration {
-    stages.iter().map(|s| s.duration).sum()
-}
-
-/// The most iterations per second an arrival-rate executor may schedule: far
-/// above what one machine sends, far below a schedule that only spins.
-pub const MAX_RATE_PER_S: f64 = 1_000_000.0;
-
-/// The most VUs a run may hold: each keeps a connection (a file descriptor)
-/// and its buffers, so at most 50,000 and within the open-file limit.
-pub fn vu_limit() -> (u64, String) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct we pass.
-    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
-        r.rlim_cur
-    } else {
-        u64::MAX
-    };
-    let by_files = nofile.saturating_sub(100);
-    if by_files < 50_000 {
-        (
-            by_files,
-            format!("one connection per VU and the open-file limit is {nofile} (ulimit -n)"),
-        )
-    } else {
-        (50_000, "each VU holds a connection and its buffers".into())
-    }
-}
-
-impl Executor {
-    /// Refuses, before anything is sent, VU counts and rates past what the
-    /// machine can hold (they used to exhaust memory or spin).
-    pub fn check_capacity(&self) -> Result<(), OptError> {
-        let (limit, why) = vu_limit();
-        let vus = match self {
-            Executor::RampingVus { start_vus, stages } => stages
-                .iter()
-                .map(|s| s.target)
-                .fold(*start_vus as f64, f64::max),
-            _ => self.max_vus() as f64,
-        };
-        if vus > limit as f64 {
-            let key = match self {
-                Executor::RampingVus { .. } => "stages",
-                Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
-                    "max_vus"
-                }
-                _ => "vus",
-            };
-            return Err(err(
-                &[key],
-                format!("{vus} VUs is more than this machine can hold: at most {limit} ({why})"),
-            ));
-        }
-        let per_s = |rate: f64, unit: Duration| rate / unit.as_secs_f64();
-        let (key, rate) = match self {
-            Executor::ConstantArrivalRate {
-                rate, time_unit, ..
-            } => ("rate", per_s(*rate, *time_unit)),
-            Executor::RampingArrivalRate {
-                start_rate,
-                time_unit,
-                stages,
-                ..
-            } => (
-                "stages",
-                stages
-                    .iter()
-                    .map(|s| per_s(s.target, *time_unit))
-                    .fold(per_s(*start_rate, *time_unit), f64::max),
-            ),
-            _ => return Ok(()),
-        };
-        if rate > MAX_RATE_PER_S {
-            return Err(err(
-                &[key],
-                format!(
-                    "{rate} iterations/s is more than one machine can schedule: at most {MAX_RATE_PER_S}/s"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Executor::ConstantVus { .. } => "constant-vus",
-            Executor::RampingVus { .. } => "ramping-vus",
-            Executor::PerVuIterations { .. } => "per-vu-iterations",
-            Executor::ConstantArrivalRate { .. } => "constant-arrival-rate",
-            Executor::RampingArrivalRate { .. } => "ramping-arrival-rate",
-        }
-    }
-
-    /// How long the load phase is planned to last (an upper bound for
-    /// per-vu-iterations), not counting the graceful stop.
-    pub fn planned_duration(&self) -> Duration {
-        match self {
-            Executor::ConstantVus { duration, .. } => *duration,
-            Executor::RampingVus { stages, .. } => stages_total(stages),
-            Executor::PerVuIterations { max_duration, .. } => *max_duration,
-            Executor::ConstantArrivalRate { duration, .. } => *duration,
-            Executor::RampingArrivalRate { stages, .. } => stages_total(stages),
-        }
-    }
-
-    /// The most VUs this executor may run at once.
-    pub fn max_vus(&self) -> u32 {
-        match self {
-            Executor::ConstantVus { vus, .. } | Executor::PerVuIterations { vus, .. } => *vus,
-            Executor::RampingVus { start_vus, stages } => stages
-                .iter()
-                .map(|s| s.target.ceil() as u32)
-                .fold(*start_vus, u32::max),
-            Executor::ConstantArrivalRate { max_vus, .. }
-            | Executor::RampingArrivalRate { max_vus, .. } => *max_vus,
-        }
-    }
-
-    /// Whether latency is corrected for coordinated omission (open model).
-    pub fn is_open_model(&self) -> bool {
-        matches!(
-            self,
-            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. }
-        )
-    }
-
-    /// The settings as recorded in result files.
-    pub fn to_json(&self) -> serde_json::Value {
-        let stages_json = |stages: &[Stage]| -> serde_json::Value {
-            stages
-                .iter()
-                .map(|s| json!({"duration": duration::format(s.duration), "target": s.target}))
-                .collect()
-        };
-        match self {
-            Executor::ConstantVus { vus, duration: d } => {
-                json!({"executor": self.name(), "vus": vus, "duration": duration::format(*d)})
-            }
-            Executor::RampingVus { start_vus, stages } => {
-                json!({"executor": self.name(), "start_vus": start_vus, "stages": stages_json(stages)})
-            }
-            Executor::PerVuIterations {
-                vus,
-                iterations,
-                max_duration,
-            } => json!({
-                "executor": self.name(), "vus": vus, "iterations": iterations,
-                "max_duration": duration::format(*max_duration)
-            }),
-            Executor::ConstantArrivalRate {
-                rate,
-                time_unit,
-                duration: d,
-                pre_allocated_vus,
-                max_vus,
-            } => json!({
-                "executor": self.name(), "rate": rate, "time_unit": duration::format(*time_unit),
-                "duration": duration::format(*d), "pre_allocated_vus": pre_allocated_vus, "max_vus": max_vus
-            }),
-            Executor::RampingArrivalRate {
-                start_rate,
-                time_unit,
-                stages,
-                pre_allocated_vus,
-                max_vus,
-            } => json!({
-                "executor": self.name(), "start_rate": start_rate, "time_unit": duration::format(*time_unit),
-                "stages": stages_json(stages), "pre_allocated_vus": pre_allocated_vus, "max_vus": max_vus
-            }),
-        }
-    }
-}
-
 impl Options {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = self.executor.to_json();
@@ -595,63 +232,7 @@ impl Options {
             return Ok(vec![]);
         }
         let mut notes = vec![];
-        match &mut self.executor {
-            Executor::ConstantVus {
-                vus: v,
-                duration: d,
-            } => {
-                if let Some(n) = vus {
-                    *v = n;
-                    notes.push(format!("vus = {n} (--vus)"));
-                }
-                if let Some(x) = dur {
-                    *d = x;
-                    notes.push(format!("duration = {} (--duration)", duration::format(x)));
-                }
-            }
-            Executor::RampingVus { .. } => {
-                // k6's shortcut: --vus/--duration replace the stages with a constant load.
-                let n = vus.unwrap_or_else(|| self.executor.max_vus());
-                let d = dur.unwrap_or_else(|| self.executor.planned_duration());
-                self.executor = Executor::ConstantVus {
-                    vus: n,
-                    duration: d,
-                };
-                notes.push(format!(
-                    "ramping-vus stages replaced by constant-vus: {n} VUs for {} (--vus/--duration)",
-                    duration::format(d)
-                ));
-            }
-            Executor::PerVuIterations {
-                vus: v,
-                max_duration,
-                ..
-            } => {
-                if let Some(n) = vus {
-                    *v = n;
-                    notes.push(format!("vus = {n} (--vus)"));
-                }
-                if let Some(x) = dur {
-                    *max_duration = x;
-                    notes.push(format!(
-                        "max_duration = {} (--duration)",
-                        duration::format(x)
-                    ));
-                }
-            }
-            Executor::ConstantArrivalRate { duration: d, .. } => {
-                if vus.is_some() {
-                    return Err("--vus does not apply to constant-arrival-rate: the rate drives the load; set pre_allocated_vus/max_vus in the scenario".into());
-                }
-                if let Some(x) = dur {
-                    *d = x;
-                    notes.push(format!("duration = {} (--duration)", duration::format(x)));
-                }
-            }
-            Executor::RampingArrivalRate { .. } => {
-                return Err("--vus/--duration do not apply to ramping-arrival-rate: edit its stages in the scenario".into());
-            }
-        }
+        self.executor = self.executor.clone().with_overrides(vus, dur, &mut notes)?;
         if self.executor.max_vus() == 0 {
             return Err("--vus must be at least 1".into());
         }
@@ -680,13 +261,13 @@ mod tests {
         let o = Options::from_raw(&r, &[]).unwrap();
         assert_eq!(
             o.executor,
-            Executor::ConstantArrivalRate {
+            Executor::ConstantArrivalRate(executor::ConstantArrivalRate {
                 rate: 10.0,
                 time_unit: Duration::from_secs(1),
                 duration: Duration::from_secs(5),
                 pre_allocated_vus: 4,
                 max_vus: 4
-            }
+            })
         );
         assert_eq!(o.graceful_stop, Duration::from_secs(30));
     }
@@ -711,7 +292,7 @@ mod tests {
     #[test]
     fn overrides_follow_k6_shortcuts() {
         let mut r = raw("ramping-vus");
-        r.stages = Some(vec![RawStage {
+        r.stages = Some(vec![crate::scenario::raw::RawStage {
             duration: "10s".into(),
             target: 25.0,
         }]);
@@ -720,10 +301,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             o.executor,
-            Executor::ConstantVus {
+            Executor::ConstantVus(executor::ConstantVus {
                 vus: 32,
                 duration: Duration::from_secs(5)
-            }
+            })
         );
     }
 

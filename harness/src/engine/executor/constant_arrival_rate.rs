@@ -5,6 +5,101 @@ use std::time::Duration;
 
 use super::arrival::Plan;
 use super::Runner;
+use serde_json::json;
+
+use super::{Executor, Spec};
+use crate::duration;
+use crate::scenario::raw::{dur, err, need, time_unit, OptError, RawOptions};
+
+/// `rate` iterations per `time_unit` for `duration`, whatever the latency
+/// (open model), on VUs taken from a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstantArrivalRate {
+    pub rate: f64,
+    pub time_unit: Duration,
+    pub duration: Duration,
+    pub pre_allocated_vus: u32,
+    pub max_vus: u32,
+}
+
+impl Spec for ConstantArrivalRate {
+    const NAME: &'static str = "constant-arrival-rate";
+    const KEYS: &'static [&'static str] = &[
+        "rate",
+        "time_unit",
+        "duration",
+        "pre_allocated_vus",
+        "max_vus",
+    ];
+    const OPEN_MODEL: bool = true;
+
+    fn parse(raw: &RawOptions) -> Result<Self, OptError> {
+        let pre = need(raw.pre_allocated_vus, "pre_allocated_vus", Self::NAME)?;
+        let rate = need(raw.rate, "rate", Self::NAME)?;
+        if rate <= 0.0 || !rate.is_finite() {
+            return Err(err(&["rate"], "rate must be above zero"));
+        }
+        Ok(ConstantArrivalRate {
+            rate,
+            time_unit: time_unit(raw)?,
+            duration: need(dur("duration", &raw.duration)?, "duration", Self::NAME)?,
+            pre_allocated_vus: pre,
+            max_vus: raw.max_vus.unwrap_or(pre).max(pre),
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"rate": self.rate, "time_unit": duration::format(self.time_unit),
+               "duration": duration::format(self.duration),
+               "pre_allocated_vus": self.pre_allocated_vus, "max_vus": self.max_vus})
+    }
+
+    fn max_vus(&self) -> u32 {
+        self.max_vus
+    }
+
+    fn vus_demand(&self) -> (&'static str, f64) {
+        ("max_vus", self.max_vus as f64)
+    }
+
+    fn peak_rate(&self) -> Option<(&'static str, f64)> {
+        Some(("rate", self.rate / self.time_unit.as_secs_f64()))
+    }
+
+    fn planned_duration(&self) -> Duration {
+        self.duration
+    }
+
+    fn with_overrides(
+        mut self,
+        vus: Option<u32>,
+        dur: Option<Duration>,
+        notes: &mut Vec<String>,
+    ) -> Result<Executor, String> {
+        if vus.is_some() {
+            return Err("--vus does not apply to constant-arrival-rate: the rate drives the load; set pre_allocated_vus/max_vus in the scenario".into());
+        }
+        if let Some(x) = dur {
+            self.duration = x;
+            notes.push(format!("duration = {} (--duration)", duration::format(x)));
+        }
+        Ok(Executor::ConstantArrivalRate(self))
+    }
+
+    async fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) {
+        run(
+            w,
+            self.rate,
+            self.time_unit,
+            self.duration,
+            self.pre_allocated_vus,
+            self.max_vus,
+            graceful,
+        )
+        .await
+    }
+}
+
 
 /// Arrival `k` at `k * interval` seconds.
 struct Even {

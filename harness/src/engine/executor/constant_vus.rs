@@ -7,6 +7,64 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Runner;
+use serde_json::json;
+
+use super::{Executor, Spec};
+use crate::duration;
+use crate::scenario::raw::{dur, need, OptError, RawOptions};
+
+/// `vus` VUs loop over the steps for `duration`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstantVus {
+    pub vus: u32,
+    pub duration: Duration,
+}
+
+impl Spec for ConstantVus {
+    const NAME: &'static str = "constant-vus";
+    const KEYS: &'static [&'static str] = &["vus", "duration"];
+
+    fn parse(raw: &RawOptions) -> Result<Self, OptError> {
+        Ok(ConstantVus {
+            vus: raw.vus.unwrap_or(1),
+            duration: need(dur("duration", &raw.duration)?, "duration", Self::NAME)?,
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"vus": self.vus, "duration": duration::format(self.duration)})
+    }
+
+    fn max_vus(&self) -> u32 {
+        self.vus
+    }
+
+    fn planned_duration(&self) -> Duration {
+        self.duration
+    }
+
+    fn with_overrides(
+        mut self,
+        vus: Option<u32>,
+        dur: Option<Duration>,
+        notes: &mut Vec<String>,
+    ) -> Result<Executor, String> {
+        if let Some(n) = vus {
+            self.vus = n;
+            notes.push(format!("vus = {n} (--vus)"));
+        }
+        if let Some(x) = dur {
+            self.duration = x;
+            notes.push(format!("duration = {} (--duration)", duration::format(x)));
+        }
+        Ok(Executor::ConstantVus(self))
+    }
+
+    async fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) {
+        run(w, self.vus, self.duration, graceful).await
+    }
+}
+
 
 pub async fn run<R: Runner>(w: &Rc<R>, vus: u32, duration: Duration, graceful: Duration) {
     let end = w.t0() + duration;

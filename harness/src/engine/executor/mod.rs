@@ -5,20 +5,202 @@
 //! schedule is checked exactly and without any network.
 
 mod arrival;
-mod constant_arrival_rate;
-mod constant_vus;
-mod per_vu_iterations;
-mod ramping_arrival_rate;
-mod ramping_vus;
 
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::scenario::Executor;
+use crate::scenario::raw::{err, OptError, RawOptions};
+
+/// Every executor, by the file that holds it: its settings, how they are
+/// read from `[options]`, how they are recorded and how it runs. A new
+/// executor is a file here implementing [`Spec`] and one line in this list.
+macro_rules! executors {
+    ($($variant:ident($module:ident::$ty:ident)),* $(,)?) => {
+        $(mod $module;)*
+        $(pub use $module::$ty;)*
+
+        /// An executor with its settings.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Executor {
+            $($variant($ty),)*
+        }
+
+        /// Every executor's name (k6's).
+        pub const NAMES: &[&str] = &[$(<$ty as Spec>::NAME,)*];
+
+        /// The `[options]` keys an executor takes (beyond the common ones);
+        /// None for a name that is not an executor.
+        pub fn keys(name: &str) -> Option<&'static [&'static str]> {
+            $(if name == <$ty as Spec>::NAME {
+                return Some(<$ty as Spec>::KEYS);
+            })*
+            None
+        }
+
+        /// Reads the executor `name` from `[options]` (a name from [`NAMES`]).
+        pub fn parse(name: &str, raw: &RawOptions) -> Result<Executor, OptError> {
+            $(if name == <$ty as Spec>::NAME {
+                return <$ty as Spec>::parse(raw).map(Executor::$variant);
+            })*
+            Err(err(&["executor"], format!("unknown executor `{name}`")))
+        }
+
+        impl Executor {
+            pub fn name(&self) -> &'static str {
+                match self { $(Executor::$variant(_) => <$ty as Spec>::NAME,)* }
+            }
+
+            /// The most VUs this executor may run at once.
+            pub fn max_vus(&self) -> u32 {
+                match self { $(Executor::$variant(e) => e.max_vus(),)* }
+            }
+
+            /// How long the load phase is planned to last (an upper bound
+            /// for per-vu-iterations), not counting the graceful stop.
+            pub fn planned_duration(&self) -> Duration {
+                match self { $(Executor::$variant(e) => e.planned_duration(),)* }
+            }
+
+            /// Whether latency is corrected for coordinated omission (open model).
+            pub fn is_open_model(&self) -> bool {
+                match self { $(Executor::$variant(_) => <$ty as Spec>::OPEN_MODEL,)* }
+            }
+
+            /// The settings as recorded in result files.
+            pub fn to_json(&self) -> serde_json::Value {
+                let mut v = match self { $(Executor::$variant(e) => e.to_json(),)* };
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("executor".into(), self.name().into());
+                }
+                v
+            }
+
+            /// `--vus` / `--duration` applied as k6's command-line shortcuts
+            /// do; notes say what changed.
+            pub fn with_overrides(
+                self,
+                vus: Option<u32>,
+                dur: Option<Duration>,
+                notes: &mut Vec<String>,
+            ) -> Result<Executor, String> {
+                match self { $(Executor::$variant(e) => e.with_overrides(vus, dur, notes),)* }
+            }
+
+            fn vus_demand(&self) -> (&'static str, f64) {
+                match self { $(Executor::$variant(e) => e.vus_demand(),)* }
+            }
+
+            fn peak_rate(&self) -> Option<(&'static str, f64)> {
+                match self { $(Executor::$variant(e) => e.peak_rate(),)* }
+            }
+        }
+
+        /// Runs the executor on one worker's share of its VUs or iterations.
+        pub async fn run<R: Runner>(w: &Rc<R>, executor: &Executor, graceful: Duration) {
+            match executor { $(Executor::$variant(e) => e.run(w, graceful).await,)* }
+        }
+    };
+}
+
+executors! {
+    ConstantVus(constant_vus::ConstantVus),
+    RampingVus(ramping_vus::RampingVus),
+    PerVuIterations(per_vu_iterations::PerVuIterations),
+    ConstantArrivalRate(constant_arrival_rate::ConstantArrivalRate),
+    RampingArrivalRate(ramping_arrival_rate::RampingArrivalRate),
+}
+
+/// What one executor is: its name and keys, how its settings are read and
+/// recorded, and how it runs.
+pub trait Spec: Sized {
+    /// k6's name, as written in `executor = "..."`.
+    const NAME: &'static str;
+    /// The `[options]` keys it takes besides the common ones.
+    const KEYS: &'static [&'static str];
+    /// Arrivals on a schedule, whatever the latency (coordinated omission corrected).
+    const OPEN_MODEL: bool = false;
+    /// Reads and checks its settings; errors name their key.
+    fn parse(raw: &RawOptions) -> Result<Self, OptError>;
+    /// Its settings as recorded in result files (without the name).
+    fn to_json(&self) -> serde_json::Value;
+    fn max_vus(&self) -> u32;
+    fn planned_duration(&self) -> Duration;
+    /// The key and the most VUs it asks for, checked against the machine.
+    fn vus_demand(&self) -> (&'static str, f64) {
+        ("vus", self.max_vus() as f64)
+    }
+    /// The key and the most iterations per second it schedules (open model).
+    fn peak_rate(&self) -> Option<(&'static str, f64)> {
+        None
+    }
+    /// `--vus` / `--duration`, or why they do not apply.
+    fn with_overrides(
+        self,
+        vus: Option<u32>,
+        dur: Option<Duration>,
+        notes: &mut Vec<String>,
+    ) -> Result<Executor, String>;
+    fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) -> impl Future<Output = ()>;
+}
+
+/// The most iterations per second an arrival-rate executor may schedule: far
+/// above what one machine sends, far below a schedule that only spins.
+pub const MAX_RATE_PER_S: f64 = 1_000_000.0;
+
+/// The most VUs a run may hold: each keeps a connection (a file descriptor)
+/// and its buffers, so at most 50,000 and within the open-file limit.
+pub fn vu_limit() -> (u64, String) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur
+    } else {
+        u64::MAX
+    };
+    let by_files = nofile.saturating_sub(100);
+    if by_files < 50_000 {
+        (
+            by_files,
+            format!("one connection per VU and the open-file limit is {nofile} (ulimit -n)"),
+        )
+    } else {
+        (50_000, "each VU holds a connection and its buffers".into())
+    }
+}
+
+impl Executor {
+    /// Refuses, before anything is sent, VU counts and rates past what the
+    /// machine can hold (they used to exhaust memory or spin).
+    pub fn check_capacity(&self) -> Result<(), OptError> {
+        let (limit, why) = vu_limit();
+        let (key, vus) = self.vus_demand();
+        if vus > limit as f64 {
+            return Err(err(
+                &[key],
+                format!("{vus} VUs is more than this machine can hold: at most {limit} ({why})"),
+            ));
+        }
+        if let Some((key, rate)) = self.peak_rate() {
+            if rate > MAX_RATE_PER_S {
+                return Err(err(
+                    &[key],
+                    format!(
+                        "{rate} iterations/s is more than one machine can schedule: at most {MAX_RATE_PER_S}/s"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What an executor drives: the VUs of one worker and their iterations.
 pub trait Runner: 'static {
@@ -53,58 +235,6 @@ pub trait Runner: 'static {
     /// How many of `n` things fall to this worker.
     fn share_count(&self, n: u64) -> u64 {
         self.share(n).count() as u64
-    }
-}
-
-pub async fn run<R: Runner>(w: &Rc<R>, executor: &Executor, graceful: std::time::Duration) {
-    match executor.clone() {
-        Executor::ConstantVus { vus, duration } => {
-            constant_vus::run(w, vus, duration, graceful).await
-        }
-        Executor::RampingVus { start_vus, stages } => {
-            ramping_vus::run(w, start_vus, &stages, executor.max_vus(), graceful).await
-        }
-        Executor::PerVuIterations {
-            vus,
-            iterations,
-            max_duration,
-        } => per_vu_iterations::run(w, vus, iterations, max_duration, graceful).await,
-        Executor::ConstantArrivalRate {
-            rate,
-            time_unit,
-            duration,
-            pre_allocated_vus,
-            max_vus,
-        } => {
-            constant_arrival_rate::run(
-                w,
-                rate,
-                time_unit,
-                duration,
-                pre_allocated_vus,
-                max_vus,
-                graceful,
-            )
-            .await
-        }
-        Executor::RampingArrivalRate {
-            start_rate,
-            time_unit,
-            stages,
-            pre_allocated_vus,
-            max_vus,
-        } => {
-            ramping_arrival_rate::run(
-                w,
-                start_rate,
-                time_unit,
-                &stages,
-                pre_allocated_vus,
-                max_vus,
-                graceful,
-            )
-            .await
-        }
     }
 }
 

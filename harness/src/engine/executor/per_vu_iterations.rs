@@ -7,6 +7,72 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Runner;
+use serde_json::json;
+
+use super::{Executor, Spec};
+use crate::duration;
+use crate::scenario::raw::{dur, OptError, RawOptions};
+
+/// Each of `vus` VUs runs `iterations` iterations, within `max_duration`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerVuIterations {
+    pub vus: u32,
+    pub iterations: u64,
+    pub max_duration: Duration,
+}
+
+impl Spec for PerVuIterations {
+    const NAME: &'static str = "per-vu-iterations";
+    const KEYS: &'static [&'static str] = &["vus", "iterations", "max_duration"];
+
+    fn parse(raw: &RawOptions) -> Result<Self, OptError> {
+        Ok(PerVuIterations {
+            vus: raw.vus.unwrap_or(1),
+            iterations: raw.iterations.unwrap_or(1),
+            max_duration: dur("max_duration", &raw.max_duration)?
+                .unwrap_or(Duration::from_secs(600)),
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"vus": self.vus, "iterations": self.iterations,
+               "max_duration": duration::format(self.max_duration)})
+    }
+
+    fn max_vus(&self) -> u32 {
+        self.vus
+    }
+
+    /// An upper bound: the VUs may finish their iterations sooner.
+    fn planned_duration(&self) -> Duration {
+        self.max_duration
+    }
+
+    fn with_overrides(
+        mut self,
+        vus: Option<u32>,
+        dur: Option<Duration>,
+        notes: &mut Vec<String>,
+    ) -> Result<Executor, String> {
+        if let Some(n) = vus {
+            self.vus = n;
+            notes.push(format!("vus = {n} (--vus)"));
+        }
+        if let Some(x) = dur {
+            self.max_duration = x;
+            notes.push(format!(
+                "max_duration = {} (--duration)",
+                duration::format(x)
+            ));
+        }
+        Ok(Executor::PerVuIterations(self))
+    }
+
+    async fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) {
+        run(w, self.vus, self.iterations, self.max_duration, graceful).await
+    }
+}
+
 
 pub async fn run<R: Runner>(
     w: &Rc<R>,

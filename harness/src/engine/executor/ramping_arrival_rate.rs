@@ -5,6 +5,96 @@ use std::time::Duration;
 
 use super::Runner;
 use crate::scenario::Stage;
+use serde_json::json;
+
+use super::{Executor, Spec};
+use crate::duration;
+use crate::scenario::raw::{need, stages, stages_json, stages_total, time_unit, OptError, RawOptions};
+
+/// From `start_rate`, the arrival rate (per `time_unit`) moves linearly to
+/// each stage's target (open model), on VUs taken from a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RampingArrivalRate {
+    pub start_rate: f64,
+    pub time_unit: Duration,
+    pub stages: Vec<Stage>,
+    pub pre_allocated_vus: u32,
+    pub max_vus: u32,
+}
+
+impl Spec for RampingArrivalRate {
+    const NAME: &'static str = "ramping-arrival-rate";
+    const KEYS: &'static [&'static str] = &[
+        "start_rate",
+        "time_unit",
+        "stages",
+        "pre_allocated_vus",
+        "max_vus",
+    ];
+    const OPEN_MODEL: bool = true;
+
+    fn parse(raw: &RawOptions) -> Result<Self, OptError> {
+        let pre = need(raw.pre_allocated_vus, "pre_allocated_vus", Self::NAME)?;
+        Ok(RampingArrivalRate {
+            start_rate: raw.start_rate.unwrap_or(0.0).max(0.0),
+            time_unit: time_unit(raw)?,
+            stages: stages(&raw.stages)?,
+            pre_allocated_vus: pre,
+            max_vus: raw.max_vus.unwrap_or(pre).max(pre),
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"start_rate": self.start_rate, "time_unit": duration::format(self.time_unit),
+               "stages": stages_json(&self.stages),
+               "pre_allocated_vus": self.pre_allocated_vus, "max_vus": self.max_vus})
+    }
+
+    fn max_vus(&self) -> u32 {
+        self.max_vus
+    }
+
+    fn vus_demand(&self) -> (&'static str, f64) {
+        ("max_vus", self.max_vus as f64)
+    }
+
+    fn peak_rate(&self) -> Option<(&'static str, f64)> {
+        let per_s = |rate: f64| rate / self.time_unit.as_secs_f64();
+        let most = self
+            .stages
+            .iter()
+            .map(|s| per_s(s.target))
+            .fold(per_s(self.start_rate), f64::max);
+        Some(("stages", most))
+    }
+
+    fn planned_duration(&self) -> Duration {
+        stages_total(&self.stages)
+    }
+
+    fn with_overrides(
+        self,
+        _vus: Option<u32>,
+        _dur: Option<Duration>,
+        _notes: &mut Vec<String>,
+    ) -> Result<Executor, String> {
+        Err("--vus/--duration do not apply to ramping-arrival-rate: edit its stages in the scenario".into())
+    }
+
+    async fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) {
+        run(
+            w,
+            self.start_rate,
+            self.time_unit,
+            &self.stages,
+            self.pre_allocated_vus,
+            self.max_vus,
+            graceful,
+        )
+        .await
+    }
+}
+
 
 /// Start offsets (seconds) of iterations 0, 1, 2, ...: iteration `k` starts when
 /// the integral of the rate reaches `k`.

@@ -9,6 +9,79 @@ use tokio::task::JoinSet;
 
 use super::Runner;
 use crate::scenario::Stage;
+use serde_json::json;
+
+use super::constant_vus::ConstantVus;
+use super::{Executor, Spec};
+use crate::duration;
+use crate::scenario::raw::{stages, stages_json, stages_total, OptError, RawOptions};
+
+/// From `start_vus`, the VU count moves linearly to each stage's target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RampingVus {
+    pub start_vus: u32,
+    pub stages: Vec<Stage>,
+}
+
+impl Spec for RampingVus {
+    const NAME: &'static str = "ramping-vus";
+    const KEYS: &'static [&'static str] = &["start_vus", "stages"];
+
+    fn parse(raw: &RawOptions) -> Result<Self, OptError> {
+        Ok(RampingVus {
+            start_vus: raw.start_vus.unwrap_or(1),
+            stages: stages(&raw.stages)?,
+        })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({"start_vus": self.start_vus, "stages": stages_json(&self.stages)})
+    }
+
+    fn max_vus(&self) -> u32 {
+        self.stages
+            .iter()
+            .map(|s| s.target.ceil() as u32)
+            .fold(self.start_vus, u32::max)
+    }
+
+    fn vus_demand(&self) -> (&'static str, f64) {
+        let most = self
+            .stages
+            .iter()
+            .map(|s| s.target)
+            .fold(self.start_vus as f64, f64::max);
+        ("stages", most)
+    }
+
+    fn planned_duration(&self) -> Duration {
+        stages_total(&self.stages)
+    }
+
+    fn with_overrides(
+        self,
+        vus: Option<u32>,
+        dur: Option<Duration>,
+        notes: &mut Vec<String>,
+    ) -> Result<Executor, String> {
+        // k6's shortcut: --vus/--duration replace the stages with a constant load.
+        let n = vus.unwrap_or_else(|| self.max_vus());
+        let d = dur.unwrap_or_else(|| self.planned_duration());
+        notes.push(format!(
+            "ramping-vus stages replaced by constant-vus: {n} VUs for {} (--vus/--duration)",
+            duration::format(d)
+        ));
+        Ok(Executor::ConstantVus(ConstantVus {
+            vus: n,
+            duration: d,
+        }))
+    }
+
+    async fn run<R: Runner>(&self, w: &Rc<R>, graceful: Duration) {
+        run(w, self.start_vus, &self.stages, self.max_vus(), graceful).await
+    }
+}
+
 
 /// Planned VU count at `t` seconds (linear within each stage).
 pub fn target_at(start: f64, stages: &[Stage], t: f64) -> f64 {
