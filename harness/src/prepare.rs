@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 
 use crate::config::{Config, Seeding};
-use crate::db::reset::{self, DbSettings, Snapshot, Strategy};
+use crate::db::reset::{self, DbSettings, Phase, Snapshot, Strategy};
 use crate::exit::{Classify, Failure};
 use crate::results::StackInfo;
 use crate::stack::compose;
@@ -18,13 +18,7 @@ use crate::stack::up::{self, UpOptions};
 
 /// Refuses early (exit 2) when the settings cannot allow a strategy.
 pub fn check_strategy(db: &DbSettings, strategy: Strategy) -> Result<(), Failure> {
-    db.require_disposable(strategy).usage()?;
-    if strategy == Strategy::Delete && db.delete.is_empty() {
-        return Err(Failure::Usage(anyhow!(
-            "the `delete` reset has no statements: list them, in order, as `delete = [\"DELETE FROM ... WHERE ...\", ...]` under [database] in config/loadtest.toml"
-        )));
-    }
-    Ok(())
+    strategy.check(db).usage()
 }
 
 /// The database step before a run of its own (`run --reset`): a reset now, or
@@ -35,8 +29,8 @@ pub async fn reset_before_run(
     quiet: bool,
 ) -> Result<Option<Snapshot>, Failure> {
     check_strategy(db, strategy)?;
-    match strategy {
-        Strategy::Snapshot => {
+    match strategy.phase() {
+        Phase::AroundRun => {
             let (snap, t) = reset::take_snapshot(db).await.runtime()?;
             say(
                 quiet,
@@ -49,12 +43,13 @@ pub async fn reset_before_run(
             );
             Ok(Some(snap))
         }
-        Strategy::None => Ok(None),
-        Strategy::Recreate => Err(Failure::Usage(anyhow!(
-            "`--reset recreate` rebuilds the whole stack: that is `loadtest bench` (or `loadtest up --fresh`)"
+        Phase::Never => Ok(None),
+        Phase::Stack => Err(Failure::Usage(anyhow!(
+            "`--reset {}` rebuilds the whole stack: that is `loadtest bench` (or `loadtest up --fresh`)",
+            strategy.name()
         ))),
-        s => {
-            let msg = reset::reset(db, s).await.runtime()?;
+        Phase::BeforeRun => {
+            let msg = reset::reset(db, strategy).await.runtime()?;
             say(quiet, &msg);
             Ok(None)
         }
@@ -346,13 +341,12 @@ pub async fn prepare_stack(
     keep_on_failure: bool,
     quiet: bool,
 ) -> Result<StackInfo, Failure> {
-    let reuse = strategy != Strategy::Recreate
+    let reuse = strategy.phase() != Phase::Stack
         && stack_is_up(project).await?
-        && (strategy != Strategy::Template
-            || reset::template_exists(&cfg.db).await.unwrap_or(false));
+        && (!strategy.keeps_template() || reset::template_exists(&cfg.db).await.unwrap_or(false));
     if !reuse {
         let mut info = fresh_stack(project, cfg, keep_on_failure, quiet).await?;
-        if strategy == Strategy::Template {
+        if strategy.keeps_template() {
             let t = reset::save_template(&cfg.db).await.runtime()?;
             say(
                 quiet,
@@ -366,10 +360,12 @@ pub async fn prepare_stack(
         return Ok(info);
     }
     let t = Instant::now();
-    let msg = match strategy {
+    let msg = match strategy.phase() {
         // Taken right before the load by the run itself, and put back after it.
-        Strategy::Snapshot | Strategy::None => format!("{}: stack reused", strategy.name()),
-        s => reset::reset(&cfg.db, s).await.runtime()?,
+        Phase::AroundRun | Phase::Never | Phase::Stack => {
+            format!("{}: stack reused", strategy.name())
+        }
+        Phase::BeforeRun => reset::reset(&cfg.db, strategy).await.runtime()?,
     };
     say(
         quiet,
@@ -387,7 +383,7 @@ pub async fn prepare_stack(
             elapsed: std::time::Duration::ZERO,
         }
     };
-    if m.applied > 0 && strategy == Strategy::Template {
+    if m.applied > 0 && strategy.keeps_template() {
         reset::save_template(&cfg.db).await.runtime()?;
         say(
             quiet,

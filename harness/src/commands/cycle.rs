@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use super::compare::CompareCmd;
 use super::run::{self, RunPlan};
 use crate::config::{read_dotenv, Config};
-use crate::db::reset::Strategy;
+use crate::db::reset::Phase;
 use crate::exit::{self, Classify, Failure};
 use crate::prepare;
 use crate::report::Format;
@@ -179,7 +179,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
         prometheus_url: cfg.prometheus_url.clone(),
         server_metric: cfg.server_metric.clone(),
         grafana_url: cfg.grafana_url.clone(),
-        db_reset: (strategy == Strategy::Snapshot).then(|| (strategy, cfg.db.clone())),
+        db_reset: (strategy.phase() == Phase::AroundRun).then(|| (strategy, cfg.db.clone())),
         trial: false,
         csv: a.csv.clone(),
         web,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::read_dotenv;
 use crate::config::Config;
-use crate::db::reset::{self, DbSettings, EmptyWith, Strategy};
+use crate::db::reset::{self, DbSettings, EmptyWith, Phase, Strategy};
 use crate::db::{seed, state};
 use crate::exit::{self, Classify, Failure};
 
@@ -148,11 +148,15 @@ fn execute(a: DbArgs) -> Result<u8, Failure> {
             if let Some(w) = empty_with {
                 db.empty_with = w;
             }
-            db.require_disposable(strategy).usage()?;
-            if matches!(strategy, Strategy::Recreate | Strategy::Snapshot) {
-                return Err(Failure::Usage(
-                    rt.block_on(reset::reset(&db, strategy)).unwrap_err(),
-                ));
+            strategy.check(&db).usage()?;
+            match strategy.phase() {
+                // reset() says what to use instead.
+                Phase::Stack | Phase::AroundRun => {
+                    return Err(Failure::Usage(
+                        rt.block_on(reset::reset(&db, strategy)).unwrap_err(),
+                    ));
+                }
+                Phase::BeforeRun | Phase::Never => {}
             }
             let msg = rt.block_on(reset::reset(&db, strategy)).runtime()?;
             crate::outln!("{msg}");
