@@ -145,11 +145,10 @@ pub(super) async fn copy_live(admin: &mut PgConnection, from: &str, to: &str) ->
     copied.and(reopened)
 }
 
+/// A connection to the server's maintenance database, for the steps on databases.
 pub(super) async fn admin(s: &DbSettings) -> Result<PgConnection> {
     connect(&admin_url(&s.url)?).await
 }
-
-/// Keeps the prepared database as the template later `template` resets copy.
 
 /// Replaces database `db` by database `by` (renamed into its place).
 pub(super) async fn swap_in(a: &mut PgConnection, db: &str, by: &str) -> Result<()> {

@@ -14,6 +14,7 @@ use super::pg::{
 use super::{derived_name, DbSettings, Strategy};
 use crate::db::{ident, literal};
 
+/// Keeps the prepared database as the template later `template` resets copy.
 pub async fn save_template(s: &DbSettings) -> Result<Duration> {
     let t0 = Instant::now();
     let (db, tpl) = (s.database()?, s.template_name()?);
