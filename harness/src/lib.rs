@@ -15,6 +15,7 @@ pub mod db;
 pub mod detect;
 pub mod duration;
 pub mod engine;
+pub mod executor;
 pub mod exit;
 pub mod files;
 pub mod k6;

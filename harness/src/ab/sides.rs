@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
+use super::git;
 use super::trials::{Context, Plan};
-use super::{git, AbResult, SideInfo};
+use crate::compare::ab::{AbResult, SideInfo};
 use crate::db::reset::Strategy;
 use crate::exit::{Classify, Failure};
 use crate::stack::compose::{self, PortSpec, ServiceSpec};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::trials::Context;
-use super::Side;
+use crate::compare::ab::Side;
 use crate::exit::{self, Classify, Failure};
 use crate::results::RunResult;
 use crate::runner::{self, RunPlan};

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::{git, AbResult, AbSettings, JudgeSettings, Kind, Outcome, Side, SideInfo};
+use super::git;
+use crate::compare::ab::{
+    self as verdict, AbResult, AbSettings, JudgeSettings, Kind, Outcome, Side, SideInfo,
+};
 use crate::config::{read_dotenv, Config};
 use crate::db::reset::{self, Strategy};
 use crate::exit::{self, Classify, Failure};
@@ -302,7 +305,7 @@ impl Context {
         let scratch = tempfile::tempdir().runtime()?;
         let stop = live.map(|l| l.stop_token());
         let mut rng = fastrand::Rng::with_seed(settings.seed);
-        let mut plan = super::schedule(settings.min_trials / 4, &mut rng);
+        let mut plan = verdict::schedule(settings.min_trials / 4, &mut rng);
         let t0 = Instant::now();
         let mut result = AbResult {
             schema_version: 1,
@@ -353,8 +356,8 @@ impl Context {
             };
             for (k, r) in runs.iter().enumerate() {
                 let side = step[k];
-                let values = super::values_of(r);
-                let all = values.get(super::ALL_REQUESTS);
+                let values = verdict::values_of(r);
+                let all = values.get(verdict::ALL_REQUESTS);
                 let get = |key: &str| all.and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
                 self.say(&format!(
                     "trial {:>2}/{} {:?}: {:.1} req/s, p50 {:.2} ms, p95 {:.2} ms, errors {:.2}% (reset {reset_ms} ms)",
@@ -376,7 +379,7 @@ impl Context {
                         }),
                     );
                 }
-                result.trials.push(super::Trial {
+                result.trials.push(verdict::Trial {
                     index: i + k,
                     side,
                     started_at: started.clone(),
@@ -389,15 +392,15 @@ impl Context {
             i += step.len();
             result.wall_s = t0.elapsed().as_secs_f64();
             if i % 4 == 0 && i >= result.settings.min_trials {
-                result.metrics = super::judge(&result.trials, judge);
-                result.outcome = super::outcome(&result.metrics);
+                result.metrics = verdict::judge(&result.trials, judge);
+                result.outcome = verdict::outcome(&result.metrics);
                 if let Some(l) = live {
                     l.send("verdict", &verdict_event(&result));
                 }
-                match super::next_step(i, result.outcome, result.wall_s, &result.settings, kind) {
-                    super::NextStep::Stop => break,
-                    super::NextStep::Continue => {}
-                    super::NextStep::MoreBlock => {
+                match verdict::next_step(i, result.outcome, result.wall_s, &result.settings, kind) {
+                    verdict::NextStep::Stop => break,
+                    verdict::NextStep::Continue => {}
+                    verdict::NextStep::MoreBlock => {
                         if !self.quiet {
                             let open: Vec<String> = result
                                 .metrics
@@ -413,15 +416,15 @@ impl Context {
                                 open.join(", ")
                             );
                         }
-                        plan.extend(super::schedule(1, &mut rng));
+                        plan.extend(verdict::schedule(1, &mut rng));
                     }
                 }
             }
             write_atomic(out_path, result.to_json().as_bytes()).runtime()?;
         }
         result.wall_s = t0.elapsed().as_secs_f64();
-        result.metrics = super::judge(&result.trials, judge);
-        result.outcome = super::outcome(&result.metrics);
+        result.metrics = verdict::judge(&result.trials, judge);
+        result.outcome = verdict::outcome(&result.metrics);
         result.exit_code = if result.interrupted {
             exit::RUNTIME
         } else {
@@ -432,7 +435,7 @@ impl Context {
             }
         };
         if kind == Kind::Calibration {
-            result.noise = super::noise(&result.trials);
+            result.noise = verdict::noise(&result.trials);
             result.exit_code = if result.interrupted {
                 exit::RUNTIME
             } else {

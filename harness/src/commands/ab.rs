@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::ab::{self, git, AbResult, AbSettings, Context, JudgeSettings, Mode, Plan, SideInfo};
+use crate::ab::{self, git, Context, Mode, Plan};
+use crate::compare::ab::{AbResult, AbSettings, JudgeSettings, Kind, SideInfo};
 use crate::compare::GateConfig;
 use crate::exit::{Classify, Failure};
 use crate::files::write_atomic;
@@ -143,7 +144,7 @@ impl AbCmd {
                     let c: AbResult = serde_json::from_str(&text).map_err(|e| {
                         Failure::Usage(anyhow!("{}: not a calibration file: {e}", path.display()))
                     })?;
-                    if c.kind != ab::Kind::Calibration || c.scenario != ctx.scenario {
+                    if c.kind != Kind::Calibration || c.scenario != ctx.scenario {
                         return Err(Failure::Usage(anyhow!(
                             "{}: holds a {} of scenario `{}`, not a calibration of `{}`",
                             path.display(),
@@ -224,7 +225,7 @@ impl AbCmd {
             settings,
             judge: &judge,
             out: &out_path,
-            kind: ab::Kind::Ab,
+            kind: Kind::Ab,
         })?;
         let printed = report::ab(self.format, &result);
         crate::outln!("{printed}");

@@ -3,7 +3,8 @@
 //! varies per metric and writes benchmark/calibration_<scenario>.json, from
 //! which `ab` and `compare` take their tolerances.
 
-use crate::ab::{AbSettings, Context, JudgeSettings, Plan, SideInfo};
+use crate::ab::{Context, Plan};
+use crate::compare::ab::{AbSettings, JudgeSettings, Kind, SideInfo};
 use crate::compare::GateConfig;
 use crate::exit::{Classify, Failure};
 use crate::results;
@@ -66,7 +67,7 @@ impl CalibrateCmd {
             settings,
             judge: &judge,
             out: &out,
-            kind: crate::ab::Kind::Calibration,
+            kind: Kind::Calibration,
         })?;
         let pairs = r.trials.len() / 2;
         let mut text = format!(
@@ -80,7 +81,7 @@ impl CalibrateCmd {
             for (metric, sd) in metrics {
                 let points = matches!(metric.as_str(), "error_rate" | "checks_rate");
                 // What `ab` with its default 32 trials (16 pairs) can tell apart.
-                let d = crate::ab::detectable(*sd, 16, gates.alpha());
+                let d = crate::compare::ab::detectable(*sd, 16, gates.alpha());
                 let (spread, tol) = if points {
                     (format!("{sd:.2} pt"), format!("{d:.2} pt"))
                 } else {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
-use crate::ab::AbResult;
+use crate::compare::ab::AbResult;
 use crate::compare::GateConfig;
 use crate::exit::{self, Classify, Failure};
 use crate::files::write_atomic;

@@ -3,6 +3,7 @@
 //! verdict. A metric regresses only when the change is significant **and** the
 //! whole interval lies beyond its tolerance in the bad direction.
 
+pub mod ab;
 pub mod config;
 pub mod paired;
 pub mod stats;

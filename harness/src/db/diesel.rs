@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::migrate::MigrateReport;
+use super::MigrateReport;
 
 /// Diesel's own table, created as the CLI creates it.
 const SETUP: &str = "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (\

@@ -90,13 +90,6 @@ impl Migrations {
     }
 }
 
-#[derive(Debug)]
-pub struct MigrateReport {
-    pub applied: usize,
-    pub total: usize,
-    pub elapsed: Duration,
-}
-
 async fn applied_count(pool: &sqlx::PgPool) -> usize {
     sqlx::query("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(pool)
@@ -144,5 +137,4 @@ pub async fn run(url: &str, dir: &Path) -> Result<MigrateReport> {
     })
 }
 
-/// The one redactor, under the name the database code uses.
-pub use crate::redact::userinfo as redact;
+pub use super::{redact, MigrateReport};

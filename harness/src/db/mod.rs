@@ -14,7 +14,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::ConnectOptions;
 
-pub use migrate::redact;
+/// The one redactor, under the name the database code uses.
+pub use crate::redact::userinfo as redact;
+
+/// What a migration step did: how many ran, of how many, in how long.
+#[derive(Debug)]
+pub struct MigrateReport {
+    pub applied: usize,
+    pub total: usize,
+    pub elapsed: Duration,
+}
 
 /// Runs a team's command on the host (`sh -c`, in the current folder) with
 /// DATABASE_URL set to the stack's database; a failure shows the command's

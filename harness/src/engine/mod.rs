@@ -5,7 +5,6 @@
 
 pub mod client;
 pub mod error;
-pub mod executor;
 mod spool;
 pub mod tls;
 pub mod vu;

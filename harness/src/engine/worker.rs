@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::client::IoCounters;
-use super::executor::Runner;
 use super::vu::{Shared, Vu};
+use crate::executor::Runner;
 use crate::metrics::MetricsSet;
 
 /// What a worker sends to the controller.
@@ -179,7 +179,7 @@ pub fn run(worker: Worker, tx: mpsc::UnboundedSender<Report>, mut stop: watch::R
             }
         });
         tokio::select! {
-            _ = super::executor::run(
+            _ = crate::executor::run(
                 &w,
                 &w.shared.scenario.options.executor,
                 w.shared.scenario.options.graceful_stop,

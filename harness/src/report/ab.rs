@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::ab::{AbResult, MetricOutcome, Outcome, ToleranceSource};
+use crate::compare::ab::{AbResult, MetricOutcome, Outcome, ToleranceSource};
 use crate::compare::paired::Decision;
 use crate::compare::stats::Change;
 use crate::compare::MetricKind;

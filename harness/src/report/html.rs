@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ab::short;
-use crate::ab::{AbResult, Outcome, Trial, ALL_REQUESTS};
+use crate::compare::ab::{AbResult, Outcome, Trial, ALL_REQUESTS};
 use crate::compare::paired::Decision;
 use crate::compare::{Comparison, Verdict};
 use crate::results::{RunResult, TimelineEntry};

@@ -9,7 +9,7 @@ pub mod history;
 pub mod html;
 pub mod links;
 
-use crate::ab::AbResult;
+use crate::compare::ab::AbResult;
 use crate::compare::Comparison;
 
 /// What `compare` and `ab` print (`--format`).

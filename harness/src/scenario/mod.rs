@@ -4,7 +4,6 @@
 pub mod checks;
 pub mod data;
 pub mod options;
-pub mod raw;
 pub mod template;
 pub mod thresholds;
 
@@ -18,10 +17,10 @@ use serde::Deserialize;
 use serde_json_path::JsonPath;
 use sha2::{Digest, Sha256};
 
+pub use crate::executor::raw::Stage;
 use crate::files::locate::{Locator, Seg};
 use checks::Check;
 pub use options::{Executor, Options};
-pub use raw::Stage;
 use template::{Templates, Text};
 use thresholds::Threshold;
 
@@ -30,7 +29,7 @@ use thresholds::Threshold;
 struct RawScenario {
     description: Option<String>,
     #[serde(default)]
-    options: raw::RawOptions,
+    options: crate::executor::raw::RawOptions,
     #[serde(default)]
     setup: Vec<RawStep>,
     #[serde(default)]
@@ -338,7 +337,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
     // A populate-only file has no load to shape: a single iteration stands in.
     let populate_only = raw.steps.is_empty() && present.is_empty();
     let (raw_options, present) = if populate_only {
-        let o: raw::RawOptions =
+        let o: crate::executor::raw::RawOptions =
             toml::from_str("executor = \"per-vu-iterations\"\nvus = 1\niterations = 1\n")
                 .expect("static options");
         (

@@ -1,14 +1,14 @@
 //! The run-wide options of `[options]`; the executor's own settings are read
-//! by its file in `engine/executor/`.
+//! by its file in `executor/`.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::raw::{dur, err, OptError, RawOptions};
 use crate::duration;
-use crate::engine::executor;
-pub use crate::engine::executor::Executor;
+use crate::executor;
+use crate::executor::raw::{dur, err, OptError, RawOptions};
+pub use crate::executor::Executor;
 
 /// k6's default number of redirects followed.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn overrides_follow_k6_shortcuts() {
         let mut r = raw("ramping-vus");
-        r.stages = Some(vec![crate::scenario::raw::RawStage {
+        r.stages = Some(vec![crate::executor::raw::RawStage {
             duration: "10s".into(),
             target: 25.0,
         }]);

@@ -101,10 +101,7 @@ impl DockerClient {
         // The harness's observability services joined this project's
         // network: they go with it, or the network could not be removed.
         let mut containers = containers;
-        containers.extend(
-            self.project_containers(&super::observe::name_for(project))
-                .await?,
-        );
+        containers.extend(self.project_containers(&observe_name(project)).await?);
         let removals = containers.iter().filter_map(|c| {
             let id = c.id.clone()?;
             let name = c
@@ -653,4 +650,10 @@ pub struct PsRow {
     pub state: String,
     pub health: String,
     pub ports: String,
+}
+
+/// The name of the harness's observability project beside the project
+/// named `stack` (removed with it).
+pub fn observe_name(stack: &str) -> String {
+    format!("{stack}-observe")
 }

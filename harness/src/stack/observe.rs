@@ -56,10 +56,7 @@ pub fn project_name(stack: &Project) -> String {
     name_for(&stack.name)
 }
 
-/// The observability project's name beside the project named `stack`.
-pub fn name_for(stack: &str) -> String {
-    format!("{stack}-observe")
-}
+pub use super::docker::observe_name as name_for;
 
 /// The observability project beside `stack`; `app` is the service (and its
 /// port) Prometheus scrapes at `/metrics`.

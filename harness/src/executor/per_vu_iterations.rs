@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Executor, Spec};
 use crate::duration;
-use crate::scenario::raw::{dur, OptError, RawOptions};
+use super::raw::{dur, OptError, RawOptions};
 
 /// Each of `vus` VUs runs `iterations` iterations, within `max_duration`.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::Runner;
-use crate::scenario::Stage;
+use super::raw::Stage;
 use serde_json::json;
 
 use super::constant_vus::ConstantVus;
 use super::{Executor, Spec};
 use crate::duration;
-use crate::scenario::raw::{stages, stages_json, stages_total, OptError, RawOptions};
+use super::raw::{stages, stages_json, stages_total, OptError, RawOptions};
 
 /// From `start_vus`, the VU count moves linearly to each stage's target.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Executor, Spec};
 use crate::duration;
-use crate::scenario::raw::{dur, err, need, time_unit, OptError, RawOptions};
+use super::raw::{dur, err, need, time_unit, OptError, RawOptions};
 
 /// `rate` iterations per `time_unit` for `duration`, whatever the latency
 /// (open model), on VUs taken from a pool.

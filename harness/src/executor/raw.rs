@@ -1,6 +1,7 @@
 //! `[options]` as written in a scenario file, and the helpers that read its
-//! values with errors naming their key: shared by the run-wide options
-//! (`options.rs`) and each executor's own settings (`engine/executor/`).
+//! values with errors naming their key: shared by each executor's own
+//! settings (the files beside this one) and the run-wide options
+//! (`scenario/options.rs`).
 
 use std::time::Duration;
 

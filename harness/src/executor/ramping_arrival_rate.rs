@@ -4,12 +4,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Runner;
-use crate::scenario::Stage;
+use super::raw::Stage;
 use serde_json::json;
 
 use super::{Executor, Spec};
 use crate::duration;
-use crate::scenario::raw::{need, stages, stages_json, stages_total, time_unit, OptError, RawOptions};
+use super::raw::{need, stages, stages_json, stages_total, time_unit, OptError, RawOptions};
 
 /// From `start_rate`, the arrival rate (per `time_unit`) moves linearly to
 /// each stage's target (open model), on VUs taken from a pool.

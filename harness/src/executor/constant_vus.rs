@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Executor, Spec};
 use crate::duration;
-use crate::scenario::raw::{dur, need, OptError, RawOptions};
+use super::raw::{dur, need, OptError, RawOptions};
 
 /// `vus` VUs loop over the steps for `duration`.
 #[derive(Clone, Debug, PartialEq)]

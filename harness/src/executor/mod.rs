@@ -5,6 +5,7 @@
 //! schedule is checked exactly and without any network.
 
 mod arrival;
+pub mod raw;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::scenario::raw::{err, OptError, RawOptions};
+use raw::{err, OptError, RawOptions};
 
 /// Every executor, by the file that holds it: its settings, how they are
 /// read from `[options]`, how they are recorded and how it runs. A new

@@ -1,0 +1,640 @@
+//! The A/B verdict, pure: the schedule (randomized ABBA/BAAB blocks), each
+//! trial's figures, the sequential verdict over paired trials and the rule
+//! that says whether to run another block. The unit of observation is the
+//! trial: the seconds inside one trial move together and are never counted
+//! as samples. `ab/` runs the trials this judges.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::GateConfig;
+use super::metric::{headline, MetricKind};
+use super::paired::{self, Decision, Pair, Scale};
+use super::stats::Change;
+use crate::results::RunResult;
+
+/// Which build a trial ran against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    A,
+    B,
+}
+
+/// Blocks of four trials, each ABBA or BAAB at random: a steady drift of the
+/// machine then weighs on both sides alike, and the order within a block
+/// cannot favour one side.
+pub fn schedule(blocks: usize, rng: &mut fastrand::Rng) -> Vec<Side> {
+    let mut out = Vec::with_capacity(blocks * 4);
+    for _ in 0..blocks {
+        let (x, y) = if rng.bool() {
+            (Side::A, Side::B)
+        } else {
+            (Side::B, Side::A)
+        };
+        out.extend([x, y, y, x]);
+    }
+    out
+}
+
+/// The scope of a figure: every request together, or one request name.
+pub const ALL_REQUESTS: &str = "all requests";
+
+/// One trial as recorded in the A/B result file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Trial {
+    pub index: usize,
+    pub side: Side,
+    pub started_at: String,
+    pub duration_s: f64,
+    /// Time the database reset before this trial took.
+    pub reset_ms: u64,
+    pub requests: u64,
+    /// Scope (`all requests` or a request name) -> metric key -> value, as
+    /// the result file reports it (ms, req/s, rates in percent).
+    pub values: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The figures of one trial's result.
+pub fn values_of(r: &RunResult) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut scopes: Vec<(String, Option<&str>)> = vec![(ALL_REQUESTS.to_string(), None)];
+    // A single request adds nothing beside the total.
+    if r.requests.len() > 1 {
+        scopes.extend(r.requests.keys().map(|n| (n.clone(), Some(n.as_str()))));
+    }
+    scopes
+        .into_iter()
+        .map(|(name, scope)| {
+            let m = MetricKind::ALL
+                .iter()
+                .filter_map(|&k| headline(r, scope, k).map(|v| (k.key().to_string(), v)))
+                .collect();
+            (name, m)
+        })
+        .collect()
+}
+
+/// Trials paired two by two: each half of a block holds one A and one B.
+pub fn pairs(trials: &[Trial], scope: &str, metric: &str) -> Vec<Pair> {
+    trials
+        .chunks_exact(2)
+        .filter_map(|two| {
+            let get = |t: &Trial| t.values.get(scope).and_then(|m| m.get(metric)).copied();
+            let (x, y) = (get(&two[0])?, get(&two[1])?);
+            match (two[0].side, two[1].side) {
+                (Side::A, Side::B) => Some(Pair { a: x, b: y }),
+                (Side::B, Side::A) => Some(Pair { a: y, b: x }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Where a tolerance came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToleranceSource {
+    /// config/regression.toml (or the built-in default).
+    Configured,
+    /// The measured noise of `loadtest calibrate`.
+    Calibrated,
+    /// Raised to the latency floor (`min_change_ms`).
+    Floor,
+}
+
+/// One metric's verdict over the trials so far.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricOutcome {
+    pub scope: String,
+    pub metric: String,
+    pub gate: bool,
+    /// Pairs judged.
+    pub pairs: usize,
+    /// Relative change B/A - 1 (fraction), or points for rates.
+    pub change: f64,
+    pub low: f64,
+    pub high: f64,
+    pub p: f64,
+    /// The smallest change these pairs could detect (80% power).
+    pub detectable: f64,
+    /// Fraction, or points for rates.
+    pub tolerance: f64,
+    pub tolerance_source: ToleranceSource,
+    pub decision: Decision,
+    /// Medians over the trials of each side, in the metric's unit.
+    pub median_a: f64,
+    pub median_b: f64,
+}
+
+impl MetricOutcome {
+    pub fn kind(&self) -> Option<MetricKind> {
+        MetricKind::parse(&self.metric).ok()
+    }
+}
+
+/// What a run of trials is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A against B: stops as soon as a verdict is reached.
+    Ab,
+    /// A/A to measure the noise: runs its planned trials.
+    Calibration,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ab => "ab",
+            Kind::Calibration => "calibration",
+        }
+    }
+}
+
+/// What the trial loop does once a block of four trials is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextStep {
+    /// A verdict: no more trials.
+    Stop,
+    /// Still undecided and the trial count and time budget allow: one more block.
+    MoreBlock,
+    /// Go on with the trials already planned (none left: the loop ends).
+    Continue,
+}
+
+/// The stopping rule, after `done` trials taking `wall_s` seconds: an A/B
+/// stops at its first verdict; while undecided it adds a block when another
+/// one fits under `max_trials` and, at the pace so far, under the budget. A
+/// calibration runs its planned trials.
+pub fn next_step(
+    done: usize,
+    outcome: Outcome,
+    wall_s: f64,
+    settings: &AbSettings,
+    kind: Kind,
+) -> NextStep {
+    if kind == Kind::Ab && outcome != Outcome::Undecided {
+        return NextStep::Stop;
+    }
+    let per_trial = wall_s / done.max(1) as f64;
+    let fits = done + 4 <= settings.max_trials && wall_s + 4.0 * per_trial <= settings.budget_s;
+    if fits && (kind == Kind::Ab || done < settings.min_trials) {
+        NextStep::MoreBlock
+    } else {
+        NextStep::Continue
+    }
+}
+
+/// The verdict of the whole comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No gate is worse beyond its tolerance.
+    Pass,
+    /// At least one gate is worse beyond its tolerance, significantly.
+    Regressed,
+    /// Neither shown yet; the trials ran out.
+    Undecided,
+}
+
+/// One side of a comparison: the source it was built from and its image.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SideInfo {
+    /// The git ref as given (`HEAD` plus the working tree for B).
+    pub reference: String,
+    /// The commit, with `-dirty` when uncommitted changes were built.
+    pub commit: String,
+    pub image: String,
+    pub image_id: String,
+}
+
+/// How the trials were run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AbSettings {
+    pub trial_s: f64,
+    pub warmup_s: f64,
+    pub min_trials: usize,
+    pub max_trials: usize,
+    pub budget_s: f64,
+    pub alpha: f64,
+    pub seed: u64,
+    /// How A and B were served: both apps up, each on its own port.
+    pub apps: String,
+    /// `configured` (config/regression.toml) or the calibration file used.
+    pub tolerances: String,
+}
+
+/// `benchmark/ab_<scenario>_<base>_<head>.json` (and the calibration file):
+/// every trial, and the verdict over them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AbResult {
+    pub schema_version: u32,
+    /// `ab` or `calibration`.
+    pub kind: Kind,
+    pub scenario: String,
+    pub base: SideInfo,
+    pub head: SideInfo,
+    pub settings: AbSettings,
+    pub started_at: String,
+    pub wall_s: f64,
+    pub trials: Vec<Trial>,
+    pub metrics: Vec<MetricOutcome>,
+    pub outcome: Outcome,
+    pub exit_code: u8,
+    /// Stopped by Ctrl-C.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Calibration only: one pair's spread per scope and metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub noise: Noise,
+}
+
+impl AbResult {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("A/B result serialises")
+    }
+}
+
+/// Measured noise per scope and metric: the standard deviation of one
+/// pair's log-ratio (or point difference for rates), from `loadtest calibrate`.
+pub type Noise = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// Settings of the judgement.
+pub struct JudgeSettings<'a> {
+    pub gates: &'a GateConfig,
+    pub scenario: &'a str,
+    /// Significance per look. Looks are few and every one also needs the
+    /// whole interval beyond the tolerance, which keeps repeated looks honest
+    /// (measured by bench/verdict.sh).
+    pub alpha: f64,
+    /// From calibration: tolerances follow the measured noise.
+    pub noise: Option<&'a Noise>,
+    /// The most pairs the comparison may run (`--max-trials` / 2).
+    pub max_pairs: usize,
+}
+
+/// The smallest change `pairs` pairs detect (alpha, power 80%) when one
+/// pair's judged value varies with standard deviation `sd`, in judged units.
+pub fn detectable(sd: f64, pairs: usize, alpha: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+    let n = pairs.max(2) as f64;
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .map(|t| t.inverse_cdf(1.0 - alpha / 2.0))
+        .unwrap_or(f64::INFINITY);
+    let z = Normal::new(0.0, 1.0)
+        .map(|z| z.inverse_cdf(0.8))
+        .unwrap_or(0.84);
+    (t + z) * sd / n.sqrt()
+}
+
+/// Tolerance in judged units (fraction or points) and where it came from.
+fn tolerance(
+    s: &JudgeSettings,
+    scope: &str,
+    m: MetricKind,
+    median_a: f64,
+) -> (f64, ToleranceSource) {
+    let request = (scope != ALL_REQUESTS).then_some(scope);
+    let configured = s.gates.tolerance(s.scenario, request, m);
+    let points = m.change() == Change::Points;
+    let mut tol = if points {
+        configured
+    } else {
+        configured / 100.0
+    };
+    let mut source = ToleranceSource::Configured;
+    if let Some(sd) = s
+        .noise
+        .and_then(|n| n.get(scope))
+        .and_then(|m2| m2.get(m.key()))
+    {
+        // The smallest change the whole budget of pairs detects: a
+        // tolerance below it could neither be shown crossed nor kept, so
+        // the measured noise raises a configured tolerance up to it. It
+        // never lowers one: calibration runs in another hour than the
+        // comparison, and an A/A study with tolerances at the detectable
+        // change ended undecided 5 times in 6 and flagged one.
+        let d = detectable(*sd, s.max_pairs, s.alpha);
+        let measured = if points { d } else { d.exp_m1() };
+        if measured > tol {
+            tol = measured;
+            source = ToleranceSource::Calibrated;
+        }
+    }
+    if !points && m != MetricKind::Rps && median_a > 0.0 {
+        let floor = s.gates.min_change_ms(s.scenario, request) / median_a;
+        if floor > tol {
+            tol = floor;
+            source = ToleranceSource::Floor;
+        }
+    }
+    (tol, source)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Judges every scope and metric over the complete pairs so far.
+pub fn judge(trials: &[Trial], s: &JudgeSettings) -> Vec<MetricOutcome> {
+    let Some(first) = trials.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (si, (scope, metrics)) in first.values.iter().enumerate() {
+        for (mi, &m) in MetricKind::ALL.iter().enumerate() {
+            if !metrics.contains_key(m.key()) {
+                continue;
+            }
+            let ps = pairs(trials, scope, m.key());
+            let median_a = median(ps.iter().map(|p| p.a).collect());
+            let median_b = median(ps.iter().map(|p| p.b).collect());
+            let scale = if m.change() == Change::Points {
+                Scale::Points
+            } else {
+                Scale::Ratio
+            };
+            let (tol, source) = tolerance(s, scope, m, median_a);
+            let seed = 0xab_u64 ^ ((si as u64) << 8) ^ mi as u64;
+            let Some(j) = paired::judge(&ps, scale, m.higher_is_worse(), tol, s.alpha, seed) else {
+                continue;
+            };
+            let request = (scope != ALL_REQUESTS).then_some(scope.as_str());
+            out.push(MetricOutcome {
+                scope: scope.clone(),
+                metric: m.key().to_string(),
+                gate: s.gates.is_gate(s.scenario, request, m),
+                pairs: j.n,
+                change: j.change,
+                low: j.low,
+                high: j.high,
+                p: j.p,
+                detectable: j.detectable,
+                tolerance: tol,
+                tolerance_source: source,
+                decision: j.decision,
+                median_a,
+                median_b,
+            });
+        }
+    }
+    out
+}
+
+/// The comparison's outcome from its metrics' decisions.
+pub fn outcome(metrics: &[MetricOutcome]) -> Outcome {
+    let gates: Vec<&MetricOutcome> = metrics.iter().filter(|m| m.gate).collect();
+    if gates.iter().any(|m| m.decision == Decision::Worse) {
+        Outcome::Regressed
+    } else if !gates.is_empty()
+        && gates
+            .iter()
+            .all(|m| matches!(m.decision, Decision::NotWorse | Decision::Better))
+    {
+        Outcome::Pass
+    } else {
+        Outcome::Undecided
+    }
+}
+
+/// The spread of one pair per scope and metric, for calibration: the
+/// standard deviation of the log-ratio (points for rates).
+pub fn noise(trials: &[Trial]) -> Noise {
+    let Some(first) = trials.first() else {
+        return Noise::new();
+    };
+    let mut out = Noise::new();
+    for (scope, metrics) in &first.values {
+        let mut per = BTreeMap::new();
+        for &m in MetricKind::ALL.iter() {
+            if !metrics.contains_key(m.key()) {
+                continue;
+            }
+            let d: Vec<f64> = pairs(trials, scope, m.key())
+                .into_iter()
+                .filter_map(|p| match m.change() {
+                    Change::Points => Some(p.b - p.a),
+                    _ if p.a > 0.0 && p.b > 0.0 => Some((p.b / p.a).ln()),
+                    _ => None,
+                })
+                .collect();
+            if d.len() < 2 {
+                continue;
+            }
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            let sd =
+                (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (d.len() - 1) as f64).sqrt();
+            per.insert(m.key().to_string(), sd);
+        }
+        out.insert(scope.clone(), per);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(i: usize, side: Side, p95: f64, rps: f64) -> Trial {
+        let mut m = BTreeMap::new();
+        m.insert("p95".to_string(), p95);
+        m.insert("rps".to_string(), rps);
+        m.insert("error_rate".to_string(), 0.0);
+        Trial {
+            index: i,
+            side,
+            started_at: String::new(),
+            duration_s: 10.0,
+            reset_ms: 0,
+            requests: 1000,
+            values: BTreeMap::from([(ALL_REQUESTS.to_string(), m)]),
+        }
+    }
+
+    fn trials(n_blocks: usize, slowdown: f64, seed: u64) -> Vec<Trial> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        schedule(n_blocks, &mut rng)
+            .into_iter()
+            .enumerate()
+            .map(|(i, side)| {
+                // The machine drifts by up to 30% over the blocks.
+                let level = 1.0 + 0.3 * (i as f64 / 5.0).sin();
+                let noise = 1.0 + 0.02 * (rng.f64() - 0.5);
+                let f = if side == Side::B { slowdown } else { 1.0 };
+                trial(
+                    i,
+                    side,
+                    30.0 * level * f * noise,
+                    1000.0 / (level * f * noise),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_are_abba_or_baab() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let s = schedule(20, &mut rng);
+        assert_eq!(s.len(), 80);
+        let mut kinds = std::collections::BTreeSet::new();
+        for b in s.chunks(4) {
+            assert_eq!(b[0], b[3]);
+            assert_eq!(b[1], b[2]);
+            assert_ne!(b[0], b[1]);
+            kinds.insert(format!("{:?}", b[0]));
+        }
+        assert_eq!(kinds.len(), 2, "both orders appear");
+    }
+
+    #[test]
+    fn pairs_put_a_and_b_in_place_whatever_the_order() {
+        let t = vec![
+            trial(0, Side::B, 2.0, 1.0),
+            trial(1, Side::A, 1.0, 1.0),
+            trial(2, Side::A, 3.0, 1.0),
+            trial(3, Side::B, 4.0, 1.0),
+            trial(4, Side::A, 5.0, 1.0),
+        ];
+        let p = pairs(&t, ALL_REQUESTS, "p95");
+        assert_eq!(p, vec![Pair { a: 1.0, b: 2.0 }, Pair { a: 3.0, b: 4.0 }]);
+    }
+
+    fn settings(g: &GateConfig) -> JudgeSettings<'_> {
+        JudgeSettings {
+            gates: g,
+            scenario: "s",
+            alpha: 0.05,
+            noise: None,
+            max_pairs: 16,
+        }
+    }
+
+    #[test]
+    fn a_drifting_machine_with_identical_sides_passes() {
+        let g = GateConfig::default();
+        let m = judge(&trials(4, 1.0, 1), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Pass, "{m:#?}");
+    }
+
+    #[test]
+    fn a_slower_b_regresses_and_says_by_how_much() {
+        let g = GateConfig::default();
+        let m = judge(&trials(4, 1.2, 2), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Regressed, "{m:#?}");
+        let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
+        assert!((p95.change - 0.2).abs() < 0.02, "{p95:?}");
+        let rps = m.iter().find(|m| m.metric == "rps").unwrap();
+        assert_eq!(rps.decision, Decision::Worse);
+    }
+
+    #[test]
+    fn two_blocks_cannot_decide_a_regression() {
+        // Four pairs: the sign-flip test cannot go below 2/16.
+        let g = GateConfig::default();
+        let m = judge(&trials(2, 1.2, 2), &settings(&g));
+        assert_eq!(outcome(&m), Outcome::Undecided, "{m:#?}");
+    }
+
+    #[test]
+    fn calibrated_noise_sets_the_tolerance() {
+        let g = GateConfig::default();
+        let noise = Noise::from([(
+            ALL_REQUESTS.to_string(),
+            BTreeMap::from([("p95".to_string(), 0.02)]),
+        )]);
+        let s = JudgeSettings {
+            noise: Some(&noise),
+            ..settings(&g)
+        };
+        let m = judge(&trials(4, 1.0, 1), &s);
+        // 16 pairs, sd 2%: (t15 + z80) * 0.02 / 4 = 1.49%, below the configured 5%.
+        let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
+        assert_eq!(p95.tolerance_source, ToleranceSource::Configured);
+        assert!((p95.tolerance - 0.05).abs() < 1e-9, "{p95:?}");
+        // sd 10%: 7.7% can be detected, not 5%: the tolerance follows.
+        let noisy = Noise::from([(
+            ALL_REQUESTS.to_string(),
+            BTreeMap::from([("p95".to_string(), 0.10)]),
+        )]);
+        let s = JudgeSettings {
+            noise: Some(&noisy),
+            ..settings(&g)
+        };
+        let m = judge(&trials(4, 1.0, 1), &s);
+        let p95 = m.iter().find(|m| m.metric == "p95").unwrap();
+        assert_eq!(p95.tolerance_source, ToleranceSource::Calibrated);
+        assert!((p95.tolerance - 0.0771).abs() < 0.001, "{p95:?}");
+        let rps = m.iter().find(|m| m.metric == "rps").unwrap();
+        assert_eq!(rps.tolerance_source, ToleranceSource::Configured);
+    }
+
+    fn trial_settings(min: usize, max: usize, budget_s: f64) -> AbSettings {
+        AbSettings {
+            trial_s: 15.0,
+            warmup_s: 5.0,
+            min_trials: min,
+            max_trials: max,
+            budget_s,
+            alpha: 0.05,
+            seed: 1,
+            apps: String::new(),
+            tolerances: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_ab_stops_at_its_first_verdict_and_grows_by_blocks_while_undecided() {
+        let s = trial_settings(12, 40, 600.0);
+        for o in [Outcome::Pass, Outcome::Regressed] {
+            assert_eq!(next_step(12, o, 100.0, &s, Kind::Ab), NextStep::Stop);
+        }
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 100.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+        // The trial cap: 36 + 4 fits in 40, 40 + 4 does not.
+        assert_eq!(
+            next_step(36, Outcome::Undecided, 300.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+        assert_eq!(
+            next_step(40, Outcome::Undecided, 330.0, &s, Kind::Ab),
+            NextStep::Continue
+        );
+        // The budget, at the pace so far: 12 trials in 480 s is 40 s a trial,
+        // so four more would end at 640 s > 600 s.
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 480.0, &s, Kind::Ab),
+            NextStep::Continue
+        );
+        assert_eq!(
+            next_step(12, Outcome::Undecided, 420.0, &s, Kind::Ab),
+            NextStep::MoreBlock
+        );
+    }
+
+    #[test]
+    fn a_calibration_runs_its_planned_trials_whatever_the_verdict() {
+        let s = trial_settings(12, 40, 600.0);
+        for o in [Outcome::Pass, Outcome::Regressed, Outcome::Undecided] {
+            assert_eq!(
+                next_step(12, o, 100.0, &s, Kind::Calibration),
+                NextStep::Continue
+            );
+        }
+        // Below its minimum it would add blocks (the loop judges only from the minimum on).
+        assert_eq!(
+            next_step(8, Outcome::Undecided, 60.0, &s, Kind::Calibration),
+            NextStep::MoreBlock
+        );
+    }
+}
