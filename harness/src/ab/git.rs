@@ -138,6 +138,44 @@ pub fn worktree(repo: &Path, dir: &Path, sha: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives a new worktree's Rust build the checkout's compiled release
+/// dependencies (a copy of `target/release`: its deps, build-script outputs
+/// and fingerprints), so the base's first build compiles only the
+/// workspace's own crates. A copy, not hard links: rustc rewrites some
+/// outputs in place, which would reach the checkout's files through a link.
+/// Returns whether it copied.
+pub fn seed_build_cache(repo: &Path, worktree: &Path) -> Result<bool> {
+    let from = repo.join("target").join("release");
+    let to = worktree.join("target").join("release");
+    if !from.join(".fingerprint").is_dir() || worktree.join("target").exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    for part in ["deps", "build", ".fingerprint"] {
+        let src = from.join(part);
+        if !src.is_dir() {
+            continue;
+        }
+        let status = Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&src)
+            .arg(&to)
+            .stdin(Stdio::null())
+            .status()
+            .map_err(|e| anyhow!("cannot run cp: {e}"))?;
+        if !status.success() {
+            // Half a cache is worse than none: cargo would trust what is there.
+            let _ = std::fs::remove_dir_all(worktree.join("target"));
+            bail!(
+                "copying {} to {} failed ({status})",
+                src.display(),
+                to.display()
+            );
+        }
+    }
+    Ok(true)
+}
+
 /// Runs the build command in `dir` (through `sh -c`), its output into `log`.
 /// On failure the error holds the last lines.
 pub fn build(dir: &Path, command: &str, log: &Path) -> Result<()> {

@@ -59,6 +59,17 @@ impl Context {
             ))
         };
         git::worktree(&self.repo, &wt, sha).map_err(named)?;
+        let t = Instant::now();
+        match git::seed_build_cache(&self.repo, &wt) {
+            Ok(true) => self.say(&format!(
+                "build A: the checkout's compiled dependencies copied in {:.1}s (only the workspace's crates are compiled again)",
+                t.elapsed().as_secs_f64()
+            )),
+            Ok(false) => {}
+            Err(e) => self.say(&format!(
+                "warning: the checkout's compiled dependencies were not copied ({e:#}); A builds from scratch"
+            )),
+        }
         let log = crate::stack::progress::file_for("ab-build-base", "log");
         git::build(&wt, &self.cfg.ab_build, &log).map_err(named)?;
         let tag = self.image_tag(&format!("base-{}", crate::report::ab::short(sha)));
