@@ -2,6 +2,9 @@
 """Helpers of bench/verdict.sh (kept out of the shell script so that each has one place).
 
   verdict.py ab-row JSON                       one verdict-runs.csv row's figures from an `ab -f json` report
+  verdict.py ab-findings JSON                  "findings,examined": what the report's "where" named, and how many
+                                               figures it examined
+  verdict.py explain CSV OUT                   bench/results/explain.md from a study's CSV (bench/explain.sh)
   verdict.py history-line HISTORY RUN          the run's history.jsonl line, its file named by base name
   verdict.py run-figures HISTORY_LINE_FILE     "rps,p95" of the last line
   verdict.py judge RUNS_CSV RAW LOADTEST ROOT  `loadtest compare` on the kept full-cycle runs -> CSV on stdout
@@ -34,6 +37,47 @@ def ab_row(path):
         return f'{get(m)["change"]:.4f}' if get(m) else ""
 
     print(f'{len(r["trials"])},{r["wall_s"]:.0f},{ch("rps")},{ch("p95")},{ch("p99")},{" ".join(dec)}')
+
+
+def ab_findings(path):
+    try:
+        r = json.load(open(path))
+    except Exception:
+        print(",")
+        return
+    named = " ".join(f'{f["service"]}:{f["figure"]}:{f["change"]:+.3f}' for f in r.get("findings", []))
+    print(f'{named},{len(r.get("examined", []))}')
+
+
+def explain(csv_path, out):
+    rows = list(csv.DictReader(open(csv_path))) if os.path.exists(csv_path) else []
+    rows = [r for r in rows if r.get("examined") not in (None, "", "0")]
+    parts = [("aa", "A/A (same commit both sides)", None),
+             ("reg2", "B adds a 2 ms database round trip", "app:net_bytes_per_request"),
+             ("reg1", "B adds a 1 ms database round trip", "app:net_bytes_per_request")]
+    spins = sorted({r["part"] for r in rows if r["part"].startswith("cpu")}, key=lambda p: -int(p[3:]))
+    parts += [(p, f"B spins the CPU {p[3:]} us per authenticated request", "app:cpu_us_per_request") for p in spins]
+    o = ["# Explain study: what the A/B report's \"where\" section names", "",
+         "Written by `bench/explain.sh` from `explain-runs.csv` (one row per `loadtest ab` verdict on payment-confirm, through",
+         "the full stack on this machine: 2 cores shared by the load generator, both apps, Postgres, Prometheus). A finding",
+         "is a resource figure of a side's app container (CPU, network bytes per request, memory) whose paired change is",
+         "significant (alpha 0.05 shared among the figures) with its whole interval beyond 5%.", "",
+         "| study | verdicts | expected finding | named it | named something else | nothing named | median change of the expected figure |",
+         "|---|---:|---|---:|---:|---:|---:|"]
+    for key, label, expected in parts:
+        rs = [r for r in rows if r["part"] == key]
+        if not rs:
+            continue
+        named = [r["findings"].split() for r in rs]
+        hit = sum(1 for fs in named if expected and any(f.startswith(expected + ":") for f in fs))
+        other = sum(1 for fs in named if any(not (expected and f.startswith(expected + ":")) for f in fs))
+        none = sum(1 for fs in named if not fs)
+        ch = [float(f.rsplit(":", 1)[1]) for fs in named for f in fs if expected and f.startswith(expected + ":")]
+        med = f"{100 * statistics.median(ch):+.1f}%" if ch else "-"
+        o.append(f"| {label} | {len(rs)} | {expected or 'none'} | {hit if expected else '-'} | {other} | {none} | {med} |")
+    commits = sorted({r["commit"][:12] for r in rows})
+    o += ["", f"Commits: {', '.join(commits) or '-'}.", ""]
+    open(out, "w").write("\n".join(o) + "\n")
 
 
 def history_line(history, run):
@@ -211,4 +255,4 @@ def render_compare(runs, judged):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"ab-row": ab_row, "history-line": history_line, "run-figures": run_figures, "judge": judge,
-     "render": render}[cmd](*args)
+     "render": render, "ab-findings": ab_findings, "explain": explain}[cmd](*args)

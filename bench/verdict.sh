@@ -33,6 +33,8 @@ PY="$HERE/verdict.py"
 NAME=${STUDY_NAME:-verdict}
 CSV="$HERE/results/$NAME-runs.csv"
 OUT="$HERE/results/$NAME.md"
+# The explain study keeps its verdict table beside its own (explain.md, from the findings).
+[ "$NAME" = explain ] && OUT="$HERE/results/explain-verdicts.md"
 CMP_RUNS="$HERE/results/$NAME-compare-runs.csv"
 CMP_CSV="$HERE/results/$NAME-compare.csv"
 CMP_RAW="$HERE/results/raw/compare-runs"
@@ -51,7 +53,10 @@ for p in "${PARTS[@]}"; do
 done
 command -v python3 >/dev/null || { echo "python3 is needed to read the verdicts" >&2; exit 2; }
 
-render() { python3 "$PY" render "$CSV" "$OUT" "$CMP_RUNS" "$CMP_CSV"; }
+render() {
+  python3 "$PY" render "$CSV" "$OUT" "$CMP_RUNS" "$CMP_CSV"
+  if [ "$NAME" = explain ]; then python3 "$PY" explain "$CSV" "$HERE/results/explain.md"; fi
+}
 
 if [ "${PARTS[*]}" = render ]; then render; exit 0; fi
 
@@ -102,7 +107,7 @@ if [ ! -f "$STUDY/benchmark/calibration_payment-confirm.json" ]; then
   (cd "$STUDY" && "$LT" calibrate -s payment-confirm -q) >"$HERE/results/$NAME-calibration.txt"
 fi
 
-[ -f "$CSV" ] || echo "part,n,exit,trials,wall_s,rps_change,p95_change,p99_change,decided_by,commit,ab_args,finished_at" >"$CSV"
+[ -f "$CSV" ] || echo "part,n,exit,trials,wall_s,rps_change,p95_change,p99_change,decided_by,commit,ab_args,finished_at,findings,examined" >"$CSV"
 
 # One full cycle, as `./loadtest.sh` runs it: the demo built from the clone, then `loadtest bench`.
 cmp_run() {
@@ -165,7 +170,7 @@ for part in "${PARTS[@]}"; do
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 97 ] && [ "$rc" -ne 98 ]; then
       say "exit $rc; last lines:"; tail -5 "$json.err" >&2
     fi
-    echo "$part,$n,$rc,$line,$REF,$AB_ARGS,$(date -Is)" >>"$CSV"
+    echo "$part,$n,$rc,$line,$REF,$AB_ARGS,$(date -Is),$(python3 "$PY" ab-findings "$json")" >>"$CSV"
     rm -f "$json" "$json.err"
     render
   done

@@ -11,6 +11,8 @@ use crate::compare::ab::Side;
 use crate::exit::{self, Classify, Failure};
 use crate::results::RunResult;
 use crate::runner::{self, RunPlan};
+use crate::stack::docker::DockerClient;
+use crate::stack::usage::{self, Reading, Source, Usage};
 
 /// The folders of a team's k6 suite, made empty under `to`, so files a
 /// trial's handleSummary writes (`/scripts/benchmark/...`) land in the trial's
@@ -31,6 +33,9 @@ fn mirror_folders(from: &Path, to: &Path) {
     }
 }
 
+/// One side's measured run and what its container used meanwhile.
+pub(super) type Measured = (RunResult, Option<Usage>);
+
 impl Context {
     /// A warm-up and one measured trial per target (all at once when more
     /// than one); `None` when interrupted.
@@ -41,7 +46,8 @@ impl Context {
         i: usize,
         copy: std::thread::JoinHandle<anyhow::Result<Duration>>,
         stop: Option<&tokio_util::sync::CancellationToken>,
-    ) -> Result<Option<Vec<RunResult>>, Failure> {
+        probe: &Probe,
+    ) -> Result<Option<Vec<Measured>>, Failure> {
         // A team's script calls the app by its service name: in a trial that
         // name (with its port) means this side's container.
         let files = scratch.join("k6-files");
@@ -129,17 +135,77 @@ impl Context {
             Err(_) => self.say("warning: the database copy thread failed"),
         }
         let mut out = Vec::new();
+        // Each side's container, read just around the measured run.
+        let containers: Vec<String> = targets
+            .iter()
+            .map(|(side, _)| {
+                self.project.container_name(match side {
+                    Side::A => "ab-a",
+                    Side::B => "ab-b",
+                })
+            })
+            .collect();
+        let before = probe.read_all(&containers);
         let measured = match all(self.duration, "trial") {
             Err(_) if stopped() => return Ok(None),
             m => m?,
         };
-        for m in measured {
+        let used = probe.used_since(before);
+        for (m, u) in measured.into_iter().zip(used) {
             let r = RunResult::load(&m.json).runtime()?;
             if m.code == exit::RUNTIME || r.interrupted {
                 return Ok(None);
             }
-            out.push(r);
+            out.push((r, u));
         }
         Ok(Some(out))
+    }
+}
+
+/// Reads the sides' containers around a trial (CPU, memory, network). A
+/// container that cannot be read leaves its trial without usage: the
+/// findings then skip that figure, the verdict is unchanged.
+pub(super) struct Probe<'a> {
+    pub rt: &'a tokio::runtime::Runtime,
+    pub docker: Option<&'a DockerClient>,
+}
+
+impl Probe<'_> {
+    fn read_all(&self, containers: &[String]) -> Vec<Option<(Source, Reading)>> {
+        let Some(docker) = self.docker else {
+            return vec![None; containers.len()];
+        };
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            for c in containers {
+                let r = async {
+                    let s = usage::source(docker, c).await?;
+                    let r = usage::read(docker, &s).await?;
+                    anyhow::Ok((s, r))
+                }
+                .await;
+                out.push(r.ok());
+            }
+            out
+        })
+    }
+
+    fn used_since(&self, before: Vec<Option<(Source, Reading)>>) -> Vec<Option<Usage>> {
+        let Some(docker) = self.docker else {
+            return vec![None; before.len()];
+        };
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            for b in before {
+                out.push(match b {
+                    Some((s, r0)) => usage::read(docker, &s)
+                        .await
+                        .ok()
+                        .map(|r1| Usage::between(&r0, &r1)),
+                    None => None,
+                });
+            }
+            out
+        })
     }
 }

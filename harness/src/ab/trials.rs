@@ -4,6 +4,7 @@
 //! `loadtest ab` runs A (a git ref) against B (the working tree);
 //! `loadtest calibrate` runs B against itself.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -302,6 +303,10 @@ impl Context {
             out: out_path,
             kind,
         } = plan;
+        // Without the Engine's counters the trials still run: no findings.
+        let docker = rt
+            .block_on(crate::stack::docker::DockerClient::connect())
+            .ok();
         let scratch = tempfile::tempdir().runtime()?;
         let stop = live.map(|l| l.stop_token());
         let mut rng = fastrand::Rng::with_seed(settings.seed);
@@ -322,6 +327,8 @@ impl Context {
             exit_code: exit::UNDECIDED,
             interrupted: false,
             noise: Default::default(),
+            findings: Vec::new(),
+            examined: Vec::new(),
         };
         let mut i = 0;
         while i < plan.len() {
@@ -349,13 +356,26 @@ impl Context {
                     .build()?;
                 rt.block_on(reset::prepare_next(&db))
             });
-            let measured = self.one_trial(&targets, scratch.path(), i, copy, stop.as_ref())?;
+            let probe = super::trial::Probe {
+                rt,
+                docker: docker.as_ref(),
+            };
+            let measured =
+                self.one_trial(&targets, scratch.path(), i, copy, stop.as_ref(), &probe)?;
             let Some(runs) = measured else {
                 result.interrupted = true;
                 break;
             };
-            for (k, r) in runs.iter().enumerate() {
+            for (k, (r, used)) in runs.iter().enumerate() {
                 let side = step[k];
+                let requests = r.metrics.http_reqs.count;
+                let usage = used
+                    .as_ref()
+                    .filter(|_| requests > 0)
+                    .map(|u| per_request(u, requests))
+                    .into_iter()
+                    .map(|figs| ("app".to_string(), figs))
+                    .collect();
                 let values = verdict::values_of(r);
                 let all = values.get(verdict::ALL_REQUESTS);
                 let get = |key: &str| all.and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
@@ -385,8 +405,9 @@ impl Context {
                     started_at: started.clone(),
                     duration_s: r.duration_s,
                     reset_ms,
-                    requests: r.metrics.http_reqs.count,
+                    requests,
                     values,
+                    usage,
                 });
             }
             i += step.len();
@@ -394,6 +415,8 @@ impl Context {
             if i % 4 == 0 && i >= result.settings.min_trials {
                 result.metrics = verdict::judge(&result.trials, judge);
                 result.outcome = verdict::outcome(&result.metrics);
+                (result.findings, result.examined) =
+                    verdict::findings(&result.trials, result.settings.alpha);
                 if let Some(l) = live {
                     l.send("verdict", &verdict_event(&result));
                 }
@@ -425,6 +448,8 @@ impl Context {
         result.wall_s = t0.elapsed().as_secs_f64();
         result.metrics = verdict::judge(&result.trials, judge);
         result.outcome = verdict::outcome(&result.metrics);
+        (result.findings, result.examined) =
+            verdict::findings(&result.trials, result.settings.alpha);
         result.exit_code = if result.interrupted {
             exit::RUNTIME
         } else {
@@ -464,5 +489,20 @@ fn verdict_event(r: &AbResult) -> serde_json::Value {
                                "decision": m.decision, "sentence": crate::report::ab::sentence(m)})
         })
         .collect();
-    serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics})
+    let findings: Vec<String> = r.findings.iter().map(crate::report::ab::finding).collect();
+    serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics,
+                       "where": {"findings": findings, "examined": r.examined}})
+}
+
+/// A side's container use in one trial, per request where that is the unit.
+fn per_request(u: &crate::stack::usage::Usage, requests: u64) -> BTreeMap<String, f64> {
+    let n = requests as f64;
+    BTreeMap::from([
+        ("cpu_us_per_request".to_string(), u.cpu_s * 1e6 / n),
+        (
+            "net_bytes_per_request".to_string(),
+            (u.net_rx_bytes + u.net_tx_bytes) as f64 / n,
+        ),
+        ("mem_mb".to_string(), u.mem_mb),
+    ])
 }

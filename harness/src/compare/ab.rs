@@ -53,6 +53,10 @@ pub struct Trial {
     /// Scope (`all requests` or a request name) -> metric key -> value, as
     /// the result file reports it (ms, req/s, rates in percent).
     pub values: BTreeMap<String, BTreeMap<String, f64>>,
+    /// What the side's containers used during the measured run: service ->
+    /// figure (`cpu_us_per_request`, `net_bytes_per_request`, `mem_mb`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub usage: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// The figures of one trial's result.
@@ -76,10 +80,16 @@ pub fn values_of(r: &RunResult) -> BTreeMap<String, BTreeMap<String, f64>> {
 
 /// Trials paired two by two: each half of a block holds one A and one B.
 pub fn pairs(trials: &[Trial], scope: &str, metric: &str) -> Vec<Pair> {
+    pairs_of(trials, |t| {
+        t.values.get(scope).and_then(|m| m.get(metric)).copied()
+    })
+}
+
+/// The blocks' pairs of any figure of a trial.
+fn pairs_of(trials: &[Trial], get: impl Fn(&Trial) -> Option<f64>) -> Vec<Pair> {
     trials
         .chunks_exact(2)
         .filter_map(|two| {
-            let get = |t: &Trial| t.values.get(scope).and_then(|m| m.get(metric)).copied();
             let (x, y) = (get(&two[0])?, get(&two[1])?);
             match (two[0].side, two[1].side) {
                 (Side::A, Side::B) => Some(Pair { a: x, b: y }),
@@ -247,6 +257,81 @@ pub struct AbResult {
     /// Calibration only: one pair's spread per scope and metric.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub noise: Noise,
+    /// Where B differs from A beyond noise (resource use per request),
+    /// largest first; they explain, they never change the exit code.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// Every figure that was judged for findings, as `service figure`.
+    #[serde(default)]
+    pub examined: Vec<String>,
+}
+
+/// A figure of the stack's resource use that moved between A and B beyond
+/// noise: the same paired blocks, interval and test as the latency verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub service: String,
+    /// `cpu_us_per_request`, `net_bytes_per_request` or `mem_mb`.
+    pub figure: String,
+    pub median_a: f64,
+    pub median_b: f64,
+    /// B/A - 1 and its interval.
+    pub change: f64,
+    pub low: f64,
+    pub high: f64,
+    pub p: f64,
+    pub pairs: usize,
+}
+
+/// A finding counts only when its whole interval lies beyond this change:
+/// smaller moves of resource use explain nothing a reviewer acts on.
+pub const FINDING_MIN_CHANGE: f64 = 0.05;
+
+/// The resource figures of the trials judged pair by pair: what moved beyond
+/// noise (significant at `alpha` shared among the figures, Bonferroni, so an
+/// A/A comparison of many figures stays quiet), largest change first; and
+/// every figure examined.
+pub fn findings(trials: &[Trial], alpha: f64) -> (Vec<Finding>, Vec<String>) {
+    let Some(first) = trials.first() else {
+        return (Vec::new(), Vec::new());
+    };
+    let keys: Vec<(String, String)> = first
+        .usage
+        .iter()
+        .flat_map(|(svc, figs)| figs.keys().map(move |f| (svc.clone(), f.clone())))
+        .filter(|(svc, f)| {
+            trials
+                .iter()
+                .all(|t| t.usage.get(svc).is_some_and(|m| m.contains_key(f)))
+        })
+        .collect();
+    let each = alpha / keys.len().max(1) as f64;
+    let mut out = Vec::new();
+    for (i, (svc, fig)) in keys.iter().enumerate() {
+        let ps = pairs_of(trials, |t| {
+            t.usage.get(svc).and_then(|m| m.get(fig)).copied()
+        });
+        let seed = 0xf1d_u64 ^ i as u64;
+        let Some(j) = paired::judge(&ps, Scale::Ratio, true, FINDING_MIN_CHANGE, each, seed) else {
+            continue;
+        };
+        if matches!(j.decision, Decision::Worse | Decision::Better) {
+            out.push(Finding {
+                service: svc.clone(),
+                figure: fig.clone(),
+                median_a: median(ps.iter().map(|p| p.a).collect()),
+                median_b: median(ps.iter().map(|p| p.b).collect()),
+                change: j.change,
+                low: j.low,
+                high: j.high,
+                p: j.p,
+                pairs: j.n,
+            });
+        }
+    }
+    out.sort_by(|x, y| y.change.abs().total_cmp(&x.change.abs()));
+    let examined = keys.iter().map(|(s, f)| format!("{s} {f}")).collect();
+    (out, examined)
 }
 
 impl AbResult {
@@ -457,7 +542,52 @@ mod tests {
             reset_ms: 0,
             requests: 1000,
             values: BTreeMap::from([(ALL_REQUESTS.to_string(), m)]),
+            usage: BTreeMap::new(),
         }
+    }
+
+    /// Trials whose app uses `cpu_b` times A's CPU per request on B, with
+    /// the machine drifting and 3% noise; memory and network unchanged.
+    fn usage_trials(cpu_b: f64, seed: u64) -> Vec<Trial> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        trials(4, 1.0, seed)
+            .into_iter()
+            .map(|mut t| {
+                let level = 1.0 + 0.3 * (t.index as f64 / 5.0).sin();
+                let mut noise = || 1.0 + 0.03 * (rng.f64() - 0.5);
+                let f = if t.side == Side::B { cpu_b } else { 1.0 };
+                let figs = BTreeMap::from([
+                    ("cpu_us_per_request".to_string(), 50.0 * level * f * noise()),
+                    ("net_bytes_per_request".to_string(), 900.0 * noise()),
+                    ("mem_mb".to_string(), 40.0 * noise()),
+                ]);
+                t.usage.insert("app".into(), figs);
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn findings_name_what_moved_and_stay_quiet_on_a_and_a() {
+        // 16 trials (8 pairs): +40% app CPU per request is found, alone.
+        let (found, examined) = findings(&usage_trials(1.4, 3), 0.05);
+        assert_eq!(examined.len(), 3, "{examined:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].service.as_str(), found[0].figure.as_str()),
+            ("app", "cpu_us_per_request")
+        );
+        assert!(found[0].low > 0.3 && found[0].high < 0.5, "{found:?}");
+        // The same build on both sides: nothing, over many seeds.
+        let alarms = (0..50)
+            .filter(|&s| !findings(&usage_trials(1.0, s), 0.05).0.is_empty())
+            .count();
+        assert!(
+            alarms <= 2,
+            "{alarms} of 50 A/A comparisons named something"
+        );
+        // +2% is below what a finding is for.
+        assert!(findings(&usage_trials(1.02, 7), 0.05).0.is_empty());
     }
 
     fn trials(n_blocks: usize, slowdown: f64, seed: u64) -> Vec<Trial> {

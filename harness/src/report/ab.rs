@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::compare::ab::{AbResult, MetricOutcome, Outcome, ToleranceSource};
+use crate::compare::ab::{AbResult, Finding, MetricOutcome, Outcome, ToleranceSource};
 use crate::compare::paired::Decision;
 use crate::compare::stats::Change;
 use crate::compare::MetricKind;
@@ -182,7 +182,59 @@ pub fn text(r: &AbResult) -> String {
             tolerance(m)
         );
     }
+    o.push_str(&where_text(r));
     let _ = writeln!(o, "{}", headline(r));
+    o
+}
+
+/// A resource figure's name and value as a reader says them.
+fn figure(name: &str, v: f64) -> (&'static str, String) {
+    match name {
+        "cpu_us_per_request" => ("CPU/request", format!("{v:.1} µs")),
+        "net_bytes_per_request" => ("network/request", format!("{v:.0} B")),
+        "mem_mb" => ("memory", format!("{v:.1} MB")),
+        _ => ("", format!("{v:.3}")),
+    }
+}
+
+/// One finding in a line: `app CPU/request +40.2% [+31.0%, +49.5%] (A 50.1 µs, B 70.3 µs), p = 0.008`.
+pub fn finding(f: &Finding) -> String {
+    let (what, a) = figure(&f.figure, f.median_a);
+    let (_, b) = figure(&f.figure, f.median_b);
+    let what = if what.is_empty() {
+        f.figure.as_str()
+    } else {
+        what
+    };
+    format!(
+        "{} {what} {} [{}, {}] (A {a}, B {b}), {}, {} pairs",
+        f.service,
+        pct(f.change),
+        pct(f.low),
+        pct(f.high),
+        p_text(f.p),
+        f.pairs
+    )
+}
+
+/// The "where" section: what moved beyond noise, largest first, or that
+/// nothing did among the figures examined. It explains; it never gates.
+fn where_text(r: &AbResult) -> String {
+    if r.examined.is_empty() {
+        return String::new();
+    }
+    let mut o = String::from("  where (resource use of each side's app container, judged like the verdict; explains, does not gate):\n");
+    if r.findings.is_empty() {
+        let _ = writeln!(
+            o,
+            "    nothing moved beyond noise ({} figures examined: {})",
+            r.examined.len(),
+            r.examined.join(", ")
+        );
+    }
+    for f in &r.findings {
+        let _ = writeln!(o, "    {}", finding(f));
+    }
     o
 }
 
@@ -224,6 +276,19 @@ pub fn markdown(r: &AbResult) -> String {
             tolerance(m),
             decision(m)
         );
+    }
+    if !r.examined.is_empty() {
+        let _ = writeln!(o, "\n**Where** (resource use per request of each side's app container; explains, does not gate):\n");
+        if r.findings.is_empty() {
+            let _ = writeln!(
+                o,
+                "Nothing moved beyond noise ({} figures examined).",
+                r.examined.len()
+            );
+        }
+        for f in &r.findings {
+            let _ = writeln!(o, "- {}", finding(f));
+        }
     }
     o
 }

@@ -10,3 +10,4 @@ pub mod observe;
 pub mod probe;
 pub mod progress;
 pub mod up;
+pub mod usage;
