@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod reset;
 pub mod seed;
 pub mod state;
+pub mod statements;
 
 use std::time::Duration;
 
