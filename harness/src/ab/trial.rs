@@ -8,6 +8,7 @@ use anyhow::anyhow;
 
 use super::trials::Context;
 use crate::compare::ab::Side;
+use crate::db::statements::{self, Statement};
 use crate::exit::{self, Classify, Failure};
 use crate::results::RunResult;
 use crate::runner::{self, RunPlan};
@@ -33,8 +34,13 @@ fn mirror_folders(from: &Path, to: &Path) {
     }
 }
 
-/// One side's measured run and what its container used meanwhile.
-pub(super) type Measured = (RunResult, Option<Usage>);
+/// One side's measured run, what its container used meanwhile, and (one
+/// trial at a time only) what the database ran for it.
+pub(super) struct Measured {
+    pub run: RunResult,
+    pub usage: Option<Usage>,
+    pub statements: Option<Vec<Statement>>,
+}
 
 impl Context {
     /// A warm-up and one measured trial per target (all at once when more
@@ -146,17 +152,23 @@ impl Context {
             })
             .collect();
         let before = probe.read_all(&containers);
+        let db = probe.statements_start();
         let measured = match all(self.duration, "trial") {
             Err(_) if stopped() => return Ok(None),
             m => m?,
         };
         let used = probe.used_since(before);
+        let ran = db.then(|| probe.statements_read()).flatten();
         for (m, u) in measured.into_iter().zip(used) {
             let r = RunResult::load(&m.json).runtime()?;
             if m.code == exit::RUNTIME || r.interrupted {
                 return Ok(None);
             }
-            out.push((r, u));
+            out.push(Measured {
+                run: r,
+                usage: u,
+                statements: ran.clone(),
+            });
         }
         Ok(Some(out))
     }
@@ -168,9 +180,30 @@ impl Context {
 pub(super) struct Probe<'a> {
     pub rt: &'a tokio::runtime::Runtime,
     pub docker: Option<&'a DockerClient>,
+    /// The database whose statements are counted per trial (one side at a
+    /// time, pg_stat_statements available); None: not counted.
+    pub statements: Option<&'a str>,
 }
 
 impl Probe<'_> {
+    /// Starts the statement counts of this trial; false when not counted
+    /// (or the counts could not be started: the trial then has none).
+    fn statements_start(&self) -> bool {
+        let Some(url) = self.statements else {
+            return false;
+        };
+        // The trial's database is a fresh copy of the template: the extension
+        // is made in it before the counts start.
+        self.rt.block_on(async {
+            statements::enable(url).await.is_ok() && statements::reset(url).await.is_ok()
+        })
+    }
+
+    fn statements_read(&self) -> Option<Vec<Statement>> {
+        let url = self.statements?;
+        self.rt.block_on(statements::read(url)).ok()
+    }
+
     fn read_all(&self, containers: &[String]) -> Vec<Option<(Source, Reading)>> {
         let Some(docker) = self.docker else {
             return vec![None; containers.len()];

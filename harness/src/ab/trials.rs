@@ -307,6 +307,17 @@ impl Context {
         let docker = rt
             .block_on(crate::stack::docker::DockerClient::connect())
             .ok();
+        // The database's side: per statement, one side at a time only (in
+        // duet both sides' queries reach one database at once).
+        let database = match rt.block_on(crate::db::statements::enable(&self.cfg.db.url)) {
+            Err(why) => Some(format!("database: no per-statement figures: {why}")),
+            Ok(()) if self.duet => Some(
+                "database: per-statement figures need --mode alternate (in duet both sides' queries reach one database at once)"
+                    .to_string(),
+            ),
+            Ok(()) => None,
+        };
+        let statements_url = database.is_none().then_some(self.cfg.db.url.as_str());
         let scratch = tempfile::tempdir().runtime()?;
         let stop = live.map(|l| l.stop_token());
         let mut rng = fastrand::Rng::with_seed(settings.seed);
@@ -329,6 +340,7 @@ impl Context {
             noise: Default::default(),
             findings: Vec::new(),
             examined: Vec::new(),
+            database,
         };
         let mut i = 0;
         while i < plan.len() {
@@ -359,6 +371,7 @@ impl Context {
             let probe = super::trial::Probe {
                 rt,
                 docker: docker.as_ref(),
+                statements: statements_url,
             };
             let measured =
                 self.one_trial(&targets, scratch.path(), i, copy, stop.as_ref(), &probe)?;
@@ -366,16 +379,21 @@ impl Context {
                 result.interrupted = true;
                 break;
             };
-            for (k, (r, used)) in runs.iter().enumerate() {
+            for (k, m) in runs.iter().enumerate() {
+                let r = &m.run;
                 let side = step[k];
                 let requests = r.metrics.http_reqs.count;
-                let usage = used
+                let mut usage: BTreeMap<String, BTreeMap<String, f64>> = m
+                    .usage
                     .as_ref()
                     .filter(|_| requests > 0)
                     .map(|u| per_request(u, requests))
                     .into_iter()
                     .map(|figs| ("app".to_string(), figs))
                     .collect();
+                if let Some(st) = m.statements.as_ref().filter(|_| requests > 0) {
+                    usage.extend(statement_figures(st, requests));
+                }
                 let values = verdict::values_of(r);
                 let all = values.get(verdict::ALL_REQUESTS);
                 let get = |key: &str| all.and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
@@ -491,7 +509,8 @@ fn verdict_event(r: &AbResult) -> serde_json::Value {
         .collect();
     let findings: Vec<String> = r.findings.iter().map(crate::report::ab::finding).collect();
     serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics,
-                       "where": {"findings": findings, "examined": r.examined}})
+                       "where": {"findings": findings, "examined": r.examined,
+                                 "database": r.database}})
 }
 
 /// A side's container use in one trial, per request where that is the unit.
@@ -505,4 +524,31 @@ fn per_request(u: &crate::stack::usage::Usage, requests: u64) -> BTreeMap<String
         ),
         ("mem_mb".to_string(), u.mem_mb),
     ])
+}
+
+/// The database's work in one trial, per request: in all (`db`: queries and
+/// execution time) and per normalised statement (`db: <statement>`: calls
+/// and time), so that a statement only one side runs is named.
+fn statement_figures(
+    st: &[crate::db::statements::Statement],
+    requests: u64,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let n = requests as f64;
+    let mut out = BTreeMap::new();
+    let calls: u64 = st.iter().map(|s| s.calls).sum();
+    let ms: f64 = st.iter().map(|s| s.total_ms).sum();
+    out.insert(
+        "db".to_string(),
+        BTreeMap::from([
+            ("queries_per_request".to_string(), calls as f64 / n),
+            ("db_ms_per_request".to_string(), ms / n),
+        ]),
+    );
+    for s in st {
+        let key = format!("db: {}", crate::db::statements::short_text(&s.query, 100));
+        let figs: &mut BTreeMap<String, f64> = out.entry(key).or_default();
+        *figs.entry("calls_per_request".to_string()).or_default() += s.calls as f64 / n;
+        *figs.entry("ms_per_request".to_string()).or_default() += s.total_ms / n;
+    }
+    out
 }

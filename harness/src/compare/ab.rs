@@ -264,6 +264,9 @@ pub struct AbResult {
     /// Every figure that was judged for findings, as `service figure`.
     #[serde(default)]
     pub examined: Vec<String>,
+    /// Why the database's side is missing, when it is (and how to get it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// A figure of the stack's resource use that moved between A and B beyond
@@ -287,32 +290,53 @@ pub struct Finding {
 /// smaller moves of resource use explain nothing a reviewer acts on.
 pub const FINDING_MIN_CHANGE: f64 = 0.05;
 
+/// Figures compared as differences (B - A) rather than ratios: counts per
+/// request that may be zero on one side (a statement only B runs), and the
+/// database time they take, in ms. A difference counts beyond 0.05 of its unit.
+pub fn is_additive(figure: &str) -> bool {
+    matches!(
+        figure,
+        "calls_per_request" | "ms_per_request" | "queries_per_request" | "db_ms_per_request"
+    )
+}
+
 /// The resource figures of the trials judged pair by pair: what moved beyond
-/// noise (significant at `alpha` shared among the figures, Bonferroni, so an
-/// A/A comparison of many figures stays quiet), largest change first; and
-/// every figure examined.
+/// noise, and every figure examined. Ratio figures (a container's CPU,
+/// network, memory) share alpha among themselves (Bonferroni) and count
+/// beyond 5%; additive ones (per-statement calls and time) are each judged at
+/// alpha and count beyond 0.05 of their unit, which an A/A pair of the same
+/// code does not cross. Statements first, then by the size of the change.
 pub fn findings(trials: &[Trial], alpha: f64) -> (Vec<Finding>, Vec<String>) {
-    let Some(first) = trials.first() else {
-        return (Vec::new(), Vec::new());
-    };
-    let keys: Vec<(String, String)> = first
-        .usage
+    let mut keys: Vec<(String, String)> = trials
         .iter()
-        .flat_map(|(svc, figs)| figs.keys().map(move |f| (svc.clone(), f.clone())))
-        .filter(|(svc, f)| {
-            trials
+        .flat_map(|t| {
+            t.usage
                 .iter()
-                .all(|t| t.usage.get(svc).is_some_and(|m| m.contains_key(f)))
+                .flat_map(|(svc, figs)| figs.keys().map(move |f| (svc.clone(), f.clone())))
         })
         .collect();
-    let each = alpha / keys.len().max(1) as f64;
+    keys.sort();
+    keys.dedup();
+    let ratios = keys.iter().filter(|(_, f)| !is_additive(f)).count();
     let mut out = Vec::new();
     for (i, (svc, fig)) in keys.iter().enumerate() {
+        let additive = is_additive(fig);
+        // A statement a trial's counts do not hold ran 0 times in it (when
+        // the database was counted in that trial at all).
         let ps = pairs_of(trials, |t| {
-            t.usage.get(svc).and_then(|m| m.get(fig)).copied()
+            match t.usage.get(svc).and_then(|m| m.get(fig)) {
+                Some(v) => Some(*v),
+                None if additive && t.usage.contains_key("db") => Some(0.0),
+                None => None,
+            }
         });
+        let (scale, level) = if additive {
+            (Scale::Points, alpha)
+        } else {
+            (Scale::Ratio, alpha / ratios.max(1) as f64)
+        };
         let seed = 0xf1d_u64 ^ i as u64;
-        let Some(j) = paired::judge(&ps, Scale::Ratio, true, FINDING_MIN_CHANGE, each, seed) else {
+        let Some(j) = paired::judge(&ps, scale, true, FINDING_MIN_CHANGE, level, seed) else {
             continue;
         };
         if matches!(j.decision, Decision::Worse | Decision::Better) {
@@ -329,7 +353,11 @@ pub fn findings(trials: &[Trial], alpha: f64) -> (Vec<Finding>, Vec<String>) {
             });
         }
     }
-    out.sort_by(|x, y| y.change.abs().total_cmp(&x.change.abs()));
+    out.sort_by(|x, y| {
+        is_additive(&y.figure)
+            .cmp(&is_additive(&x.figure))
+            .then(y.change.abs().total_cmp(&x.change.abs()))
+    });
     let examined = keys.iter().map(|(s, f)| format!("{s} {f}")).collect();
     (out, examined)
 }
@@ -565,6 +593,60 @@ mod tests {
                 t
             })
             .collect()
+    }
+
+    #[test]
+    fn a_statement_only_b_runs_is_named_with_its_calls_per_request() {
+        let with_db = |extra: bool, seed: u64| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            trials(4, 1.0, seed)
+                .into_iter()
+                .map(|mut t| {
+                    let mut jitter = || 1.0 + 0.03 * (rng.f64() - 0.5);
+                    let queries = if extra && t.side == Side::B { 3.0 } else { 2.0 };
+                    t.usage.insert(
+                        "db".into(),
+                        BTreeMap::from([
+                            ("queries_per_request".to_string(), queries),
+                            ("db_ms_per_request".to_string(), 0.4 * jitter()),
+                        ]),
+                    );
+                    t.usage.insert(
+                        "db: SELECT merchant_id FROM api_keys WHERE key_hash = $1".into(),
+                        BTreeMap::from([
+                            ("calls_per_request".to_string(), 2.0),
+                            ("ms_per_request".to_string(), 0.4 * jitter()),
+                        ]),
+                    );
+                    if extra && t.side == Side::B {
+                        t.usage.insert(
+                            "db: SELECT pg_sleep($1)".into(),
+                            BTreeMap::from([
+                                ("calls_per_request".to_string(), 1.0),
+                                ("ms_per_request".to_string(), 1.05 * jitter()),
+                            ]),
+                        );
+                    }
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
+        let (found, _) = findings(&with_db(true, 5), 0.05);
+        let calls = found
+            .iter()
+            .find(|f| f.service == "db: SELECT pg_sleep($1)" && f.figure == "calls_per_request")
+            .unwrap_or_else(|| panic!("{found:?}"));
+        assert_eq!((calls.median_a, calls.median_b), (0.0, 1.0));
+        assert!((calls.change - 1.0).abs() < 1e-9, "{calls:?}");
+        // Statements come first in the list.
+        assert!(
+            crate::compare::ab::is_additive(&found[0].figure),
+            "{found:?}"
+        );
+        // A/A: the same statements on both sides name nothing.
+        for seed in 0..20 {
+            assert!(findings(&with_db(false, seed), 0.05).0.is_empty());
+        }
     }
 
     #[test]

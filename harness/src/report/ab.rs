@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::compare::ab::{AbResult, Finding, MetricOutcome, Outcome, ToleranceSource};
+use crate::compare::ab::{is_additive, AbResult, Finding, MetricOutcome, Outcome, ToleranceSource};
 use crate::compare::paired::Decision;
 use crate::compare::stats::Change;
 use crate::compare::MetricKind;
@@ -193,6 +193,9 @@ fn figure(name: &str, v: f64) -> (&'static str, String) {
         "cpu_us_per_request" => ("CPU/request", format!("{v:.1} µs")),
         "net_bytes_per_request" => ("network/request", format!("{v:.0} B")),
         "mem_mb" => ("memory", format!("{v:.1} MB")),
+        "calls_per_request" => ("calls/request", format!("{v:.2}")),
+        "queries_per_request" => ("queries/request", format!("{v:.2}")),
+        "ms_per_request" | "db_ms_per_request" => ("DB time/request", format!("{v:.2} ms")),
         _ => ("", format!("{v:.3}")),
     }
 }
@@ -206,12 +209,15 @@ pub fn finding(f: &Finding) -> String {
     } else {
         what
     };
+    let (c, lo, hi) = if is_additive(&f.figure) {
+        let d = |x: f64| format!("{x:+.2}");
+        (d(f.change), d(f.low), d(f.high))
+    } else {
+        (pct(f.change), pct(f.low), pct(f.high))
+    };
     format!(
-        "{} {what} {} [{}, {}] (A {a}, B {b}), {}, {} pairs",
+        "{} {what} {c} [{lo}, {hi}] (A {a}, B {b}), {}, {} pairs",
         f.service,
-        pct(f.change),
-        pct(f.low),
-        pct(f.high),
         p_text(f.p),
         f.pairs
     )
@@ -220,10 +226,10 @@ pub fn finding(f: &Finding) -> String {
 /// The "where" section: what moved beyond noise, largest first, or that
 /// nothing did among the figures examined. It explains; it never gates.
 fn where_text(r: &AbResult) -> String {
-    if r.examined.is_empty() {
+    if r.examined.is_empty() && r.database.is_none() {
         return String::new();
     }
-    let mut o = String::from("  where (resource use of each side's app container, judged like the verdict; explains, does not gate):\n");
+    let mut o = String::from("  where (each side's app container and the database's statements, per request, judged like the verdict; explains, does not gate):\n");
     if r.findings.is_empty() {
         let _ = writeln!(
             o,
@@ -234,6 +240,9 @@ fn where_text(r: &AbResult) -> String {
     }
     for f in &r.findings {
         let _ = writeln!(o, "    {}", finding(f));
+    }
+    if let Some(d) = &r.database {
+        let _ = writeln!(o, "    {d}");
     }
     o
 }
@@ -277,7 +286,7 @@ pub fn markdown(r: &AbResult) -> String {
             decision(m)
         );
     }
-    if !r.examined.is_empty() {
+    if !r.examined.is_empty() || r.database.is_some() {
         let _ = writeln!(o, "\n**Where** (resource use per request of each side's app container; explains, does not gate):\n");
         if r.findings.is_empty() {
             let _ = writeln!(
@@ -288,6 +297,9 @@ pub fn markdown(r: &AbResult) -> String {
         }
         for f in &r.findings {
             let _ = writeln!(o, "- {}", finding(f));
+        }
+        if let Some(d) = &r.database {
+            let _ = writeln!(o, "\n{d}");
         }
     }
     o

@@ -560,10 +560,11 @@ pub fn ab_report(r: &AbResult) -> Result<String> {
             notes: Vec::new(),
         })),
         trials => ser(&trials),
-        where => ser((!r.examined.is_empty()).then(|| json!({
+        where => ser((!r.examined.is_empty() || r.database.is_some()).then(|| json!({
             "title": "Resource use per request of each side's app container, judged like the verdict; it explains, it does not gate.",
             "findings": r.findings.iter().map(super::ab::finding).collect::<Vec<_>>(),
             "none": format!("Nothing moved beyond noise ({} figures examined: {}).", r.examined.len(), r.examined.join(", ")),
+            "database": r.database,
         }))),
         footer => footer(),
         css => Value::from_safe_string(CSS.to_string()),

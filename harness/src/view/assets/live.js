@@ -61,10 +61,11 @@
       $("ab-verdict").innerHTML = table(["metric", "verdict", "decision"], AB.verdict.metrics.map((m) =>
         [esc(m.scope + " " + m.metric) + (m.gate ? ' <span class="muted">(gate)</span>' : ""), esc(m.sentence), m.decision === "worse" ? `<span class="bad">${m.decision}</span>` : esc(m.decision)]));
       const w = AB.verdict.where || { findings: [], examined: [] };
-      if (w.examined.length) {
-        $("ab-where").innerHTML = w.findings.length
+      if (w.examined.length || w.database) {
+        $("ab-where").innerHTML = (w.findings.length
           ? "<ul>" + w.findings.map((f) => `<li class="warn">${esc(f)}</li>`).join("") + "</ul>"
-          : `<p>Nothing moved beyond noise (${w.examined.length} figures examined: ${esc(w.examined.join(", "))}).</p>`;
+          : `<p>Nothing moved beyond noise (${w.examined.length} figures examined: ${esc(w.examined.join(", "))}).</p>`)
+          + (w.database ? `<p class="muted">${esc(w.database)}</p>` : "");
       }
     }
     if (hello.max_trials) $("bar").style.width = Math.min(100, (AB.trials.length * 100) / hello.max_trials) + "%";
