@@ -216,7 +216,7 @@ pub fn finding(f: &Finding) -> String {
         (pct(f.change), pct(f.low), pct(f.high))
     };
     format!(
-        "{} {what} {c} [{lo}, {hi}] (A {a}, B {b}), {}, {} pairs",
+        "{} {what} {c} [{lo}, {hi}] (A {a}, B {b}), p = {}, {} pairs",
         f.service,
         p_text(f.p),
         f.pairs
@@ -230,6 +230,15 @@ fn where_text(r: &AbResult) -> String {
         return String::new();
     }
     let mut o = String::from("  where (each side's app container and the database's statements, per request, judged like the verdict; explains, does not gate):\n");
+    let pairs = r.trials.len() / 2;
+    if pairs < 6 && !r.examined.is_empty() {
+        // The sign-flip test's smallest p is 2/2^pairs: below 6 pairs it cannot reach 0.05.
+        let _ = writeln!(
+            o,
+            "    {pairs} pairs cannot show a finding (the smallest p they give is {:.3}); 12 trials or more can",
+            2.0 / 2f64.powi(pairs as i32)
+        );
+    }
     if r.findings.is_empty() {
         let _ = writeln!(
             o,
