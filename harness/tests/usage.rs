@@ -14,18 +14,27 @@ use loadtest::stack::images;
 use loadtest::stack::progress::Progress;
 use loadtest::stack::usage::{self, Source, Usage};
 
-#[test]
-fn a_busy_containers_cpu_memory_and_network_are_read() {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap()
+}
+
+/// The Engine, and a stand-in image built when missing.
+async fn engine_with(image: &str) -> (DockerClient, &'static images::StandIn) {
+    let docker = DockerClient::connect().await.unwrap();
+    let s = images::stand_in(image).unwrap();
+    images::build_stand_in(&docker, s, &Progress::new(true))
+        .await
         .unwrap();
-    rt.block_on(async {
-        let docker = DockerClient::connect().await.unwrap();
-        let base = images::stand_in("loadtest/debian:bookworm").unwrap();
-        images::build_stand_in(&docker, base, &Progress::new(true))
-            .await
-            .unwrap();
+    (docker, s)
+}
+
+#[test]
+fn a_busy_containers_cpu_memory_and_network_are_read() {
+    runtime().block_on(async {
+        let (docker, base) = engine_with("loadtest/debian:bookworm").await;
         let name = format!("loadtest-usage-test-{}", std::process::id());
         let opts = CreateContainerOptionsBuilder::new().name(&name).build();
         // Busy for a bounded 20 s at most: the test reads it well before.
@@ -128,16 +137,8 @@ async fn postgres(docker: &DockerClient, tag: &str, settings: &[&str]) -> (Strin
 
 #[test]
 fn statements_are_counted_where_the_library_is_loaded_and_explained_where_not() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let docker = DockerClient::connect().await.unwrap();
-        let pg = images::stand_in("loadtest/postgres:15").unwrap();
-        images::build_stand_in(&docker, pg, &Progress::new(true))
-            .await
-            .unwrap();
+    runtime().block_on(async {
+        let (docker, pg) = engine_with("loadtest/postgres:15").await;
         let (plain, plain_url) = postgres(&docker, &pg.tag(), &[]).await;
         let (with, with_url) = postgres(
             &docker,
