@@ -34,12 +34,14 @@ pub struct App {
 /// A known slowdown for testing the harness's A/B verdicts: one extra
 /// database round trip of `DEMO_DB_DELAY_MS` per authenticated request,
 /// plus `DEMO_DRIFT_MS` that rises and falls over `DEMO_DRIFT_PERIOD_S`
-/// seconds (a service whose speed drifts). Off unless set.
+/// seconds (a service whose speed drifts), and `DEMO_CPU_SPIN_US` of busy
+/// CPU in the app per authenticated request (no query). Off unless set.
 #[derive(Clone, Copy, Default)]
 struct SlowDown {
     base_ms: f64,
     drift_ms: f64,
     period_s: f64,
+    spin_us: f64,
 }
 
 impl SlowDown {
@@ -55,6 +57,20 @@ impl SlowDown {
             base_ms: num("DEMO_DB_DELAY_MS"),
             drift_ms: num("DEMO_DRIFT_MS"),
             period_s: num("DEMO_DRIFT_PERIOD_S"),
+            spin_us: num("DEMO_CPU_SPIN_US"),
+        }
+    }
+
+    /// Burns `spin_us` of CPU on this thread: the app's own cost, not a wait.
+    fn spin(&self) {
+        if self.spin_us <= 0.0 {
+            return;
+        }
+        let until =
+            std::time::Instant::now() + std::time::Duration::from_secs_f64(self.spin_us / 1e6);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }
     }
 
@@ -194,6 +210,7 @@ struct StoredCard {
 async fn merchant(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
     let key =
         api_key(headers).ok_or_else(|| ApiError::Unauthorized("missing api-key header".into()))?;
+    app.slow.spin();
     let delay = app.slow.now_ms();
     if delay > 0.0 {
         sqlx::query("SELECT pg_sleep($1)")

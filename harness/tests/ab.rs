@@ -211,6 +211,21 @@ checks = { status = 200 }
         (o, v)
     }
 
+    /// The database service preloads pg_stat_statements (as the demo's
+    /// compose file has it), committed.
+    fn preload_statements(&self) {
+        let p = self.path().join("compose/docker-compose.yml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let with = text.replacen(
+            "    image: ${LOADTEST_POSTGRES_IMAGE:-postgres:16}\n",
+            "    image: ${LOADTEST_POSTGRES_IMAGE:-postgres:16}\n    command: [\"postgres\", \"-c\", \"shared_preload_libraries=pg_stat_statements\"]\n",
+            1,
+        );
+        assert_ne!(with, text);
+        std::fs::write(&p, with).unwrap();
+        git(self.path(), &["commit", "-qam", "pg_stat_statements"]);
+    }
+
     /// Containers of the project still there (running or not).
     fn leftovers(&self) -> String {
         stdout(&self.loadtest(&["ps", "-p", &self.project]))
@@ -267,6 +282,14 @@ fn a_fixed_extra_delay_in_b_regresses_and_identical_drifting_sides_pass() {
     let p50 = metric(&v, "p50");
     assert_eq!(p50["decision"], "worse", "{p50}");
     assert!(p50["change"].as_f64().unwrap() > 0.15, "{p50}");
+    // This Postgres has no pg_stat_statements: the verdict stands as
+    // always, and the report says how to get the database's side.
+    let why = v["database"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("shared_preload_libraries=pg_stat_statements"),
+        "{v}"
+    );
+    assert!(stdout(&o).contains("\"database\""), "{}", stdout(&o));
     // Every trial is in the result file named after both commits.
     let files: Vec<String> = std::fs::read_dir(r.path().join("benchmark"))
         .unwrap()
@@ -476,5 +499,107 @@ fn a_k6_script_is_compared_in_trials_like_a_toml_scenario() {
     ]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("script as written"), "{}", stderr(&o));
+    assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
+}
+
+/// A finding of the "where" section, by service and figure.
+fn finding<'a>(
+    v: &'a serde_json::Value,
+    service: &str,
+    figure: &str,
+) -> Option<&'a serde_json::Value> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["service"] == service && f["figure"] == figure)
+}
+
+/// The "where" section on the demo's stack (Postgres preloading
+/// pg_stat_statements, one side at a time): an extra query per request in B
+/// is named as its statement at about +1 call/request; a CPU spin per
+/// request in B raises the app's CPU/request and names no statement; A/A
+/// names nothing. Findings explain: they never set the exit code.
+#[test]
+fn where_names_an_extra_query_and_a_cpu_spin_and_nothing_between_equal_sides() {
+    let r = Repo::new("where", "ENV DEMO_DB_DELAY_MS=0");
+    r.preload_statements();
+    // 8 pairs: the three app figures share alpha (0.05 / 3), which 6 pairs
+    // (smallest p 0.031) cannot reach.
+    let trials = [
+        "--mode",
+        "alternate",
+        "--trials",
+        "16",
+        "--max-trials",
+        "16",
+    ];
+
+    // A/A: nothing named.
+    let mut args = vec!["--base", "HEAD"];
+    args.extend_from_slice(&trials);
+    let (o, v) = r.ab(&args);
+    assert!(matches!(code(&o), 0 | 97), "{}\n{}", stderr(&o), stdout(&o));
+    assert!(v["database"].is_null(), "{}", v["database"]);
+    let examined = v["examined"].as_array().unwrap();
+    assert!(
+        examined.iter().any(|e| e == "app cpu_us_per_request")
+            && examined.iter().any(|e| e == "db queries_per_request"),
+        "{examined:?}"
+    );
+    assert_eq!(v["findings"], serde_json::json!([]), "A/A named something");
+
+    // B runs one more query per authenticated request (`SELECT pg_sleep($1)`, 1 ms).
+    write(
+        r.path(),
+        "compose/app.Dockerfile",
+        &dockerfile("ENV DEMO_DB_DELAY_MS=1"),
+    );
+    let (o, v) = r.ab(&args);
+    assert!(
+        matches!(code(&o), 0 | 97 | 98),
+        "{}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    let f = finding(&v, "db: SELECT pg_sleep($1)", "calls_per_request")
+        .unwrap_or_else(|| panic!("the extra statement is not named: {}", v["findings"]));
+    assert_eq!(f["median_a"], 0.0, "{f}");
+    let calls = f["median_b"].as_f64().unwrap();
+    assert!((0.9..=1.1).contains(&calls), "{f}");
+    assert!(f["low"].as_f64().unwrap() > 0.5, "{f}");
+    // The statement comes first: statements lead the section.
+    assert_eq!(
+        v["findings"][0]["service"], "db: SELECT pg_sleep($1)",
+        "{}",
+        v["findings"]
+    );
+
+    // B burns 300 µs of CPU per authenticated request, no query added.
+    write(
+        r.path(),
+        "compose/app.Dockerfile",
+        &dockerfile("ENV DEMO_DB_DELAY_MS=0 DEMO_CPU_SPIN_US=300"),
+    );
+    let (o, v) = r.ab(&args);
+    assert!(
+        matches!(code(&o), 0 | 97 | 98),
+        "{}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    let cpu = finding(&v, "app", "cpu_us_per_request")
+        .unwrap_or_else(|| panic!("the app's CPU is not named: {}", v["findings"]));
+    assert!(cpu["low"].as_f64().unwrap() > 0.05, "{cpu}");
+    let statements: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["service"].as_str().unwrap().starts_with("db: "))
+        .collect();
+    assert!(
+        statements.is_empty(),
+        "a CPU spin named statements: {statements:?}"
+    );
     assert!(!r.leftovers().contains("ab-"), "{}", r.leftovers());
 }

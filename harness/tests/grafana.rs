@@ -198,3 +198,56 @@ fn the_dashboard_has_the_panels_and_variables_and_a_sound_layout() {
         }
     }
 }
+
+/// The binary carries the dashboard: `loadtest dashboard` in a folder with no
+/// checkout of this repository writes the same files, the datasource at the
+/// given Prometheus, and never overwrites them.
+#[test]
+fn the_dashboard_comes_out_of_the_binary_anywhere() {
+    let dir = common::tempdir();
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "dashboard",
+        "--out",
+        "g",
+        "--prometheus-url",
+        "http://10.1.2.3:9090",
+    ]);
+    assert_eq!(common::code(&o), 0, "{}", common::stderr(&o));
+    let read = |rel: &str| std::fs::read_to_string(dir.path().join("g").join(rel)).unwrap();
+    let repo = |rel: &str| std::fs::read_to_string(repo_root().join("grafana").join(rel)).unwrap();
+    assert_eq!(
+        read("dashboards/loadtest.json"),
+        repo("dashboards/loadtest.json")
+    );
+    assert_eq!(
+        read("provisioning/dashboards/loadtest.yml"),
+        repo("provisioning/dashboards/loadtest.yml")
+    );
+    let ds: serde_norway::Value =
+        serde_norway::from_str(&read("provisioning/datasources/prometheus.yml")).unwrap();
+    assert_eq!(ds["datasources"][0]["url"], "http://10.1.2.3:9090");
+    assert_eq!(ds["datasources"][0]["uid"], "loadtest-prometheus");
+
+    // A second call refuses before writing anything; the files stay as they were.
+    std::fs::write(dir.path().join("g/dashboards/loadtest.json"), "{}").unwrap();
+    let o = run(&["dashboard", "--out", "g"]);
+    assert_eq!(common::code(&o), 2, "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("never overwrites"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(read("dashboards/loadtest.json"), "{}");
+
+    let o = run(&["dashboard", "--stdout"]);
+    assert_eq!(common::code(&o), 0);
+    let printed: Value = serde_json::from_str(&common::stdout(&o)).unwrap();
+    assert_eq!(printed, dashboard());
+}

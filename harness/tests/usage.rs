@@ -148,14 +148,14 @@ fn statements_are_counted_where_the_library_is_loaded_and_explained_where_not() 
         .await;
         let outcome = async {
             // A plain Postgres: no statistics, and the reason says how to get them.
-            let why = statements::enable(&plain_url).await.unwrap_err();
+            let why = statements::enable(&plain_url, true).await.unwrap_err();
             assert!(why.contains("not loaded"), "{why}");
             assert!(
                 why.contains("shared_preload_libraries=pg_stat_statements"),
                 "{why}"
             );
             // Preloaded: the extension is created, counts start again at reset.
-            statements::enable(&with_url)
+            statements::enable(&with_url, true)
                 .await
                 .map_err(anyhow::Error::msg)?;
             let mut c = loadtest::db::connect(&with_url).await?;

@@ -195,7 +195,7 @@ impl Probe<'_> {
         // The trial's database is a fresh copy of the template: the extension
         // is made in it before the counts start.
         self.rt.block_on(async {
-            statements::enable(url).await.is_ok() && statements::reset(url).await.is_ok()
+            statements::enable(url, true).await.is_ok() && statements::reset(url).await.is_ok()
         })
     }
 

@@ -308,8 +308,10 @@ impl Context {
             .block_on(crate::stack::docker::DockerClient::connect())
             .ok();
         // The database's side: per statement, one side at a time only (in
-        // duet both sides' queries reach one database at once).
-        let database = match rt.block_on(crate::db::statements::enable(&self.cfg.db.url)) {
+        // duet both sides' queries reach one database at once, so the
+        // extension is only looked for, not created).
+        let enabled = crate::db::statements::enable(&self.cfg.db.url, !self.duet);
+        let database = match rt.block_on(enabled) {
             Err(why) => Some(format!("database: no per-statement figures: {why}")),
             Ok(()) if self.duet => Some(
                 "database: per-statement figures need --mode alternate (in duet both sides' queries reach one database at once)"

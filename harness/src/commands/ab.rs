@@ -2,7 +2,7 @@
 //! B = the working tree. Its flags and what it prints; the trials themselves
 //! are `ab::trials`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -227,7 +227,10 @@ impl AbCmd {
             out: &out_path,
             kind: Kind::Ab,
         })?;
-        let printed = report::ab(self.format, &result);
+        let printed = match self.format {
+            Format::Github | Format::Gitlab => self.comment(&ctx, &result, &out_path)?,
+            f => report::ab(f, &result),
+        };
         crate::outln!("{printed}");
         if let Some(p) = &self.report {
             write_atomic(p, printed.as_bytes()).runtime()?;
@@ -235,6 +238,51 @@ impl AbCmd {
         ctx.say(&format!("ab: every trial is in {}", out_path.display()));
         Ok(result.exit_code)
     }
+}
+
+impl AbCmd {
+    /// The pull-request comment: the HTML report written beside the result
+    /// first (the comment points at it), and under GitHub Actions the same
+    /// text appended to the job's summary.
+    fn comment(&self, ctx: &Context, r: &AbResult, json: &Path) -> Result<String, Failure> {
+        use report::comment::{comment, Host, ReportLink};
+        let host = if self.format == Format::Github {
+            Host::Github
+        } else {
+            Host::Gitlab
+        };
+        let html_path = json.with_extension("html");
+        let page = report::html::ab_report(r).runtime()?;
+        write_atomic(&html_path, page.as_bytes()).runtime()?;
+        let shown = html_path
+            .strip_prefix(&ctx.repo)
+            .unwrap_or(&html_path)
+            .display()
+            .to_string();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let link = ReportLink::from_ci(host, &shown, env);
+        let text = comment(r, host, Some(&link));
+        if host == Host::Github {
+            if let Some(summary) = env("GITHUB_STEP_SUMMARY") {
+                append(Path::new(&summary), &text).map_err(|e| {
+                    Failure::Runtime(anyhow!(
+                        "cannot append the verdict to $GITHUB_STEP_SUMMARY ({summary}): {e}"
+                    ))
+                })?;
+            }
+        }
+        Ok(text)
+    }
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
 }
 
 fn round_blocks(n: u32) -> usize {

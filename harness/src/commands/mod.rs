@@ -6,6 +6,7 @@ pub mod ab;
 pub mod calibrate;
 pub mod compare;
 pub mod cycle;
+pub mod dashboard;
 pub mod db;
 pub mod down;
 pub mod history;
@@ -90,19 +91,22 @@ pub enum Command {
     Populate(populate::PopulateCmd),
     /// The database: state, prepare (template), reset, restore (snapshot), seed, reset-bench
     Db(db::DbArgs),
-    /// Apply the sqlx migrations to the stack's database
+    /// Apply the migrations to the stack's database ([database] migrate: sqlx, diesel, command, service, app, none)
     Migrate(migrate::MigrateCmd),
     /// Check a scenario file without sending anything
     #[command(after_help = EXIT_CODES)]
     Validate(validate::ValidateCmd),
     /// List the scenarios in the scenarios folder
     Scenarios(scenarios::ScenariosCmd),
+    /// Write the Grafana dashboard and its provisioning files (carried in the binary) for your Grafana
+    Dashboard(dashboard::DashboardCmd),
 }
 
 /// Runs one sub-command; the exit code on success.
 pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
     match cmd {
         Command::Init(c) => c.execute(),
+        Command::Dashboard(c) => c.execute(),
         Command::Run(c) => c.execute(),
         Command::Compare(c) => c.execute(),
         Command::Ab(c) => c.execute(),

@@ -34,6 +34,10 @@ pub struct ReportCmd {
     /// Tolerances and gates for the comparison (default: config/regression.toml if present)
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// An A/B result printed as `ab --format` would (e.g. github, gitlab: the pull-request
+    /// comment again, pointing at RESULT's .html when it exists) instead of the HTML page
+    #[arg(short, long, value_enum)]
+    pub format: Option<crate::report::Format>,
 }
 
 impl ReportCmd {
@@ -48,6 +52,13 @@ impl ReportCmd {
             v.get("kind").and_then(|k| k.as_str()),
             Some("ab" | "calibration")
         );
+        if self.format.is_some() && !is_ab {
+            return Err(Failure::Usage(anyhow!(
+                "--format is for A/B results; {} is a run's result: `loadtest compare BASE {}` prints it in a format",
+                self.result.display(),
+                self.result.display()
+            )));
+        }
         let page = if is_ab {
             if self.baseline.is_some() {
                 return Err(Failure::Usage(anyhow!(
@@ -58,6 +69,9 @@ impl ReportCmd {
             let r: AbResult = serde_json::from_value(v)
                 .map_err(|e| anyhow!("{}: malformed A/B result: {e}", self.result.display()))
                 .usage()?;
+            if let Some(format) = self.format {
+                return self.print(format, &r);
+            }
             crate::report::html::ab_report(&r).runtime()?
         } else {
             let cur = RunResult::load(&self.result).usage()?;
@@ -81,6 +95,38 @@ impl ReportCmd {
             .unwrap_or_else(|| self.result.with_extension("html"));
         write_atomic(&out, page.as_bytes()).runtime()?;
         crate::outln!("report: {}", out.display());
+        Ok(exit::OK)
+    }
+}
+
+impl ReportCmd {
+    /// An A/B result in a text format, to standard output or `--output`.
+    fn print(&self, format: crate::report::Format, r: &AbResult) -> Result<u8, Failure> {
+        use crate::report::comment::{comment, Host, ReportLink};
+        use crate::report::Format;
+        let host = match format {
+            Format::Github => Some(Host::Github),
+            Format::Gitlab => Some(Host::Gitlab),
+            _ => None,
+        };
+        let text = match host {
+            Some(host) => {
+                let html = self.result.with_extension("html");
+                let link = html.is_file().then(|| {
+                    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                    ReportLink::from_ci(host, &html.display().to_string(), env)
+                });
+                comment(r, host, link.as_ref())
+            }
+            None => crate::report::ab(format, r),
+        };
+        match &self.output {
+            Some(out) => {
+                write_atomic(out, text.as_bytes()).runtime()?;
+                crate::outln!("report: {}", out.display());
+            }
+            None => crate::outln!("{text}"),
+        }
         Ok(exit::OK)
     }
 }

@@ -25,9 +25,9 @@ pub struct Statement {
 }
 
 /// Whether the statistics can be read on the database of `url`: the
-/// library preloaded, then the extension created in the database when
-/// missing. Err(reason) says why not, and how to enable it.
-pub async fn enable(url: &str) -> Result<(), String> {
+/// library preloaded, then (with `create`) the extension created in the
+/// database when missing. Err(reason) says why not, and how to enable it.
+pub async fn enable(url: &str, create: bool) -> Result<(), String> {
     let run = async {
         let mut c = connect(url).await?;
         let loaded: String = sqlx::query_scalar("SHOW shared_preload_libraries")
@@ -39,10 +39,12 @@ pub async fn enable(url: &str) -> Result<(), String> {
                 "pg_stat_statements is not loaded (shared_preload_libraries = '{loaded}'): {HOW_TO_ENABLE}"
             )));
         }
-        sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            .execute(&mut c)
-            .await
-            .context("creating the pg_stat_statements extension")?;
+        if create {
+            sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(&mut c)
+                .await
+                .context("creating the pg_stat_statements extension")?;
+        }
         c.close().await.ok();
         anyhow::Ok(None)
     };

@@ -16,7 +16,7 @@ fn points(x: f64) -> String {
     format!("{x:+.2} pt")
 }
 
-fn is_points(m: &MetricOutcome) -> bool {
+pub(super) fn is_points(m: &MetricOutcome) -> bool {
     m.kind().is_some_and(|k| k.change() == Change::Points)
 }
 
@@ -52,7 +52,7 @@ pub fn sentence(m: &MetricOutcome) -> String {
     )
 }
 
-fn p_text(p: f64) -> String {
+pub(super) fn p_text(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".into()
     } else {
@@ -60,7 +60,7 @@ fn p_text(p: f64) -> String {
     }
 }
 
-fn tolerance(m: &MetricOutcome) -> String {
+pub(super) fn tolerance(m: &MetricOutcome) -> String {
     let v = if is_points(m) {
         format!("{:.2} pt", m.tolerance)
     } else {
@@ -91,7 +91,7 @@ fn decision(m: &MetricOutcome) -> &'static str {
     }
 }
 
-fn value(m: &MetricOutcome, v: f64) -> String {
+pub(super) fn value(m: &MetricOutcome, v: f64) -> String {
     match m.kind() {
         Some(MetricKind::Rps) => format!("{v:.1}"),
         Some(MetricKind::ErrorRate | MetricKind::ChecksRate) => format!("{v:.2}%"),
@@ -200,24 +200,53 @@ fn figure(name: &str, v: f64) -> (&'static str, String) {
     }
 }
 
-/// One finding in a line: `app CPU/request +40.2% [+31.0%, +49.5%] (A 50.1 µs, B 70.3 µs), p = 0.008`.
-pub fn finding(f: &Finding) -> String {
+/// A finding's parts as a reader says them: the figure's name, both medians
+/// and the change with its interval.
+pub(super) struct FindingParts {
+    pub what: String,
+    pub a: String,
+    pub b: String,
+    pub change: String,
+    pub low: String,
+    pub high: String,
+}
+
+pub(super) fn finding_parts(f: &Finding) -> FindingParts {
     let (what, a) = figure(&f.figure, f.median_a);
     let (_, b) = figure(&f.figure, f.median_b);
     let what = if what.is_empty() {
-        f.figure.as_str()
+        f.figure.clone()
     } else {
-        what
+        what.to_string()
     };
-    let (c, lo, hi) = if is_additive(&f.figure) {
+    let (change, low, high) = if is_additive(&f.figure) {
         let d = |x: f64| format!("{x:+.2}");
         (d(f.change), d(f.low), d(f.high))
     } else {
         (pct(f.change), pct(f.low), pct(f.high))
     };
+    FindingParts {
+        what,
+        a,
+        b,
+        change,
+        low,
+        high,
+    }
+}
+
+/// One finding in a line: `app CPU/request +40.2% [+31.0%, +49.5%] (A 50.1 µs, B 70.3 µs), p = 0.008`.
+pub fn finding(f: &Finding) -> String {
+    let p = finding_parts(f);
     format!(
-        "{} {what} {c} [{lo}, {hi}] (A {a}, B {b}), p = {}, {} pairs",
+        "{} {} {} [{}, {}] (A {}, B {}), p = {}, {} pairs",
         f.service,
+        p.what,
+        p.change,
+        p.low,
+        p.high,
+        p.a,
+        p.b,
         p_text(f.p),
         f.pairs
     )

@@ -4,6 +4,7 @@
 //! format is a variant of [`Format`] and its functions in these files.
 
 pub mod ab;
+pub mod comment;
 pub mod comparison;
 pub mod history;
 pub mod html;
@@ -23,13 +24,17 @@ pub enum Format {
     Json,
     /// JUnit XML, one test case per gate
     Junit,
+    /// One pull-request comment for GitHub (`ab`: also appended to $GITHUB_STEP_SUMMARY when set)
+    Github,
+    /// One merge-request comment for GitLab
+    Gitlab,
 }
 
 /// A comparison in `format`; `exit_code` is recorded in the JSON.
 pub fn comparison(format: Format, c: &Comparison, exit_code: u8) -> String {
     match format {
         Format::Text => comparison::text(c),
-        Format::Markdown => comparison::markdown(c),
+        Format::Markdown | Format::Github | Format::Gitlab => comparison::markdown(c),
         Format::Json => comparison::json(c, exit_code),
         Format::Junit => comparison::junit(c),
     }
@@ -40,6 +45,8 @@ pub fn ab(format: Format, r: &AbResult) -> String {
     match format {
         Format::Text => ab::text(r),
         Format::Markdown => ab::markdown(r),
+        Format::Github => comment::comment(r, comment::Host::Github, None),
+        Format::Gitlab => comment::comment(r, comment::Host::Gitlab, None),
         Format::Json => r.to_json(),
         Format::Junit => ab::junit(r),
     }
