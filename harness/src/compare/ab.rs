@@ -305,7 +305,8 @@ pub fn is_additive(figure: &str) -> bool {
 /// network, memory) share alpha among themselves (Bonferroni) and count
 /// beyond 5%; additive ones (per-statement calls and time) are each judged at
 /// alpha and count beyond 0.05 of their unit, which an A/A pair of the same
-/// code does not cross. Statements first, then by the size of the change.
+/// code does not cross. Statements first, then the database in all, then
+/// containers, each by the size of the change.
 pub fn findings(trials: &[Trial], alpha: f64) -> (Vec<Finding>, Vec<String>) {
     let mut keys: Vec<(String, String)> = trials
         .iter()
@@ -353,9 +354,15 @@ pub fn findings(trials: &[Trial], alpha: f64) -> (Vec<Finding>, Vec<String>) {
             });
         }
     }
+    // A named statement says most; then the database in all, then containers.
+    let rank = |f: &Finding| match (f.service.starts_with("db: "), is_additive(&f.figure)) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
     out.sort_by(|x, y| {
-        is_additive(&y.figure)
-            .cmp(&is_additive(&x.figure))
+        rank(x)
+            .cmp(&rank(y))
             .then(y.change.abs().total_cmp(&x.change.abs()))
     });
     let examined = keys.iter().map(|(s, f)| format!("{s} {f}")).collect();
