@@ -65,7 +65,9 @@ if [ "${1:-}" = test ]; then
     export PATH="$PWD/tools/k6/bin:$PATH"
   fi
   started=$(date +%s)
-  cargo build -q --workspace
+  # --all-targets: one debug build with the tests' feature set (dev-dependencies such as tokio's
+  # test-util); a plain `cargo build` first would compile tokio and all that uses it twice.
+  cargo build -q --workspace --all-targets
   # The tests build stand-ins they miss themselves; doing it once here keeps it out of their timings.
   target/debug/loadtest images --build -q
   set +e

@@ -40,43 +40,85 @@ def ab_row(path):
 
 
 def ab_findings(path):
+    """findings as `service:figure:change` words (a statement's spaces as `_`, commas as `;`, so the CSV
+    field stays one field of space-separated words), and how many figures were examined."""
     try:
         r = json.load(open(path))
     except Exception:
         print(",")
         return
-    named = " ".join(f'{f["service"]}:{f["figure"]}:{f["change"]:+.3f}' for f in r.get("findings", []))
+    def word(f):
+        svc = f["service"].replace(" ", "_").replace(",", ";")
+        return f'{svc}:{f["figure"]}:{f["change"]:+.3f}'
+    named = " ".join(word(f) for f in r.get("findings", []))
     print(f'{named},{len(r.get("examined", []))}')
 
 
 def explain(csv_path, out):
+    """What the "where" section named, per study part and mode: the expected figure, and what counts as
+    naming something wrong (a statement for a CPU spin, anything at all for A/A). Effects that follow from
+    the change (an extra query also costs the app CPU and network) are listed, not counted wrong."""
     rows = list(csv.DictReader(open(csv_path))) if os.path.exists(csv_path) else []
     rows = [r for r in rows if r.get("examined") not in (None, "", "0")]
-    parts = [("aa", "A/A (same commit both sides)", None),
-             ("reg2", "B adds a 2 ms database round trip", "app:net_bytes_per_request"),
-             ("reg1", "B adds a 1 ms database round trip", "app:net_bytes_per_request")]
-    spins = sorted({r["part"] for r in rows if r["part"].startswith("cpu")}, key=lambda p: -int(p[3:]))
-    parts += [(p, f"B spins the CPU {p[3:]} us per authenticated request", "app:cpu_us_per_request") for p in spins]
+    stmt = "db:_SELECT_pg_sleep($1):calls_per_request"
+
+    def mode(r):
+        return "alternate" if "alternate" in r.get("ab_args", "") else "duet"
+
+    def plan(part, m):
+        """(label, expected prefix, is_wrong(word))"""
+        if part == "aa":
+            return "A/A (same commit both sides)", None, lambda w: True
+        if part.startswith("reg"):
+            ms = {"reg2": "2", "reg1": "1", "reg05": "0.5"}.get(part, part[3:])
+            exp = stmt if m == "alternate" else "app:net_bytes_per_request"
+            return (f"B adds a {ms} ms database round trip (`SELECT pg_sleep(..)`)", exp,
+                    lambda w: w.startswith("db:_") and not w.startswith("db:_SELECT_pg_sleep($1):"))
+        if part.startswith("cpu"):
+            return (f"B spins the CPU {part[3:]} us per authenticated request", "app:cpu_us_per_request",
+                    lambda w: w.startswith("db:_"))
+        if part.startswith("mem"):
+            return (f"B holds {part[3:]} MB more memory", "app:mem_mb", lambda w: w.startswith("db:_"))
+        return part, None, lambda w: False
+
+    order = {"aa": 9}
+    keys = sorted({(r["part"], mode(r)) for r in rows}, key=lambda k: (order.get(k[0], 0), k[0], k[1]))
     o = ["# Explain study: what the A/B report's \"where\" section names", "",
-         "Written by `bench/explain.sh` from `explain-runs.csv` (one row per `loadtest ab` verdict on payment-confirm, through",
-         "the full stack on this machine: 2 cores shared by the load generator, both apps, Postgres, Prometheus). A finding",
-         "is a resource figure of a side's app container (CPU, network bytes per request, memory) whose paired change is",
-         "significant (alpha 0.05 shared among the figures) with its whole interval beyond 5%.", "",
-         "| study | verdicts | expected finding | named it | named something else | nothing named | median change of the expected figure |",
-         "|---|---:|---|---:|---:|---:|---:|"]
-    for key, label, expected in parts:
-        rs = [r for r in rows if r["part"] == key]
-        if not rs:
-            continue
+         "Written by `bench/explain.sh` from `explain-runs.csv` (one row per `loadtest ab` verdict on payment-confirm,",
+         "through the full stack on this machine: 2 cores shared by the load generator, the apps, Postgres and",
+         "Prometheus). A finding is a figure whose paired change is significant with its whole interval beyond the",
+         "threshold: a container's CPU, network bytes per request or memory (ratios, alpha 0.05 shared among them,",
+         "beyond 5%), or the database's queries and time per request and each statement's calls and time per",
+         "request (differences, each at alpha 0.05, beyond 0.05 of the unit; alternate mode only).", "",
+         "| study | mode | verdicts | expected finding | named it | named something wrong | nothing named | median change of the expected figure | also named (count) |",
+         "|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for part, m in keys:
+        label, expected, wrong = plan(part, m)
+        rs = [r for r in rows if r["part"] == part and mode(r) == m]
         named = [r["findings"].split() for r in rs]
         hit = sum(1 for fs in named if expected and any(f.startswith(expected + ":") for f in fs))
-        other = sum(1 for fs in named if any(not (expected and f.startswith(expected + ":")) for f in fs))
+        bad = sum(1 for fs in named if any(wrong(f) for f in fs))
         none = sum(1 for fs in named if not fs)
         ch = [float(f.rsplit(":", 1)[1]) for fs in named for f in fs if expected and f.startswith(expected + ":")]
-        med = f"{100 * statistics.median(ch):+.1f}%" if ch else "-"
-        o.append(f"| {label} | {len(rs)} | {expected or 'none'} | {hit if expected else '-'} | {other} | {none} | {med} |")
+        if not ch:
+            med = "-"
+        elif expected == stmt:
+            med = f"{statistics.median(ch):+.2f} calls/request"
+        else:
+            med = f"{100 * statistics.median(ch):+.1f}%"
+        also = {}
+        for fs in named:
+            for f in fs:
+                k = f.rsplit(":", 1)[0]
+                if not (expected and k == expected):
+                    also[k] = also.get(k, 0) + 1
+        also_t = ", ".join(f"{k.replace('_', ' ') if k.startswith('db:_') else k} ({n})"
+                           for k, n in sorted(also.items(), key=lambda x: -x[1])) or "-"
+        o.append(f"| {label} | {m} | {len(rs)} | {(expected or 'none').replace('_', ' ') if expected and expected.startswith('db:_') else (expected or 'none')} "
+                 f"| {hit if expected else '-'} | {bad} | {none} | {med} | {also_t} |")
     commits = sorted({r["commit"][:12] for r in rows})
-    o += ["", f"Commits: {', '.join(commits) or '-'}.", ""]
+    args = sorted({r.get("ab_args", "") for r in rows})
+    o += ["", f"Commits: {', '.join(commits) or '-'}. `ab` flags: {'; '.join(a or '(none)' for a in args)}.", ""]
     open(out, "w").write("\n".join(o) + "\n")
 
 

@@ -11,6 +11,7 @@
 #          (N_REG verdicts, default 10)
 #   cpuN   the working tree spins the CPU for N us per authenticated request instead (a slowdown with
 #          no extra query, sized by N; N_REG verdicts)
+#   memN   the working tree holds N MB more memory in the app (allocated and touched at start; N_REG verdicts)
 #   cmp    the stored-baseline path: N_CMP_A (default 8) full cycles (`loadtest bench`: down -v, up, migrate,
 #          seed, run) of the clean commit and N_CMP_B (default 6) with the 2 ms round trip, interleaved; then
 #          `loadtest compare` on every ordered pair of clean runs (A/A) and every clean/slow pair, once with the
@@ -49,7 +50,7 @@ PARTS=("$@")
 
 say() { printf '== %s\n' "$*" >&2; }
 for p in "${PARTS[@]}"; do
-  case "$p" in aa | reg2 | reg1 | reg05 | cmp | render) ;; cpu[0-9]*) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05, cpuN, cmp, render)" >&2; exit 2 ;; esac
+  case "$p" in aa | reg2 | reg1 | reg05 | cmp | render) ;; cpu[0-9]* | mem[0-9]*) ;; *) echo "unknown part '$p' (aa, reg2, reg1, reg05, cpuN, memN, cmp, render)" >&2; exit 2 ;; esac
 done
 command -v python3 >/dev/null || { echo "python3 is needed to read the verdicts" >&2; exit 2; }
 
@@ -99,6 +100,14 @@ set_spin() {
   perl -0pi -e 's/(\n    let row = sqlx::query\("SELECT merchant_id FROM api_keys)/\n    { let t0 = std::time::Instant::now(); while t0.elapsed() < std::time::Duration::from_micros('"$1"') { std::hint::spin_loop(); } }$1/' \
     "$STUDY/demo/src/api.rs"
   grep -q "from_micros($1)" "$STUDY/demo/src/api.rs" || { echo "could not apply the spin to demo/src/api.rs" >&2; exit 1; }
+}
+
+# N MB allocated, touched and kept at the app's start: memory, no extra work per request.
+set_hold() {
+  git -C "$STUDY" checkout -q -- demo/src/api.rs
+  perl -0pi -e 's/(pub fn new\(db: PgPool, admin_key: String\) -> App \{\n)/$1        std::hint::black_box(Box::leak(vec![1u8; '"$1"' << 20].into_boxed_slice()));\n/' \
+    "$STUDY/demo/src/api.rs"
+  grep -q "vec!\[1u8; $1 << 20\]" "$STUDY/demo/src/api.rs" || { echo "could not apply the memory hold to demo/src/api.rs" >&2; exit 1; }
 }
 
 # As a user would: measure the noise once, so that `ab` takes its tolerances from it.
@@ -153,10 +162,10 @@ for part in "${PARTS[@]}"; do
     reg2) count=$N_REG; delay=2 ;;
     reg1) count=$N_REG; delay=1 ;;
     reg05) count=$N_REG; delay=0.5 ;;
-    cpu*) count=$N_REG; delay=0 ;;
+    cpu* | mem*) count=$N_REG; delay=0 ;;
   esac
   set_delay "$delay"
-  case "$part" in cpu*) set_spin "${part#cpu}" ;; esac
+  case "$part" in cpu*) set_spin "${part#cpu}" ;; mem*) set_hold "${part#mem}" ;; esac
   for n in $(seq 1 "$count"); do
     if grep -q "^$part,$n," "$CSV"; then continue; fi
     say "$part verdict $n/$count"

@@ -300,6 +300,43 @@ pub fn is_additive(figure: &str) -> bool {
     )
 }
 
+/// What the trials' pairs are too few to show, if anything: the sign-flip
+/// test's smallest p over n pairs is 2/2^n, so below 6 pairs no finding can
+/// reach alpha 0.05, and a container's figures (alpha shared by the ratio
+/// figures) need more.
+pub fn findings_reach(r: &AbResult) -> Option<String> {
+    if r.examined.is_empty() {
+        return None;
+    }
+    let pairs = r.trials.len() / 2;
+    let smallest = 2.0 / 2f64.powi(pairs as i32);
+    let alpha = r.settings.alpha;
+    let ratios = r
+        .examined
+        .iter()
+        .filter(|e| e.rsplit(' ').next().is_some_and(|f| !is_additive(f)))
+        .count();
+    // Trials come in blocks of four: the pairs needed, as whole blocks.
+    let needed = |level: f64| {
+        let pairs = (1..=64).find(|n| 2.0 / 2f64.powi(*n) < level).unwrap_or(64) as usize;
+        pairs.div_ceil(2) * 2
+    };
+    if smallest >= alpha {
+        Some(format!(
+            "{pairs} pairs cannot show a finding (the smallest p they give is {smallest:.3}); {} trials or more can",
+            2 * needed(alpha)
+        ))
+    } else if ratios > 0 && smallest >= alpha / ratios as f64 {
+        let level = alpha / ratios as f64;
+        Some(format!(
+            "{pairs} pairs cannot name a container's figure (smallest p {smallest:.3}, needed below {level:.3}: alpha shared by {ratios}); {} trials or more can",
+            2 * needed(level)
+        ))
+    } else {
+        None
+    }
+}
+
 /// The resource figures of the trials judged pair by pair: what moved beyond
 /// noise, and every figure examined. Ratio figures (a container's CPU,
 /// network, memory) share alpha among themselves (Bonferroni) and count

@@ -259,14 +259,8 @@ fn where_text(r: &AbResult) -> String {
         return String::new();
     }
     let mut o = String::from("  where (each side's app container and the database's statements, per request, judged like the verdict; explains, does not gate):\n");
-    let pairs = r.trials.len() / 2;
-    if pairs < 6 && !r.examined.is_empty() {
-        // The sign-flip test's smallest p is 2/2^pairs: below 6 pairs it cannot reach 0.05.
-        let _ = writeln!(
-            o,
-            "    {pairs} pairs cannot show a finding (the smallest p they give is {:.3}); 12 trials or more can",
-            2.0 / 2f64.powi(pairs as i32)
-        );
+    if let Some(reach) = crate::compare::ab::findings_reach(r) {
+        let _ = writeln!(o, "    {reach}");
     }
     if r.findings.is_empty() {
         let _ = writeln!(
@@ -326,6 +320,9 @@ pub fn markdown(r: &AbResult) -> String {
     }
     if !r.examined.is_empty() || r.database.is_some() {
         let _ = writeln!(o, "\n**Where** (resource use per request of each side's app container; explains, does not gate):\n");
+        if let Some(reach) = crate::compare::ab::findings_reach(r) {
+            let _ = writeln!(o, "{reach}.\n");
+        }
         if r.findings.is_empty() {
             let _ = writeln!(
                 o,

@@ -229,13 +229,8 @@ fn where_section(o: &mut String, r: &AbResult) {
         o,
         "#### Where\n\nResource use per request of each side, judged pair by pair like the verdict; it explains, it does not gate.\n"
     );
-    let pairs = r.trials.len() / 2;
-    if pairs < 6 && !r.examined.is_empty() {
-        let _ = writeln!(
-            o,
-            "{pairs} pairs cannot show a finding (the smallest p they give is {:.3}); 12 trials or more can.\n",
-            2.0 / 2f64.powi(pairs as i32)
-        );
+    if let Some(reach) = crate::compare::ab::findings_reach(r) {
+        let _ = writeln!(o, "{reach}.\n");
     }
     if r.findings.is_empty() {
         let _ = writeln!(
@@ -385,5 +380,47 @@ mod tests {
         assert_eq!(code("a`b"), "``a`b``");
         assert_eq!(code("`x`"), "`` `x` ``");
         assert_eq!(cell("a|b\nc<d"), "a\\|b c&lt;d");
+    }
+
+    /// Too few pairs are said, with how many trials would do.
+    #[test]
+    fn too_few_pairs_for_a_finding_are_said() {
+        use crate::compare::ab::{findings_reach, Trial};
+        let mut r = result("SELECT 1");
+        r.examined = [
+            "app cpu_us_per_request",
+            "app mem_mb",
+            "app net_bytes_per_request",
+            "db queries_per_request",
+        ]
+        .map(String::from)
+        .to_vec();
+        let trials = |n: usize| -> Vec<Trial> {
+            (0..n)
+                .map(|i| {
+                    serde_json::from_value(serde_json::json!({
+                        "index": i, "side": if i % 2 == 0 { "A" } else { "B" },
+                        "started_at": "", "duration_s": 1.0, "reset_ms": 0, "requests": 1,
+                        "values": {}
+                    }))
+                    .unwrap()
+                })
+                .collect()
+        };
+        r.trials = trials(8);
+        let said = findings_reach(&r).unwrap();
+        assert!(
+            said.starts_with("4 pairs cannot show a finding") && said.contains("12 trials"),
+            "{said}"
+        );
+        r.trials = trials(12);
+        let said = findings_reach(&r).unwrap();
+        assert!(
+            said.contains("cannot name a container's figure") && said.contains("16 trials"),
+            "{said}"
+        );
+        assert!(comment(&r, Host::Github, None).contains(&said));
+        r.trials = trials(16);
+        assert_eq!(findings_reach(&r), None);
     }
 }
