@@ -184,6 +184,8 @@ pub struct Invocation<'a> {
     pub mount: Option<(&'a str, &'a Path)>,
     /// A folder for the files made for this run (k6 config, wrapper).
     pub scratch: &'a Path,
+    /// `--execution-segment` and its sequence, for a shard.
+    pub segment: Option<(String, String)>,
 }
 
 /// The source of a script and of every local module it imports, once each.
@@ -337,6 +339,13 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     }
     if let Some(d) = inv.duration {
         cmd.arg("--duration").arg(format!("{}ms", d.as_millis()));
+    }
+    // k6 splits the script's load itself: the same striped segments.
+    if let Some((segment, sequence)) = &inv.segment {
+        cmd.arg("--execution-segment")
+            .arg(segment)
+            .arg("--execution-segment-sequence")
+            .arg(sequence);
     }
     if inv.quiet {
         cmd.arg("--quiet");

@@ -29,5 +29,6 @@ pub mod resolve;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod shard;
 pub mod stack;
 pub mod view;

@@ -102,6 +102,7 @@ impl Context {
             script_env: self.script_env.clone(),
             k6_mount: mount.clone(),
             k6_hosts: Some(hosts_for(url)),
+            shard: None,
         };
         let all = |duration: Duration, what: &str| -> Result<Vec<runner::RunReport>, Failure> {
             std::thread::scope(|sc| {

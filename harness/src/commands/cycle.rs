@@ -191,6 +191,7 @@ fn cycle(a: &CycleCmd) -> Result<u8, Failure> {
             .is_dir()
             .then(|| (cfg.k6_mount.clone(), cfg.k6_dir.clone())),
         k6_hosts: None,
+        shard: None,
     });
     let finish = |code: u8| -> Result<u8, Failure> {
         if a.down {

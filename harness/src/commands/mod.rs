@@ -8,11 +8,13 @@ pub mod compare;
 pub mod cycle;
 pub mod dashboard;
 pub mod db;
+pub mod distribute;
 pub mod down;
 pub mod history;
 pub mod images;
 pub mod import;
 pub mod init;
+pub mod merge;
 pub mod migrate;
 pub mod populate;
 pub mod ps;
@@ -100,6 +102,12 @@ pub enum Command {
     Scenarios(scenarios::ScenariosCmd),
     /// Write the Grafana dashboard and its provisioning files (carried in the binary) for your Grafana
     Dashboard(dashboard::DashboardCmd),
+    /// Split one scenario across N shards (processes), start them together, merge their results
+    #[command(after_help = distribute::DISTRIBUTE_HELP)]
+    Distribute(distribute::DistributeCmd),
+    /// Add up the results of a split run's shards (`run --shard i/N`) into one exact result
+    #[command(after_help = merge::MERGE_HELP)]
+    Merge(merge::MergeCmd),
 }
 
 /// Runs one sub-command; the exit code on success.
@@ -107,6 +115,8 @@ pub fn dispatch(cmd: Command) -> Result<u8, Failure> {
     match cmd {
         Command::Init(c) => c.execute(),
         Command::Dashboard(c) => c.execute(),
+        Command::Merge(c) => c.execute(),
+        Command::Distribute(c) => c.execute(),
         Command::Run(c) => c.execute(),
         Command::Compare(c) => c.execute(),
         Command::Ab(c) => c.execute(),

@@ -10,7 +10,7 @@ use crate::exit::{Classify, Failure};
 use crate::scenario::{self};
 
 pub use crate::runner::execute;
-pub use crate::runner::plan::{RunPlan, RunReport, TlsArgs};
+pub use crate::runner::plan::{RunPlan, RunReport, ShardPlan, TlsArgs};
 
 /// `--web [ADDR]` and `--no-html`, shared by `run` and the full cycle.
 pub use super::ViewArgs;
@@ -81,9 +81,51 @@ pub struct RunCmd {
     pub csv: Option<PathBuf>,
     #[command(flatten)]
     pub view: ViewArgs,
+    /// Run one shard of a split test: i/N, shards numbered from 0 (0/3, 1/3, 2/3). The shard runs
+    /// its stripe of the VUs, iterations and arrivals; `loadtest merge` adds the shards' results up
+    #[arg(
+        long,
+        value_name = "i/N",
+        env = "LOADTEST_SHARD",
+        conflicts_with = "execution_segment"
+    )]
+    pub shard: Option<String>,
+    /// k6's form of --shard: this generator's segment (1/3:2/3, 25%:50%, 0.5)
+    #[arg(long, value_name = "FROM:TO")]
+    pub execution_segment: Option<String>,
+    /// k6's form: every generator's segment boundaries (0,1/3,2/3,1); default: the segment's own
+    #[arg(long, value_name = "LIST", requires = "execution_segment")]
+    pub execution_segment_sequence: Option<String>,
+    /// Start together with the other shards and hand the result to the coordinator at HOST:PORT
+    /// (`loadtest distribute` sets it)
+    #[arg(long, value_name = "HOST:PORT", env = "LOADTEST_COORDINATOR")]
+    pub coordinator: Option<String>,
 }
 
 impl RunCmd {
+    /// `--shard i/N` or k6's segment flags, with the coordinator if any.
+    fn shard_plan(&self) -> Result<Option<ShardPlan>, Failure> {
+        let stripe = match (&self.shard, &self.execution_segment) {
+            (Some(s), _) => {
+                parse_shard(s).map_err(|e| Failure::Usage(anyhow!("--shard {s}: {e}")))?
+            }
+            (None, Some(seg)) => {
+                crate::shard::Stripe::parse(seg, self.execution_segment_sequence.as_deref())
+                    .map_err(|e| Failure::Usage(anyhow!("--execution-segment {seg}: {e}")))?
+            }
+            (None, None) if self.coordinator.is_some() => {
+                return Err(Failure::Usage(anyhow!(
+                    "--coordinator is for a shard: give --shard i/N too"
+                )))
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(ShardPlan {
+            stripe,
+            coordinator: self.coordinator.clone(),
+        }))
+    }
+
     pub fn execute(&self) -> Result<u8, Failure> {
         // The settings give what the flags leave out: the target, the scenario
         // folders, the k6 mount; a stack that is up is reached by service name.
@@ -169,9 +211,29 @@ impl RunCmd {
             script_env: self.env.clone(),
             k6_mount,
             k6_hosts: None,
+            shard: self.shard_plan()?,
         })?;
         Ok(report.code)
     }
+}
+
+/// `i/N`: shard i (0-based) of N equal shards.
+pub fn parse_shard(s: &str) -> Result<crate::shard::Stripe, String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| "expected i/N, e.g. 0/3 (shards are numbered from 0)".to_string())?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a shard number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number of shards"))?;
+    if n > 1000 {
+        return Err(format!("{n} shards: at most 1000"));
+    }
+    crate::shard::Stripe::equal(i, n)
 }
 
 pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {

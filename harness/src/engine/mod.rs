@@ -203,9 +203,12 @@ pub async fn run_load(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let workers = cores
-        .min(scenario.options.executor.max_vus().max(1) as usize)
-        .max(1);
+    // No more workers than this generator has VUs (a shard has its share):
+    // a worker without a VU would drop every arrival dealt to it.
+    let vus = scenario
+        .stripe
+        .count_below(scenario.options.executor.max_vus() as u64);
+    let workers = cores.min(vus.max(1) as usize).max(1);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut timeline = spool::Spool::new().map_err(Error::Spool)?;
     let mut spool_failed = None;

@@ -117,6 +117,10 @@ impl Runner for Worker {
         tokio::time::Instant::from_std(self.t0)
     }
 
+    fn stripe(&self) -> &crate::shard::Stripe {
+        &self.shared.scenario.stripe
+    }
+
     fn new_vu(&self, idx: u64) -> Vu {
         self.allocated.set(self.allocated.get() + 1);
         Vu::new(idx + 1, self.shared.target.clone(), self.counters.clone()).in_local_set()

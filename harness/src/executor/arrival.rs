@@ -32,8 +32,8 @@ pub fn count_before(plan: &impl Plan, t: Duration) -> u64 {
     c
 }
 
-/// Runs this worker's share of the plan's arrivals (every `count()`-th from
-/// its `index()`) until `end`.
+/// Runs this worker's share of the plan's arrivals (its shard's stripe,
+/// every `count()`-th of it from its `index()`) until `end`.
 pub async fn run<R: Runner>(
     w: &Rc<R>,
     plan: &impl Plan,
@@ -44,16 +44,16 @@ pub async fn run<R: Runner>(
 ) {
     let pre = w.share_count(pre_allocated as u64);
     let max = w.share_count(max_vus as u64).max(pre);
-    let (index, count) = (w.index() as u64, w.count() as u64);
-    // This worker's j-th arrival is the plan's arrival `index + j * count`.
-    let global = |j: u64| index + j * count;
-    let mine_below = |c: u64| c.saturating_sub(index).div_ceil(count);
+    // This worker's j-th arrival: its shard's stripe of the plan's arrivals,
+    // dealt round robin among the shard's workers.
+    let global = |j: u64| w.nth(j);
+    let mine_below = |c: u64| w.share_count(c);
     let idle: Rc<RefCell<Vec<mpsc::UnboundedSender<Instant>>>> = Rc::new(RefCell::new(Vec::new()));
     let mut set = JoinSet::new();
     let mut created = 0u64;
     let spawn = |set: &mut JoinSet<()>, created: &mut u64| {
         // Global VU index: this worker's n-th VU.
-        let idx = w.index() as u64 + *created * w.count() as u64;
+        let idx = w.nth(*created);
         *created += 1;
         let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
         let w = w.clone();

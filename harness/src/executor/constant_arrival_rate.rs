@@ -173,4 +173,44 @@ mod tests {
         assert_eq!(f.vus.get(), 1);
         assert!(f.starts.borrow().iter().all(|s| s.vu == 1));
     }
+
+    /// Every (shard, worker) pair's planned starts: together exactly the
+    /// whole run's schedule, each arrival once.
+    fn sharded_starts(shards: usize, workers: usize, rate: f64) -> Vec<Vec<u64>> {
+        let ms = Duration::from_millis;
+        let mut all = Vec::new();
+        for s in 0..shards {
+            // As the engine does: no more workers than the shard has VUs.
+            let stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+            let workers = workers.min(stripe.count_below(8) as usize);
+            for w in 0..workers {
+                let f = paused(|| async {
+                    let mut f = Fake::new(w, workers, ms(1));
+                    f.stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+                    let f = Rc::new(f);
+                    super::run(&f, rate, ms(1000), ms(2000), 8, 8, ms(1000)).await;
+                    f
+                });
+                let planned: Vec<u64> = f.starts.borrow().iter().map(|s| s.planned_ms.unwrap()).collect();
+                all.push(planned);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn shards_fire_exactly_their_stripe_of_the_global_ticks() {
+        let whole: Vec<u64> = sharded_starts(1, 1, 50.0).concat();
+        assert_eq!(whole.len(), 100);
+        for shards in [2, 3, 4, 7] {
+            let parts = sharded_starts(shards, 2, 50.0);
+            let mut union: Vec<u64> = parts.concat();
+            union.sort_unstable();
+            assert_eq!(union, whole, "{shards} shards");
+            // Shard 0's share is its stripe's count of the 100 ticks.
+            let want = crate::shard::Stripe::equal(0, shards).unwrap().count_below(100);
+            let shard0 = 2.min(crate::shard::Stripe::equal(0, shards).unwrap().count_below(8) as usize);
+            assert_eq!(parts[..shard0].iter().map(Vec::len).sum::<usize>() as u64, want);
+        }
+    }
 }

@@ -133,4 +133,29 @@ mod tests {
         assert_eq!(vus, vec![1, 3]);
         assert_eq!(f.vus.get(), 2);
     }
+
+    #[test]
+    fn shards_and_workers_hold_every_vu_once() {
+        let ms = Duration::from_millis;
+        for shards in 1..=5usize {
+            let mut vus = Vec::new();
+            for s in 0..shards {
+                for w in 0..2 {
+                    let f = paused(|| async {
+                        let mut f = Fake::new(w, 2, ms(500));
+                        f.stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+                        let f = Rc::new(f);
+                        super::run(&f, 7, ms(1000), ms(1000)).await;
+                        f
+                    });
+                    let mut mine: Vec<u64> = f.starts.borrow().iter().map(|s| s.vu).collect();
+                    mine.sort_unstable();
+                    mine.dedup();
+                    vus.extend(mine);
+                }
+            }
+            vus.sort_unstable();
+            assert_eq!(vus, (0..7).collect::<Vec<u64>>(), "{shards} shards");
+        }
+    }
 }

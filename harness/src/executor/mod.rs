@@ -228,14 +228,27 @@ pub trait Runner: 'static {
     /// Counts `n` arrivals that found no VU.
     fn record_dropped(&self, n: u64);
 
-    /// This worker's part of `n` things numbered 0..n (round robin).
-    fn share(&self, n: u64) -> impl Iterator<Item = u64> {
-        (self.index() as u64..n).step_by(self.count())
+    /// The share of the whole test this generator runs (its shard's stripe).
+    fn stripe(&self) -> &crate::shard::Stripe;
+
+    /// The global index of this worker's k-th thing: the shard's own things
+    /// dealt round robin among its workers.
+    fn nth(&self, k: u64) -> u64 {
+        self.stripe()
+            .nth(self.index() as u64 + k * self.count() as u64)
     }
 
-    /// How many of `n` things fall to this worker.
+    /// How many of the things numbered 0..n fall to this worker.
     fn share_count(&self, n: u64) -> u64 {
-        self.share(n).count() as u64
+        let in_shard = self.stripe().count_below(n);
+        in_shard
+            .saturating_sub(self.index() as u64)
+            .div_ceil(self.count() as u64)
+    }
+
+    /// This worker's part of `n` things numbered 0..n.
+    fn share(&self, n: u64) -> impl Iterator<Item = u64> {
+        (0..self.share_count(n)).map(move |k| self.nth(k))
     }
 }
 
@@ -283,6 +296,7 @@ pub(crate) mod fake {
         pub dropped: Cell<u64>,
         pub interrupted: Cell<u64>,
         pub vus: Cell<u64>,
+        pub stripe: crate::shard::Stripe,
     }
 
     impl Fake {
@@ -300,6 +314,7 @@ pub(crate) mod fake {
                 dropped: Cell::new(0),
                 interrupted: Cell::new(0),
                 vus: Cell::new(0),
+                stripe: crate::shard::Stripe::whole(),
             }
         }
 
@@ -329,6 +344,9 @@ pub(crate) mod fake {
         }
         fn t0(&self) -> Instant {
             self.t0
+        }
+        fn stripe(&self) -> &crate::shard::Stripe {
+            &self.stripe
         }
         fn new_vu(&self, idx: u64) -> u64 {
             self.vus.set(self.vus.get() + 1);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::engine::{client::Target, LoadOutput};
+use crate::engine::LoadOutput;
 use crate::metrics::{self, encode_histogram};
 use crate::scenario::Scenario;
 
@@ -69,7 +69,7 @@ pub fn build_result(
     sc: &Scenario,
     path: &Path,
     run_name: &str,
-    target: &Target,
+    target_url: &str,
     overrides: Vec<String>,
     started_at: chrono::DateTime<chrono::Utc>,
     out: &LoadOutput,
@@ -179,7 +179,7 @@ pub fn build_result(
         scenario_file: path.display().to_string(),
         scenario_sha256: sc.sha256.clone(),
         description: sc.description.clone(),
-        target: target.url.clone(),
+        target: target_url.to_string(),
         options: sc.options.to_json(),
         overrides,
         git: git_info(scenario_dir),
@@ -208,5 +208,7 @@ pub fn build_result(
         stack: None,
         server: None,
         dashboard_url: None,
+        shard: None,
+        merged: None,
     }
 }

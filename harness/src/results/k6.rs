@@ -525,6 +525,8 @@ pub fn read(output: &Path, summary: Option<&Path>, meta: K6Meta) -> Result<RunRe
         stack: None,
         server: None,
         dashboard_url: None,
+        shard: None,
+        merged: None,
     })
 }
 

@@ -69,6 +69,12 @@ pub struct RunResult {
     /// The Grafana dashboard showing this run (when live metrics were pushed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    /// A shard's place in a split run and its whole measurements (`--shard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::merge::ShardPart>,
+    /// How a merged result was put together from its shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<crate::shard::merge::MergeInfo>,
 }
 
 /// What `loadtest bench` did to the stack before the run.

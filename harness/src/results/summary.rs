@@ -84,6 +84,44 @@ pub fn render(r: &RunResult) -> String {
     if let Some(t) = &r.aborted_by {
         let _ = writeln!(o, "  ABORTED: threshold `{t}` failed with abort_on_fail");
     }
+    if let Some(s) = &r.shard {
+        let _ = writeln!(
+            o,
+            "  shard:    {}/{} (segment {} of {}): this generator's share only; `loadtest merge` adds the shards up",
+            s.index, s.count, s.segment, s.sequence
+        );
+    }
+    if let Some(m) = &r.merged {
+        let parts: Vec<String> = m
+            .shards
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}: {} requests{}",
+                    s.index,
+                    s.requests,
+                    match &s.problem {
+                        Some(p) => format!(" ({p})"),
+                        None => String::new(),
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "  merged:   {} shard results ({})",
+            m.shards.len(),
+            parts.join(", ")
+        );
+        if !m.missing.is_empty() {
+            let missing: Vec<String> = m.missing.iter().map(|i| i.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "  INCOMPLETE: shard(s) {} missing or cut short: the figures undercount the load",
+                missing.join(", ")
+            );
+        }
+    }
 
     if !r.thresholds.is_empty() {
         let _ = writeln!(o, "\n  THRESHOLDS");

@@ -108,6 +108,10 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         (args.csv.is_some(), "--csv"),
         (args.web.is_some(), "--web"),
         (args.db_reset.is_some(), "--reset"),
+        (
+            args.shard.as_ref().is_some_and(|s| s.coordinator.is_some()),
+            "--coordinator (a distributed run)",
+        ),
     ] {
         if set {
             return Err(Failure::Usage(anyhow!(
@@ -179,6 +183,7 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
                     .as_ref()
                     .map(|(m, d)| (m.as_str(), d.as_path())),
                 scratch: tmp.path(),
+                segment: args.shard.as_ref().map(|s| s.stripe.k6_flags()),
             })
         });
         // Drive the signal watcher while k6 runs.

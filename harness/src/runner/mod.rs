@@ -47,6 +47,14 @@ pub fn execute(args: RunPlan) -> Result<RunReport, Failure> {
         .options
         .apply_overrides(args.vus, args.duration)
         .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    if let Some(shard) = &args.shard {
+        if args.repeat > 1 {
+            return Err(Failure::Usage(anyhow!(
+                "--repeat and --shard do not go together: a shard's result is one run, merged with the other shards'"
+            )));
+        }
+        sc.stripe = shard.stripe.clone();
+    }
     let sc = Arc::new(sc);
 
     let rt = runtime()?;

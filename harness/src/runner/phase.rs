@@ -71,6 +71,36 @@ pub(super) fn run_phase(
     let mut vars = base.clone();
     vars.extend(setup_vars);
 
+    // A shard of a distributed run meets its coordinator and starts its load
+    // at the instant agreed with the other shards.
+    let meeting = match args
+        .shard
+        .as_ref()
+        .and_then(|s| Some((s, s.coordinator.as_ref()?)))
+    {
+        Some((shard, addr)) => {
+            let (seg, seq) = shard.stripe.k6_flags();
+            let (m, at) = rt
+                .block_on(crate::shard::coordinate::Meeting::join(
+                    addr,
+                    shard.stripe.index,
+                    shard.stripe.count(),
+                    &seq,
+                    &sc.sha256,
+                ))
+                .runtime()?;
+            if !args.quiet {
+                crate::errln!(
+                    "shard {seg} of {seq}: clock {:+.1} ms off the coordinator's; starting with the others",
+                    m.offset_ms
+                );
+            }
+            rt.block_on(crate::shard::coordinate::sleep_until(at));
+            Some((m, at))
+        }
+        None => None,
+    };
+    let mut shard_sink = args.shard.as_ref().map(|_| ShardSink::default());
     let started_at = chrono::Utc::now();
     // The generator's CPU is counted from here: a full cycle's stack work and seeding are not load.
     let cpu_before = results::process_usage().0;
@@ -88,6 +118,9 @@ pub(super) fn run_phase(
             sinks.push(h);
         }
         if let Some(s) = live_sink.as_mut() {
+            sinks.push(s);
+        }
+        if let Some(s) = shard_sink.as_mut() {
             sinks.push(s);
         }
         let hooks = engine::Hooks {
@@ -147,13 +180,28 @@ pub(super) fn run_phase(
         &sc,
         path,
         &args.run_name,
-        &target,
+        &target.url,
         overrides,
         started_at,
         &out,
     );
     result.trials = trials;
     result.stack = args.stack.clone();
+    if let (Some(shard), Some(sink)) = (&args.shard, shard_sink) {
+        let (segment, sequence) = shard.stripe.k6_flags();
+        result.shard = Some(crate::shard::merge::ShardPart {
+            index: shard.stripe.index,
+            count: shard.stripe.count(),
+            segment,
+            sequence,
+            start_at: meeting.as_ref().map(|(_, at)| {
+                chrono::DateTime::<chrono::Utc>::from(*at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            }),
+            total: crate::shard::packed::PackedSet::pack(&out.total),
+            windows: sink.windows,
+        });
+    }
     let lg = &mut result.loadgen;
     lg.cpu_seconds = ((lg.cpu_seconds - cpu_before).max(0.0) * 100.0).round() / 100.0;
     if result.duration_s > 0.0 {
@@ -198,6 +246,12 @@ pub(super) fn run_phase(
         match results::locust::write_final(prefix, &result) {
             Ok(files) => csv_files.extend(files),
             Err(e) => crate::errln!("warning: Locust CSV files: {e:#}"),
+        }
+    }
+    if let Some((m, _)) = meeting {
+        // The coordinator merges: it gets the whole result over the network.
+        if let Err(e) = rt.block_on(m.hand_in(Ok(&result))) {
+            crate::errln!("warning: the result could not be handed to the coordinator: {e:#}");
         }
     }
     if args.trial {
@@ -266,6 +320,28 @@ pub(super) fn run_phase(
         files,
         message,
     })
+}
+
+/// Keeps every second of a shard whole, for the exact merge.
+#[derive(Default)]
+struct ShardSink {
+    windows: Vec<crate::shard::packed::PackedWindow>,
+}
+
+impl engine::WindowSink for ShardSink {
+    fn window(
+        &mut self,
+        second: u64,
+        vus: u64,
+        window: &crate::metrics::MetricsSet,
+        _total: &crate::metrics::MetricsSet,
+    ) {
+        self.windows.push(crate::shard::packed::PackedWindow {
+            t: second,
+            vus,
+            set: crate::shard::packed::PackedSet::pack(window),
+        });
+    }
 }
 
 /// Runs a phase outside the load (populate, setup, teardown) so that Ctrl-C

@@ -52,6 +52,16 @@ pub struct RunPlan {
     /// k6's `hosts` for this run (an A/B trial points the app's name at its
     /// side); None: every service of the stack at its address.
     pub k6_hosts: Option<std::collections::BTreeMap<String, String>>,
+    /// This run is one shard of a split run (`--shard`, `--execution-segment`).
+    pub shard: Option<ShardPlan>,
+}
+
+/// One shard of a split run: its stripe of the load, and the coordinator it
+/// starts with and hands its result to (a distributed run), if any.
+#[derive(Clone, Debug)]
+pub struct ShardPlan {
+    pub stripe: crate::shard::Stripe,
+    pub coordinator: Option<String>,
 }
 
 /// How an https target is trusted, from the command line; over the scenario's

@@ -207,6 +207,8 @@ pub struct Scenario {
     pub populate: Vec<Populate>,
     /// `[ab]`: the trial shape of `loadtest ab`.
     pub ab: AbOptions,
+    /// The share of the load this generator runs (`--shard`): the whole by default.
+    pub stripe: crate::shard::Stripe,
 }
 
 impl Scenario {
@@ -507,6 +509,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         templates,
         data,
         populate,
+        stripe: crate::shard::Stripe::whole(),
     })
 }
 

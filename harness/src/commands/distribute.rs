@@ -1,0 +1,237 @@
+//! `loadtest distribute`: one scenario split across N shards run by an
+//! engine (local processes here; Swarm and Kubernetes beside), started on
+//! one instant by this process as their coordinator, their results handed
+//! back over the network and merged exactly.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::exit::{Classify, Failure};
+use crate::results::{self, RunResult};
+use crate::shard::coordinate::{Coordinator, Expect};
+use crate::shard::{merge, Stripe};
+
+pub const DISTRIBUTE_HELP: &str =
+    "Every shard runs `loadtest run --shard i/N` of the same scenario file: its stripe of the VUs,
+iterations and arrivals (k6's execution segments), so the shards add up exactly to the whole.
+This process is their coordinator: each shard checks in and has its clock measured; a clock
+further off than --clock-tolerance is refused before any load; then every shard starts its load
+on the same instant (the next whole second after --lead). Results come back over the network and
+are merged as `loadtest merge` does: thresholds judged on the merged data.
+A shard that fails is never run again: the merged result is marked incomplete, names it, exits 1.
+
+Exit codes:
+  0   every shard ran; every threshold held on the merged data
+  1   a shard failed or was cut short (result written, marked incomplete), or no shard could start
+  2   usage or scenario error, before anything ran
+  99  a threshold is crossed on the merged data";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// Shards as processes on this machine
+    Processes,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DistributeCmd {
+    /// Scenario name (<scenarios-dir>/NAME.toml) or path to its .toml file
+    #[arg(short, long)]
+    pub scenario: String,
+    /// How many shards to split the load into
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub shards: u32,
+    /// What runs the shards
+    #[arg(long, value_enum, default_value = "processes")]
+    pub on: On,
+    /// Base URL of the service under test (every shard's)
+    #[arg(short, long, env = "LOADTEST_TARGET")]
+    pub target: Option<String>,
+    /// Override the scenario's VUs (the whole run's; each shard runs its share)
+    #[arg(long)]
+    pub vus: Option<u32>,
+    /// Override the scenario's duration
+    #[arg(long, value_parser = super::parse_duration)]
+    pub duration: Option<Duration>,
+    #[arg(short, long, default_value = "baseline")]
+    pub run_name: String,
+    /// Results folder: the merged <run>_<scenario>.json; each shard's under shards/
+    #[arg(short, long, default_value = "benchmark")]
+    pub out: PathBuf,
+    #[arg(long, env = "LOADTEST_SCENARIOS_DIR", default_value = "scenarios")]
+    pub scenarios_dir: PathBuf,
+    /// Merge what came back when shards failed: a labelled partial result, judged as it is
+    #[arg(long)]
+    pub allow_partial: bool,
+    /// Refuse a shard whose clock is further off the coordinator's than this
+    #[arg(long, default_value = "50ms", value_parser = super::parse_duration)]
+    pub clock_tolerance: Duration,
+    /// Time from the last shard's check-in to the start (rounded up to a whole second)
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    pub lead: Duration,
+    /// Address the coordinator listens on for its shards
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: String,
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl DistributeCmd {
+    pub fn execute(&self) -> Result<u8, Failure> {
+        results::check_name("run name", &self.run_name).usage()?;
+        let (path, mut sc) = super::merge::load_scenario(&self.scenario, &self.scenarios_dir)?;
+        // Each shard applies the overrides itself; here they size the wait.
+        sc.options
+            .apply_overrides(self.vus, self.duration)
+            .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+        let n = self.shards as usize;
+        let (_, sequence) = Stripe::equal(0, n)
+            .map_err(|e| Failure::Usage(anyhow!(e)))?
+            .k6_flags();
+        let shard_dir = self.out.join("shards");
+        std::fs::create_dir_all(&shard_dir)
+            .map_err(|e| Failure::Usage(anyhow!("cannot create {}: {e}", shard_dir.display())))?;
+        let rt = super::runtime()?;
+        let coord = rt.block_on(Coordinator::bind(&self.listen)).usage()?;
+        let addr = format!("127.0.0.1:{}", coord.port());
+        let logs = tempfile::tempdir().runtime()?;
+        let mut children: Vec<(usize, Child)> = Vec::new();
+        let exe = std::env::current_exe().runtime()?;
+        for i in 0..n {
+            let log = std::fs::File::create(logs.path().join(format!("{i}.log"))).runtime()?;
+            let mut cmd = Command::new(&exe);
+            cmd.arg("run")
+                .arg("-s")
+                .arg(&path)
+                .arg("--shard")
+                .arg(format!("{i}/{n}"))
+                .arg("--coordinator")
+                .arg(&addr)
+                .arg("-r")
+                .arg(merge::shard_run_name(&self.run_name, i))
+                .arg("-o")
+                .arg(&shard_dir)
+                .arg("--no-html")
+                .arg("-q")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            if let Some(t) = &self.target {
+                cmd.arg("-t").arg(t);
+            }
+            if let Some(v) = self.vus {
+                cmd.arg("--vus").arg(v.to_string());
+            }
+            if let Some(d) = self.duration {
+                cmd.arg("--duration").arg(format!("{}ms", d.as_millis()));
+            }
+            match cmd.spawn() {
+                Ok(c) => children.push((i, c)),
+                Err(e) => {
+                    stop_all(&mut children);
+                    return Err(Failure::Runtime(anyhow!("cannot start shard {i}: {e}")));
+                }
+            }
+        }
+        if !self.quiet {
+            crate::errln!(
+                "{n} shards of {} started as processes; coordinator on {addr}",
+                sc.name
+            );
+        }
+        let want = Expect {
+            count: n,
+            sequence: sequence.clone(),
+            scenario_sha256: sc.sha256.clone(),
+            tolerance: self.clock_tolerance,
+            lead: self.lead,
+            gather: Duration::from_secs(120),
+        };
+        let planned = sc.options.executor.planned_duration() + sc.options.graceful_stop;
+        let quiet = self.quiet;
+        let outcomes =
+            rt.block_on(
+                coord.run(want, planned + Duration::from_secs(120), |at, clocks| {
+                    if !quiet {
+                        let worst = clocks.iter().map(|c| c.offset_ms.abs()).fold(0.0, f64::max);
+                        crate::errln!(
+                    "every shard checked in (clocks within {worst:.1} ms); load starts at {}",
+                    chrono::DateTime::<chrono::Utc>::from(at).format("%H:%M:%S%.3f")
+                );
+                    }
+                }),
+            );
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(Failure::Runtime(anyhow!(
+                    "{e:#}{}",
+                    tails(logs.path(), n)
+                )));
+            }
+        };
+        // Shards that sent their result have finished; any other is stopped.
+        for (_, c) in children.iter_mut() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        stop_all(&mut children);
+        let mut got: Vec<(String, RunResult)> = Vec::new();
+        for (i, o) in outcomes {
+            match o {
+                Ok(r) => got.push((format!("shard {i}"), r)),
+                Err(why) => {
+                    let log = std::fs::read_to_string(logs.path().join(format!("{i}.log")))
+                        .unwrap_or_default();
+                    crate::errln!("shard {i} failed: {why}{}", last_lines(&log));
+                }
+            }
+        }
+        if got.is_empty() {
+            return Err(Failure::Runtime(anyhow!(
+                "no shard sent a result: nothing to merge"
+            )));
+        }
+        let merged = merge::merge(&sc, &got, &self.run_name, self.allow_partial).runtime()?;
+        let out = results::result_path(&self.out, &self.run_name, &sc.name, "json");
+        super::merge::finish(&merged, &out, self.allow_partial, self.quiet)
+    }
+}
+
+fn stop_all(children: &mut [(usize, Child)]) {
+    for (_, c) in children.iter_mut() {
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+    }
+}
+
+fn last_lines(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(3)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\n    {}", tail.join("\n    "))
+    }
+}
+
+/// The last lines each shard wrote, for a run that never started.
+fn tails(dir: &std::path::Path, n: usize) -> String {
+    (0..n)
+        .filter_map(|i| {
+            let log = std::fs::read_to_string(dir.join(format!("{i}.log"))).ok()?;
+            let t = last_lines(&log);
+            (!t.is_empty()).then(|| format!("\n  shard {i}:{t}"))
+        })
+        .collect()
+}
