@@ -57,7 +57,7 @@ one() { # round side
   read -r rps p95 n < <(python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))["metrics"]
-print(m["http_reqs"]["rate"], m["http_req_duration"]["p(95)"], m["http_reqs"]["count"])' \
+print(m["http_reqs"]["rate"], m["http_req_duration"]["p95"], m["http_reqs"]["count"])' \
     "$WORK/$s/r$r-${s}_payment-confirm.json")
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$rps" "$p95" "$n" "$(preloaded "$s")" >> "$RAW"
   echo "round $r $s: $rps req/s, p95 $p95 ms" >&2

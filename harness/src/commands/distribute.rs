@@ -167,10 +167,7 @@ impl DistributeCmd {
             Ok(o) => o,
             Err(e) => {
                 stop_all(&mut children);
-                return Err(Failure::Runtime(anyhow!(
-                    "{e:#}{}",
-                    tails(logs.path(), n)
-                )));
+                return Err(Failure::Runtime(anyhow!("{e:#}{}", tails(logs.path(), n))));
             }
         };
         // Shards that sent their result have finished; any other is stopped.

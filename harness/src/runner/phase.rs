@@ -194,10 +194,11 @@ pub(super) fn run_phase(
             count: shard.stripe.count(),
             segment,
             sequence,
-            start_at: meeting.as_ref().map(|(_, at)| {
-                chrono::DateTime::<chrono::Utc>::from(*at)
+            start_at: meeting.as_ref().map(|(m, _)| {
+                chrono::DateTime::<chrono::Utc>::from(m.start_at)
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             }),
+            clock_offset_ms: meeting.as_ref().map(|(m, _)| m.offset_ms),
             total: crate::shard::packed::PackedSet::pack(&out.total),
             windows: sink.windows,
         });

@@ -337,7 +337,10 @@ async fn serve(sock: TcpStream, want: &Expect, tx: mpsc::UnboundedSender<Event>)
 pub struct Meeting {
     r: BufReader<tokio::net::tcp::OwnedReadHalf>,
     w: tokio::net::tcp::OwnedWriteHalf,
+    /// The coordinator's clock minus this machine's.
     pub offset_ms: f64,
+    /// The agreed start on the coordinator's clock (the same for every shard).
+    pub start_at: SystemTime,
 }
 
 impl Meeting {
@@ -406,7 +409,16 @@ impl Meeting {
                 // Coordinator time minus the offset is this machine's time.
                 let local_ms = unix_ms as f64 - offset_ms;
                 let at = UNIX_EPOCH + Duration::from_secs_f64(local_ms.max(0.0) / 1000.0);
-                Ok((Meeting { r, w, offset_ms }, at))
+                let start_at = UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
+                Ok((
+                    Meeting {
+                        r,
+                        w,
+                        offset_ms,
+                        start_at,
+                    },
+                    at,
+                ))
             }
             Some(ToShard::Refused { reason }) => {
                 bail!("the coordinator refused this shard: {reason}")

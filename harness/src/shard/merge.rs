@@ -26,9 +26,13 @@ pub struct ShardPart {
     /// k6's spelling: `1/3:2/3` of `0,1/3,2/3,1`.
     pub segment: String,
     pub sequence: String,
-    /// The agreed start of the load (RFC 3339, ms), when a coordinator set it.
+    /// The agreed start of the load on the coordinator's clock (RFC 3339,
+    /// ms), when a coordinator set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
+    /// The coordinator's clock minus this shard's, as measured before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<f64>,
     pub total: PackedSet,
     pub windows: Vec<PackedWindow>,
 }
@@ -77,20 +81,30 @@ pub fn merge(
         })
     };
     let p0 = part(first_file, first)?;
+    if first.scenario_sha256 != sc.sha256 {
+        bail!(
+            "the shards ran {} with sha256 {}; the file {} is now {}: it changed since they ran, and \
+             thresholds must be judged by the scenario they ran (merge with that version)",
+            first.scenario,
+            short(&first.scenario_sha256),
+            sc.file.display(),
+            short(&sc.sha256)
+        );
+    }
     let mut seen: BTreeMap<usize, &str> = BTreeMap::new();
     let mut missing = Vec::new();
     let mut used = Vec::new();
     let mut info = Vec::new();
     for (file, r) in shards {
         let p = part(file, r)?;
-        if r.scenario_sha256 != sc.sha256 || r.scenario != sc.name {
+        if r.scenario_sha256 != first.scenario_sha256 || r.scenario != first.scenario {
             bail!(
-                "{file} ran scenario `{}` (sha256 {}), not `{}` ({}): shards of different scenarios \
-                 cannot be added up",
+                "{file} ran scenario `{}` (sha256 {}), {first_file} ran `{}` ({}): shards of different \
+                 scenarios cannot be added up",
                 r.scenario,
                 short(&r.scenario_sha256),
-                sc.name,
-                short(&sc.sha256)
+                first.scenario,
+                short(&first.scenario_sha256)
             );
         }
         if p.sequence != p0.sequence {
@@ -344,6 +358,7 @@ http_reqs = ["count < 1500"]
             segment,
             sequence,
             start_at: Some("2026-12-03T10:00:00.000Z".into()),
+            clock_offset_ms: None,
             total: PackedSet::pack(&all),
             windows: secs
                 .iter()

@@ -1,0 +1,323 @@
+//! A split run, through the real binary against a real HTTP server on
+//! 127.0.0.1: shards as processes started together by `distribute`, shards
+//! run by hand and added up by `merge`, a shard killed mid-run.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TICKS: &str = r#"
+[options]
+executor = "constant-arrival-rate"
+rate = 100
+time_unit = "1s"
+duration = "3s"
+pre_allocated_vus = 6
+max_vus = 12
+
+[[steps]]
+name = "health"
+method = "GET"
+path = "/health"
+checks = { status = 200 }
+
+[thresholds]
+http_req_failed = ["rate < 0.01"]
+"#;
+
+#[test]
+fn distributed_shards_start_together_and_merge_to_the_whole_schedule() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "ticks", TICKS);
+    let out = dir.path().join("out");
+    let o = loadtest(&[
+        "distribute",
+        "-s",
+        sc.to_str().unwrap(),
+        "--shards",
+        "3",
+        "-t",
+        &srv.url,
+        "-r",
+        "split",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    assert!(
+        stderr(&o).contains("every shard checked in"),
+        "{}",
+        stderr(&o)
+    );
+    let m = read_json(&out.join("split_ticks.json"));
+    let count = m["metrics"]["http_reqs"]["count"].as_u64().unwrap();
+    let dropped = m["metrics"]["dropped_iterations"]["count"]
+        .as_u64()
+        .unwrap();
+    // 100/s for 3 s: the shards' stripes together are the whole schedule.
+    assert_eq!(count + dropped, 300, "{m}");
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), count);
+    let merged = &m["merged"];
+    assert_eq!(merged["complete"], true);
+    let shards = merged["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    let sum: u64 = shards.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sum, count);
+    // Each shard also kept its own result, with the agreed start.
+    let starts: Vec<String> = (0..3)
+        .map(|i| {
+            let r = read_json(&out.join(format!("shards/split-shard{i}_ticks.json")));
+            assert_eq!(r["shard"]["index"], i);
+            r["shard"]["start_at"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(starts.iter().all(|s| *s == starts[0]), "{starts:?}");
+    assert_eq!(
+        m["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        count
+    );
+}
+
+const ITERATIONS: &str = r#"
+[options]
+executor = "per-vu-iterations"
+vus = 4
+iterations = 25
+max_duration = "30s"
+
+[[steps]]
+name = "health"
+method = "GET"
+path = "/health"
+checks = { status = 200 }
+
+[thresholds]
+http_reqs = ["count < 80"]
+"#;
+
+fn shard_run(sc: &Path, url: &str, out: &Path, run: &str, how: &[&str]) -> std::process::Output {
+    let mut args = vec!["-r", run, "--no-html"];
+    args.extend_from_slice(how);
+    run_scenario(sc, url, out, &args)
+}
+
+#[test]
+fn shards_run_by_hand_are_added_up_and_judged_on_the_sum() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "iters", ITERATIONS);
+    let out = dir.path().join("out");
+    // Shard 0 by --shard, shard 1 by k6's segment flags: the same split.
+    let a = shard_run(&sc, &srv.url, &out, "h-shard0", &["--shard", "0/2"]);
+    let b = shard_run(
+        &sc,
+        &srv.url,
+        &out,
+        "h-shard1",
+        &[
+            "--execution-segment",
+            "1/2:1",
+            "--execution-segment-sequence",
+            "0,1/2,1",
+        ],
+    );
+    for o in [&a, &b] {
+        // Each shard alone: 50 requests, under its `count < 80`.
+        assert_eq!(code(o), 0, "{}", stderr(o));
+    }
+    let f = |run: &str| out.join(format!("{run}_iters.json"));
+    for run in ["h-shard0", "h-shard1"] {
+        assert_eq!(read_json(&f(run))["metrics"]["http_reqs"]["count"], 50);
+    }
+    let merged = dir.path().join("merged.json");
+    let o = loadtest(&[
+        "merge",
+        f("h-shard0").to_str().unwrap(),
+        f("h-shard1").to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]);
+    // Together they are 100: the threshold is crossed on the merged data.
+    assert_eq!(code(&o), 99, "{}\n{}", stderr(&o), stdout(&o));
+    let m = read_json(&merged);
+    assert_eq!(m["metrics"]["http_reqs"]["count"], 100);
+    assert_eq!(m["run"], "h");
+    assert_eq!(m["thresholds"][0]["ok"], false);
+    assert!(
+        stdout(&o).contains("merged:   2 shard results"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(merged.with_extension("summary").is_file());
+
+    // The same shard twice, or a shard of an edited scenario: refused.
+    let o = loadtest(&[
+        "merge",
+        f("h-shard0").to_str().unwrap(),
+        f("h-shard0").to_str().unwrap(),
+        "-o",
+        dir.path().join("twice.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    std::fs::write(&sc, format!("{ITERATIONS}\n# edited\n")).unwrap();
+    let c = shard_run(&sc, &srv.url, &out, "e-shard1", &["--shard", "1/2"]);
+    assert_eq!(code(&c), 0, "{}", stderr(&c));
+    let o = loadtest(&[
+        "merge",
+        f("e-shard1").to_str().unwrap(),
+        f("h-shard0").to_str().unwrap(),
+        "-o",
+        dir.path().join("mixed.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("h-shard0_iters.json") && stderr(&o).contains("different scenarios"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("mixed.json").exists());
+    // The shards' own scenario file edited since they ran: refused too.
+    let o = loadtest(&[
+        "merge",
+        f("h-shard0").to_str().unwrap(),
+        f("h-shard1").to_str().unwrap(),
+        "-o",
+        dir.path().join("later.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed since they ran"),
+        "{}",
+        stderr(&o)
+    );
+    // A plain run is no shard.
+    let p = run_scenario(&sc, &srv.url, &out, &["-r", "plain", "--no-html"]);
+    // The whole run alone: 100 requests, its own threshold crossed.
+    assert_eq!(code(&p), 99, "{}", stderr(&p));
+    let o = loadtest(&[
+        "merge",
+        f("plain").to_str().unwrap(),
+        "-o",
+        dir.path().join("p.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("not a shard's result"),
+        "{}",
+        stderr(&o)
+    );
+    // Shard numbers outside the split are refused before anything is sent.
+    let hits = srv.state.hits.load(Ordering::Relaxed);
+    let o = shard_run(&sc, &srv.url, &out, "bad", &["--shard", "2/2"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("numbered from 0"), "{}", stderr(&o));
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), hits);
+}
+
+const STEADY: &str = r#"
+[options]
+executor = "constant-vus"
+vus = 3
+duration = "8s"
+
+[[steps]]
+name = "health"
+method = "GET"
+path = "/health"
+"#;
+
+/// The pid of the process whose command line holds every one of `parts`.
+fn find_process(parts: &[&str]) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if parts.iter().all(|p| args.iter().any(|a| a == p)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_shard_killed_mid_run_is_named_and_the_merge_is_incomplete() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "steady", STEADY);
+    let out = dir.path().join("out");
+    let mut child = Command::new(bin())
+        .args([
+            "distribute",
+            "-s",
+            sc.to_str().unwrap(),
+            "--shards",
+            "3",
+            "-t",
+            &srv.url,
+            "-r",
+            "killed",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the load to be under way, then kill shard 1 outright.
+    let t0 = Instant::now();
+    let victim = loop {
+        if srv.state.hits.load(Ordering::Relaxed) > 20 {
+            if let Some(pid) = find_process(&["--shard", "1/3", "killed-shard1"]) {
+                break pid;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the shards never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let killed = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "{}\n{}", stderr(&o), stdout(&o));
+    assert!(stderr(&o).contains("shard 1 failed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("incomplete: shard(s) 1 of 3"),
+        "{}",
+        stderr(&o)
+    );
+    let m = read_json(&out.join("killed_steady.json"));
+    assert_eq!(m["merged"]["complete"], false);
+    assert_eq!(m["merged"]["missing"], serde_json::json!([1]));
+    assert!(stdout(&o).contains("INCOMPLETE"), "{}", stdout(&o));
+    // The other two shards' requests are all there.
+    let shards = m["merged"]["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    let sum: u64 = shards.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
+    assert_eq!(m["metrics"]["http_reqs"]["count"].as_u64().unwrap(), sum);
+    assert!(find_process(&["killed-shard0"]).is_none());
+    assert!(find_process(&["killed-shard2"]).is_none());
+}
