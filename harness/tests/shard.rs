@@ -264,7 +264,7 @@ fn a_shard_killed_mid_run_is_named_and_the_merge_is_incomplete() {
     let dir = tempdir();
     let sc = scenario_file(dir.path(), "steady", STEADY);
     let out = dir.path().join("out");
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args([
             "distribute",
             "-s",
