@@ -321,3 +321,100 @@ fn a_shard_killed_mid_run_is_named_and_the_merge_is_incomplete() {
     assert!(find_process(&["killed-shard0"]).is_none());
     assert!(find_process(&["killed-shard2"]).is_none());
 }
+
+/// A single-node swarm on 127.0.0.1 for the test: one that exists is used
+/// as it is; one the test made is left again at the end.
+struct Swarm {
+    made: bool,
+}
+
+impl Swarm {
+    fn ensure() -> Swarm {
+        let state = Command::new("docker")
+            .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .output()
+            .expect("the docker client runs");
+        let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+        if state == "active" {
+            return Swarm { made: false };
+        }
+        assert_eq!(state, "inactive", "a swarm in state {state}: not touched");
+        let o = Command::new("docker")
+            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Swarm { made: true }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = Command::new("docker")
+                .args(["swarm", "leave", "--force"])
+                .output();
+        }
+    }
+}
+
+fn swarm_objects(kind: &str) -> String {
+    let o = Command::new("docker")
+        .args([kind, "ls", "-q", "--filter", "label=io.loadtest.distribute"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn shards_run_as_a_swarm_job_and_the_job_is_gone_afterwards() {
+    let _swarm = Swarm::ensure();
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "ticks", TICKS);
+    let out = dir.path().join("out");
+    let o = loadtest(&[
+        "distribute",
+        "-s",
+        sc.to_str().unwrap(),
+        "--shards",
+        "3",
+        "--on",
+        "swarm",
+        "-t",
+        &srv.url,
+        "-r",
+        "onswarm",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    assert!(
+        stderr(&o).contains("swarm job loadtest-onswarm-"),
+        "{}",
+        stderr(&o)
+    );
+    let m = read_json(&out.join("onswarm_ticks.json"));
+    let count = m["metrics"]["http_reqs"]["count"].as_u64().unwrap();
+    let dropped = m["metrics"]["dropped_iterations"]["count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(count + dropped, 300, "{m}");
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), count);
+    let shards = m["merged"]["shards"].as_array().unwrap();
+    let mut slots: Vec<u64> = shards
+        .iter()
+        .map(|s| s["index"].as_u64().unwrap())
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(slots, vec![0, 1, 2]);
+    let sum: u64 = shards.iter().map(|s| s["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sum, count);
+    assert_eq!(m["scenario_file"], sc.to_str().unwrap());
+    assert_eq!(swarm_objects("service"), "", "the job is removed");
+    assert_eq!(
+        swarm_objects("config"),
+        "",
+        "the scenario's config is removed"
+    );
+}

@@ -11,8 +11,8 @@ use anyhow::anyhow;
 
 use crate::exit::{Classify, Failure};
 use crate::results::{self, RunResult};
-use crate::shard::coordinate::{Coordinator, Expect};
-use crate::shard::{merge, Stripe};
+use crate::shard::coordinate::{ClockCheck, Coordinator, Expect, Outcomes};
+use crate::shard::{merge, swarm, Stripe};
 
 pub const DISTRIBUTE_HELP: &str =
     "Every shard runs `loadtest run --shard i/N` of the same scenario file: its stripe of the VUs,
@@ -33,6 +33,8 @@ Exit codes:
 pub enum On {
     /// Shards as processes on this machine
     Processes,
+    /// Shards as the tasks of a replicated job on the Docker Swarm this Engine manages
+    Swarm,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,9 +73,14 @@ pub struct DistributeCmd {
     /// Time from the last shard's check-in to the start (rounded up to a whole second)
     #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     pub lead: Duration,
-    /// Address the coordinator listens on for its shards
+    /// Address the coordinator listens on for its shards (swarm tasks run on the host's network:
+    /// on several nodes, listen on 0.0.0.0:PORT; they dial the manager's node address)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: String,
+    /// The image the swarm runs shards from; default: one built from this binary on the Debian
+    /// stand-in base (on several nodes, push it to your registry and name it here)
+    #[arg(long)]
+    pub image: Option<String>,
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -95,7 +102,74 @@ impl DistributeCmd {
             .map_err(|e| Failure::Usage(anyhow!("cannot create {}: {e}", shard_dir.display())))?;
         let rt = super::runtime()?;
         let coord = rt.block_on(Coordinator::bind(&self.listen)).usage()?;
+        let want = Expect {
+            count: n,
+            sequence: sequence.clone(),
+            scenario_sha256: sc.sha256.clone(),
+            tolerance: self.clock_tolerance,
+            lead: self.lead,
+            gather: Duration::from_secs(120),
+        };
+        let planned = sc.options.executor.planned_duration()
+            + sc.options.graceful_stop
+            + Duration::from_secs(120);
+        let quiet = self.quiet;
+        let announce = move |at: std::time::SystemTime, clocks: &[ClockCheck]| {
+            if !quiet {
+                let worst = clocks.iter().map(|c| c.offset_ms.abs()).fold(0.0, f64::max);
+                crate::errln!(
+                    "every shard checked in (clocks within {worst:.1} ms); load starts at {}",
+                    chrono::DateTime::<chrono::Utc>::from(at).format("%H:%M:%S%.3f")
+                );
+            }
+        };
+        let (outcomes, logs) = match self.on {
+            On::Processes => self.on_processes(&rt, coord, &path, want, planned, announce)?,
+            On::Swarm => (
+                self.on_swarm(&rt, coord, &path, want, planned, announce)?,
+                None,
+            ),
+        };
+        let mut got: Vec<(String, RunResult)> = Vec::new();
+        for (i, o) in outcomes {
+            match o {
+                Ok(r) => got.push((format!("shard {i}"), r)),
+                Err(why) => {
+                    let log = logs
+                        .as_ref()
+                        .and_then(|d| {
+                            std::fs::read_to_string(d.path().join(format!("{i}.log"))).ok()
+                        })
+                        .unwrap_or_default();
+                    crate::errln!("shard {i} failed: {why}{}", last_lines(&log));
+                }
+            }
+        }
+        if got.is_empty() {
+            return Err(Failure::Runtime(anyhow!(
+                "no shard sent a result: nothing to merge"
+            )));
+        }
+        let merged = merge::merge(&sc, &got, &self.run_name, self.allow_partial).runtime()?;
+        let out = results::result_path(&self.out, &self.run_name, &sc.name, "json");
+        super::merge::finish(&merged, &out, self.allow_partial, self.quiet)
+    }
+}
+
+impl DistributeCmd {
+    /// Shards as child processes of this one; their stderr kept for errors.
+    fn on_processes(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        coord: Coordinator,
+        path: &std::path::Path,
+        want: Expect,
+        planned: Duration,
+        announce: impl FnMut(std::time::SystemTime, &[ClockCheck]),
+    ) -> Result<(Outcomes, Option<tempfile::TempDir>), Failure> {
+        let n = want.count;
         let addr = format!("127.0.0.1:{}", coord.port());
+        let shard_dir = self.out.join("shards");
         let logs = tempfile::tempdir().runtime()?;
         let mut children: Vec<(usize, Child)> = Vec::new();
         let exe = std::env::current_exe().runtime()?;
@@ -104,7 +178,7 @@ impl DistributeCmd {
             let mut cmd = Command::new(&exe);
             cmd.arg("run")
                 .arg("-s")
-                .arg(&path)
+                .arg(path)
                 .arg("--shard")
                 .arg(format!("{i}/{n}"))
                 .arg("--coordinator")
@@ -136,41 +210,16 @@ impl DistributeCmd {
             }
         }
         if !self.quiet {
-            crate::errln!(
-                "{n} shards of {} started as processes; coordinator on {addr}",
-                sc.name
-            );
+            crate::errln!("{n} shards started as processes; coordinator on {addr}");
         }
-        let want = Expect {
-            count: n,
-            sequence: sequence.clone(),
-            scenario_sha256: sc.sha256.clone(),
-            tolerance: self.clock_tolerance,
-            lead: self.lead,
-            gather: Duration::from_secs(120),
-        };
-        let planned = sc.options.executor.planned_duration() + sc.options.graceful_stop;
-        let quiet = self.quiet;
-        let outcomes =
-            rt.block_on(
-                coord.run(want, planned + Duration::from_secs(120), |at, clocks| {
-                    if !quiet {
-                        let worst = clocks.iter().map(|c| c.offset_ms.abs()).fold(0.0, f64::max);
-                        crate::errln!(
-                    "every shard checked in (clocks within {worst:.1} ms); load starts at {}",
-                    chrono::DateTime::<chrono::Utc>::from(at).format("%H:%M:%S%.3f")
-                );
-                    }
-                }),
-            );
-        let outcomes = match outcomes {
+        let outcomes = match rt.block_on(coord.run(want, planned, announce)) {
             Ok(o) => o,
             Err(e) => {
                 stop_all(&mut children);
                 return Err(Failure::Runtime(anyhow!("{e:#}{}", tails(logs.path(), n))));
             }
         };
-        // Shards that sent their result have finished; any other is stopped.
+        // Shards that sent their result are finishing; any other is stopped.
         for (_, c) in children.iter_mut() {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while std::time::Instant::now() < deadline {
@@ -181,25 +230,85 @@ impl DistributeCmd {
             }
         }
         stop_all(&mut children);
-        let mut got: Vec<(String, RunResult)> = Vec::new();
-        for (i, o) in outcomes {
-            match o {
-                Ok(r) => got.push((format!("shard {i}"), r)),
-                Err(why) => {
-                    let log = std::fs::read_to_string(logs.path().join(format!("{i}.log")))
-                        .unwrap_or_default();
-                    crate::errln!("shard {i} failed: {why}{}", last_lines(&log));
+        Ok((outcomes, Some(logs)))
+    }
+
+    /// Shards as a replicated job on the swarm; the job and its config are
+    /// removed at the end, after a failure or Ctrl-C too.
+    fn on_swarm(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        coord: Coordinator,
+        path: &std::path::Path,
+        want: Expect,
+        planned: Duration,
+        mut announce: impl FnMut(std::time::SystemTime, &[ClockCheck]),
+    ) -> Result<Outcomes, Failure> {
+        rt.block_on(async {
+            let docker = crate::stack::docker::DockerClient::connect().await.runtime()?;
+            let (node_addr, nodes) = swarm::check_manager(&docker).await.usage()?;
+            let image = match &self.image {
+                Some(i) => i.clone(),
+                None => swarm::harness_image(&docker, self.quiet).await.runtime()?,
+            };
+            let host = match self.listen.rsplit_once(':') {
+                Some(("0.0.0.0" | "[::]", _)) => node_addr,
+                Some((h, _)) => h.to_string(),
+                None => node_addr,
+            };
+            let n = want.count;
+            let name = format!(
+                "loadtest-{}-{}",
+                self.run_name.to_lowercase().replace(['_', '.'], "-"),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            );
+            let job = swarm::Job {
+                name: name.clone(),
+                image,
+                scenario: path,
+                shards: n,
+                coordinator: format!("{host}:{}", coord.port()),
+                target: self.target.clone(),
+                run_name: self.run_name.clone(),
+                vus: self.vus,
+                duration: self.duration,
+            };
+            let one_per_node = nodes >= n;
+            let config = swarm::start(&docker, &job, one_per_node).await.runtime()?;
+            if !self.quiet {
+                crate::errln!(
+                    "swarm job {name}: {n} shards on {nodes} node(s){}; coordinator on {}",
+                    if one_per_node { ", one per node" } else { "" },
+                    job.coordinator
+                );
+            }
+            let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = started.clone();
+            let run = coord.run(want, planned, move |at, clocks| {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                announce(at, clocks)
+            });
+            let outcome = tokio::select! {
+                r = run => r,
+                e = swarm::watch_before_start(&docker, &name, started) => Err(e),
+                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): the swarm job is removed")),
+            };
+            let states = swarm::tasks(&docker, &name).await;
+            let removed = swarm::remove(&docker, &name, Some(&config)).await;
+            if let Err(e) = &removed {
+                crate::errln!("warning: {e:#}");
+            }
+            let mut outcomes = outcome.map_err(Failure::Runtime)?;
+            // What the swarm says of a shard that sent nothing.
+            for (slot, state, err) in states {
+                if let Some(Err(why)) = outcomes.get_mut(&(slot as usize)) {
+                    if !err.is_empty() || state != "complete" {
+                        why.push_str(&format!(" (swarm task: {state}{}{err})", if err.is_empty() { "" } else { ", " }));
+                    }
                 }
             }
-        }
-        if got.is_empty() {
-            return Err(Failure::Runtime(anyhow!(
-                "no shard sent a result: nothing to merge"
-            )));
-        }
-        let merged = merge::merge(&sc, &got, &self.run_name, self.allow_partial).runtime()?;
-        let out = results::result_path(&self.out, &self.run_name, &sc.name, "json");
-        super::merge::finish(&merged, &out, self.allow_partial, self.quiet)
+            Ok(outcomes)
+        })
     }
 }
 

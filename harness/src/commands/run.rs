@@ -107,7 +107,8 @@ impl RunCmd {
     fn shard_plan(&self) -> Result<Option<ShardPlan>, Failure> {
         let stripe = match (&self.shard, &self.execution_segment) {
             (Some(s), _) => {
-                parse_shard(s).map_err(|e| Failure::Usage(anyhow!("--shard {s}: {e}")))?
+                let s = swarm_slot(s);
+                parse_shard(&s).map_err(|e| Failure::Usage(anyhow!("--shard {s}: {e}")))?
             }
             (None, Some(seg)) => {
                 crate::shard::Stripe::parse(seg, self.execution_segment_sequence.as_deref())
@@ -214,6 +215,21 @@ impl RunCmd {
             shard: self.shard_plan()?,
         })?;
         Ok(report.code)
+    }
+}
+
+/// A task of `distribute --on swarm` gets `{{.Task.Slot}}/N`; a replicated
+/// job's slots run from 0, and the swarm renders slot 0 as the node's id
+/// instead of `0`. Only inside such a task (LOADTEST_SWARM_JOB set) is a
+/// non-number taken as slot 0.
+fn swarm_slot(s: &str) -> String {
+    match s.split_once('/') {
+        Some((i, n))
+            if std::env::var_os("LOADTEST_SWARM_JOB").is_some() && i.parse::<usize>().is_err() =>
+        {
+            format!("0/{n}")
+        }
+        _ => s.to_string(),
     }
 }
 

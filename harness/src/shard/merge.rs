@@ -215,9 +215,10 @@ pub fn merge(
     let started = earliest
         .map(|e| e.with_timezone(&chrono::Utc))
         .unwrap_or_else(chrono::Utc::now);
+    // The scenario as loaded here (a swarm task saw its own copy's path).
     let mut result = assemble::build_result(
         sc,
-        Path::new(&first.scenario_file),
+        &sc.file,
         run_name,
         &first.target,
         first.overrides.clone(),

@@ -7,5 +7,6 @@ pub mod coordinate;
 pub mod merge;
 pub mod packed;
 pub mod segment;
+pub mod swarm;
 
 pub use segment::Stripe;
