@@ -4,7 +4,6 @@
 //! verdicts are kept as information only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -277,6 +276,8 @@ pub fn shard_run_name(run: &str, index: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::metrics::{encode_histogram, new_histogram, Sample};
     use crate::shard::packed::PackedWindow;
