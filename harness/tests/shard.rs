@@ -418,3 +418,199 @@ fn shards_run_as_a_swarm_job_and_the_job_is_gone_afterwards() {
         "the scenario's config is removed"
     );
 }
+
+/// The manifests `--on kubernetes` renders: validated against the official
+/// Kubernetes 1.33 JSON schemas (strict: no unknown field), vendored under
+/// tests/fixtures/k8s-v1.33. No cluster is reachable from here, so what is
+/// checked is what can be without one: the schemas, and the shape pinned by
+/// a golden copy (UPDATE_GOLDEN=1 rewrites it after a deliberate change).
+#[test]
+fn kubernetes_manifests_pass_the_official_schemas_and_keep_their_shape() {
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "ticks", TICKS);
+    let render = dir.path().join("k8s");
+    let o = loadtest(&[
+        "distribute",
+        "-s",
+        sc.to_str().unwrap(),
+        "--shards",
+        "3",
+        "--on",
+        "kubernetes",
+        "--render",
+        render.to_str().unwrap(),
+        "--image",
+        "registry.example/loadtest:1.0",
+        "-t",
+        "http://payments.shop.svc:8080",
+        "-r",
+        "nightly",
+        "--namespace",
+        "perf",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let schema = |name: &str| -> serde_json::Value {
+        read_json(&fixtures.join(format!("k8s-v1.33/{name}.json")))
+    };
+    let doc = |file: &str| -> serde_json::Value {
+        serde_norway::from_str(&std::fs::read_to_string(render.join(file)).unwrap()).unwrap()
+    };
+    let files = [
+        ("01-configmap.yaml", "configmap"),
+        ("02-service.yaml", "service"),
+        ("04-job.yaml", "job"),
+    ];
+    for (file, kind) in files {
+        let v = jsonschema::validator_for(&schema(kind)).unwrap();
+        let d = doc(file);
+        let errors: Vec<String> = v.iter_errors(&d).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+    // The coordinator is a Pod: its spec is the Job template's kind of spec.
+    let job_schema = schema("job");
+    let pod_spec = jsonschema::validator_for(&serde_json::json!({
+        "$ref": "#/$defs/io.k8s.api.core.v1.PodSpec",
+        "$defs": job_schema["$defs"],
+    }))
+    .unwrap();
+    let coord = doc("03-coordinator.yaml");
+    assert_eq!(coord["kind"], "Pod");
+    assert!(pod_spec.is_valid(&coord["spec"]), "{}", coord["spec"]);
+    // A strict schema does catch a misspelt field.
+    let mut bad = doc("04-job.yaml");
+    bad["spec"]["completionsMode"] = "Indexed".into();
+    assert!(!jsonschema::validator_for(&job_schema)
+        .unwrap()
+        .is_valid(&bad));
+
+    let job = doc("04-job.yaml");
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(spec["completions"], 3);
+    assert_eq!(spec["parallelism"], 3);
+    assert_eq!(spec["backoffLimitPerIndex"], 0);
+    assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
+    let c = &spec["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--shard", "$(LOADTEST_SHARD_INDEX)/3"]),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"loadtest-nightly-coordinator.perf.svc:7070"),
+        "{args:?}"
+    );
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    );
+    assert_eq!(doc("02-service.yaml")["spec"]["clusterIP"], "None");
+    assert!(doc("01-configmap.yaml")["data"]["ticks.toml"]
+        .as_str()
+        .unwrap()
+        .contains("constant-arrival-rate"));
+
+    let golden = fixtures.join("k8s-golden");
+    for (file, _) in files.iter().chain(&[("03-coordinator.yaml", "pod")]) {
+        let got = std::fs::read_to_string(render.join(file)).unwrap();
+        let path = golden.join(file);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(got, want, "{file} differs from its golden copy");
+    }
+    // Without --render or --image: refused, nothing written.
+    let o = loadtest(&[
+        "distribute",
+        "-s",
+        sc.to_str().unwrap(),
+        "--shards",
+        "2",
+        "--on",
+        "kubernetes",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--render DIR"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_external_coordinator_waits_for_shards_started_elsewhere() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let sc = scenario_file(dir.path(), "ticks", TICKS);
+    let out = dir.path().join("out");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let coord = Command::new(bin())
+        .args([
+            "distribute",
+            "-s",
+            sc.to_str().unwrap(),
+            "--shards",
+            "2",
+            "--on",
+            "external",
+        ])
+        .args([
+            "--listen",
+            &listen,
+            "-r",
+            "ext",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shards: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(bin())
+                .args([
+                    "run",
+                    "-s",
+                    sc.to_str().unwrap(),
+                    "-t",
+                    &srv.url,
+                    "-q",
+                    "--no-html",
+                ])
+                .args(["--shard", &format!("{i}/2"), "--coordinator", &listen])
+                .args([
+                    "-r",
+                    &format!("ext-shard{i}"),
+                    "-o",
+                    dir.path().join("elsewhere").to_str().unwrap(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for s in shards {
+        let o = s.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = coord.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let m = read_json(&out.join("ext_ticks.json"));
+    let count = m["metrics"]["http_reqs"]["count"].as_u64().unwrap();
+    let dropped = m["metrics"]["dropped_iterations"]["count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(count + dropped, 300);
+    assert_eq!(m["merged"]["shards"].as_array().unwrap().len(), 2);
+}

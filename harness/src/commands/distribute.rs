@@ -35,6 +35,12 @@ pub enum On {
     Processes,
     /// Shards as the tasks of a replicated job on the Docker Swarm this Engine manages
     Swarm,
+    /// Manifests for Kubernetes (an Indexed Job, a coordinator Pod and its headless Service, a
+    /// ConfigMap), written to --render DIR for your `kubectl apply`
+    Kubernetes,
+    /// Start no shard: wait for N shards started elsewhere (`run --shard i/N --coordinator`),
+    /// start them together, merge (the Kubernetes coordinator Pod runs this)
+    External,
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,6 +87,12 @@ pub struct DistributeCmd {
     /// stand-in base (on several nodes, push it to your registry and name it here)
     #[arg(long)]
     pub image: Option<String>,
+    /// --on kubernetes: the folder the manifests are written to
+    #[arg(long, value_name = "DIR")]
+    pub render: Option<PathBuf>,
+    /// --on kubernetes: the namespace of every object
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -94,6 +106,12 @@ impl DistributeCmd {
             .apply_overrides(self.vus, self.duration)
             .map_err(|e| Failure::Usage(anyhow!("{e}")))?;
         let n = self.shards as usize;
+        if self.on == On::Kubernetes {
+            return self.render_kubernetes(&path, n);
+        }
+        if self.render.is_some() {
+            return Err(Failure::Usage(anyhow!("--render is for --on kubernetes")));
+        }
         let (_, sequence) = Stripe::equal(0, n)
             .map_err(|e| Failure::Usage(anyhow!(e)))?
             .k6_flags();
@@ -108,7 +126,8 @@ impl DistributeCmd {
             scenario_sha256: sc.sha256.clone(),
             tolerance: self.clock_tolerance,
             lead: self.lead,
-            gather: Duration::from_secs(120),
+            // Shards started elsewhere (pods being scheduled) may take longer.
+            gather: Duration::from_secs(if self.on == On::External { 900 } else { 120 }),
         };
         let planned = sc.options.executor.planned_duration()
             + sc.options.graceful_stop
@@ -129,6 +148,20 @@ impl DistributeCmd {
                 self.on_swarm(&rt, coord, &path, want, planned, announce)?,
                 None,
             ),
+            On::External => {
+                if !self.quiet {
+                    crate::errln!(
+                        "waiting for {n} shards on port {} (`loadtest run --shard i/{n} --coordinator HOST:{}`)",
+                        coord.port(),
+                        coord.port()
+                    );
+                }
+                let o = rt
+                    .block_on(coord.run(want, planned, announce))
+                    .map_err(Failure::Runtime)?;
+                (o, None)
+            }
+            On::Kubernetes => unreachable!("rendered above"),
         };
         let mut got: Vec<(String, RunResult)> = Vec::new();
         for (i, o) in outcomes {
@@ -157,6 +190,50 @@ impl DistributeCmd {
 }
 
 impl DistributeCmd {
+    /// Writes the Kubernetes manifests; applying them is the user's.
+    fn render_kubernetes(&self, path: &std::path::Path, n: usize) -> Result<u8, Failure> {
+        let Some(dir) = &self.render else {
+            return Err(Failure::Usage(anyhow!(
+                "--on kubernetes writes manifests (this tool reaches no cluster): give --render DIR, then `kubectl apply -f DIR`"
+            )));
+        };
+        let Some(image) = &self.image else {
+            return Err(Failure::Usage(anyhow!(
+                "--on kubernetes needs --image: an image of this loadtest binary your cluster can pull \
+                 (`loadtest distribute --on swarm` builds loadtest/harness:<hash> locally; tag and push it)"
+            )));
+        };
+        let name = format!(
+            "loadtest-{}",
+            self.run_name.to_lowercase().replace(['_', '.'], "-")
+        );
+        let m = crate::shard::kubernetes::manifests(&crate::shard::kubernetes::Render {
+            name: name.clone(),
+            namespace: self.namespace.clone(),
+            image: image.clone(),
+            scenario: path,
+            shards: n,
+            target: self.target.clone(),
+            run_name: self.run_name.clone(),
+            vus: self.vus,
+            duration: self.duration,
+            allow_partial: self.allow_partial,
+        })
+        .usage()?;
+        let files = crate::shard::kubernetes::write(dir, &m).runtime()?;
+        if !self.quiet {
+            for f in &files {
+                crate::outln!("wrote {}", f.display());
+            }
+            crate::outln!(
+                "apply: kubectl apply -f {dir}\nresult: kubectl logs -n {ns} {name}-coordinator (the merged summary; the JSON is in its /results)",
+                dir = dir.display(),
+                ns = self.namespace
+            );
+        }
+        Ok(crate::exit::OK)
+    }
+
     /// Shards as child processes of this one; their stderr kept for errors.
     fn on_processes(
         &self,

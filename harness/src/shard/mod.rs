@@ -4,6 +4,7 @@
 //! results back (the coordinator), and the exact merge of their results.
 
 pub mod coordinate;
+pub mod kubernetes;
 pub mod merge;
 pub mod packed;
 pub mod segment;
