@@ -110,10 +110,11 @@ impl RunCmd {
                 let s = swarm_slot(s);
                 parse_shard(&s).map_err(|e| Failure::Usage(anyhow!("--shard {s}: {e}")))?
             }
-            (None, Some(seg)) => {
-                crate::shard::Stripe::parse(seg, self.execution_segment_sequence.as_deref())
-                    .map_err(|e| Failure::Usage(anyhow!("--execution-segment {seg}: {e}")))?
-            }
+            (None, Some(seg)) => crate::executor::segment::Stripe::parse(
+                seg,
+                self.execution_segment_sequence.as_deref(),
+            )
+            .map_err(|e| Failure::Usage(anyhow!("--execution-segment {seg}: {e}")))?,
             (None, None) if self.coordinator.is_some() => {
                 return Err(Failure::Usage(anyhow!(
                     "--coordinator is for a shard: give --shard i/N too"
@@ -234,7 +235,7 @@ fn swarm_slot(s: &str) -> String {
 }
 
 /// `i/N`: shard i (0-based) of N equal shards.
-pub fn parse_shard(s: &str) -> Result<crate::shard::Stripe, String> {
+pub fn parse_shard(s: &str) -> Result<crate::executor::segment::Stripe, String> {
     let (i, n) = s
         .split_once('/')
         .ok_or_else(|| "expected i/N, e.g. 0/3 (shards are numbered from 0)".to_string())?;
@@ -249,7 +250,7 @@ pub fn parse_shard(s: &str) -> Result<crate::shard::Stripe, String> {
     if n > 1000 {
         return Err(format!("{n} shards: at most 1000"));
     }
-    crate::shard::Stripe::equal(i, n)
+    crate::executor::segment::Stripe::equal(i, n)
 }
 
 pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {

@@ -117,7 +117,7 @@ impl Runner for Worker {
         tokio::time::Instant::from_std(self.t0)
     }
 
-    fn stripe(&self) -> &crate::shard::Stripe {
+    fn stripe(&self) -> &crate::executor::segment::Stripe {
         &self.shared.scenario.stripe
     }
 

@@ -181,12 +181,12 @@ mod tests {
         let mut all = Vec::new();
         for s in 0..shards {
             // As the engine does: no more workers than the shard has VUs.
-            let stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+            let stripe = crate::executor::segment::Stripe::equal(s, shards).unwrap();
             let workers = workers.min(stripe.count_below(8) as usize);
             for w in 0..workers {
                 let f = paused(|| async {
                     let mut f = Fake::new(w, workers, ms(1));
-                    f.stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+                    f.stripe = crate::executor::segment::Stripe::equal(s, shards).unwrap();
                     let f = Rc::new(f);
                     super::run(&f, rate, ms(1000), ms(2000), 8, 8, ms(1000)).await;
                     f
@@ -208,8 +208,8 @@ mod tests {
             union.sort_unstable();
             assert_eq!(union, whole, "{shards} shards");
             // Shard 0's share is its stripe's count of the 100 ticks.
-            let want = crate::shard::Stripe::equal(0, shards).unwrap().count_below(100);
-            let shard0 = 2.min(crate::shard::Stripe::equal(0, shards).unwrap().count_below(8) as usize);
+            let want = crate::executor::segment::Stripe::equal(0, shards).unwrap().count_below(100);
+            let shard0 = 2.min(crate::executor::segment::Stripe::equal(0, shards).unwrap().count_below(8) as usize);
             assert_eq!(parts[..shard0].iter().map(Vec::len).sum::<usize>() as u64, want);
         }
     }

@@ -143,7 +143,7 @@ mod tests {
                 for w in 0..2 {
                     let f = paused(|| async {
                         let mut f = Fake::new(w, 2, ms(500));
-                        f.stripe = crate::shard::Stripe::equal(s, shards).unwrap();
+                        f.stripe = crate::executor::segment::Stripe::equal(s, shards).unwrap();
                         let f = Rc::new(f);
                         super::run(&f, 7, ms(1000), ms(1000)).await;
                         f

@@ -6,6 +6,7 @@
 
 mod arrival;
 pub mod raw;
+pub mod segment;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -229,7 +230,7 @@ pub trait Runner: 'static {
     fn record_dropped(&self, n: u64);
 
     /// The share of the whole test this generator runs (its shard's stripe).
-    fn stripe(&self) -> &crate::shard::Stripe;
+    fn stripe(&self) -> &crate::executor::segment::Stripe;
 
     /// The global index of this worker's k-th thing: the shard's own things
     /// dealt round robin among its workers.
@@ -296,7 +297,7 @@ pub(crate) mod fake {
         pub dropped: Cell<u64>,
         pub interrupted: Cell<u64>,
         pub vus: Cell<u64>,
-        pub stripe: crate::shard::Stripe,
+        pub stripe: crate::executor::segment::Stripe,
     }
 
     impl Fake {
@@ -314,7 +315,7 @@ pub(crate) mod fake {
                 dropped: Cell::new(0),
                 interrupted: Cell::new(0),
                 vus: Cell::new(0),
-                stripe: crate::shard::Stripe::whole(),
+                stripe: crate::executor::segment::Stripe::whole(),
             }
         }
 
@@ -345,7 +346,7 @@ pub(crate) mod fake {
         fn t0(&self) -> Instant {
             self.t0
         }
-        fn stripe(&self) -> &crate::shard::Stripe {
+        fn stripe(&self) -> &crate::executor::segment::Stripe {
             &self.stripe
         }
         fn new_vu(&self, idx: u64) -> u64 {

@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod history;
 pub mod k6;
 pub mod locust;
+pub mod shard;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -71,10 +72,10 @@ pub struct RunResult {
     pub dashboard_url: Option<String>,
     /// A shard's place in a split run and its whole measurements (`--shard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<crate::shard::merge::ShardPart>,
+    pub shard: Option<shard::ShardPart>,
     /// How a merged result was put together from its shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged: Option<crate::shard::merge::MergeInfo>,
+    pub merged: Option<shard::MergeInfo>,
 }
 
 /// What `loadtest bench` did to the stack before the run.

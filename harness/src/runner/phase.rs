@@ -189,7 +189,7 @@ pub(super) fn run_phase(
     result.stack = args.stack.clone();
     if let (Some(shard), Some(sink)) = (&args.shard, shard_sink) {
         let (segment, sequence) = shard.stripe.k6_flags();
-        result.shard = Some(crate::shard::merge::ShardPart {
+        result.shard = Some(crate::results::shard::ShardPart {
             index: shard.stripe.index,
             count: shard.stripe.count(),
             segment,
@@ -199,7 +199,7 @@ pub(super) fn run_phase(
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             }),
             clock_offset_ms: meeting.as_ref().map(|(m, _)| m.offset_ms),
-            total: crate::shard::packed::PackedSet::pack(&out.total),
+            total: crate::results::shard::PackedSet::pack(&out.total),
             windows: sink.windows,
         });
     }
@@ -326,7 +326,7 @@ pub(super) fn run_phase(
 /// Keeps every second of a shard whole, for the exact merge.
 #[derive(Default)]
 struct ShardSink {
-    windows: Vec<crate::shard::packed::PackedWindow>,
+    windows: Vec<crate::results::shard::PackedWindow>,
 }
 
 impl engine::WindowSink for ShardSink {
@@ -337,10 +337,10 @@ impl engine::WindowSink for ShardSink {
         window: &crate::metrics::MetricsSet,
         _total: &crate::metrics::MetricsSet,
     ) {
-        self.windows.push(crate::shard::packed::PackedWindow {
+        self.windows.push(crate::results::shard::PackedWindow {
             t: second,
             vus,
-            set: crate::shard::packed::PackedSet::pack(window),
+            set: crate::results::shard::PackedSet::pack(window),
         });
     }
 }

@@ -60,7 +60,7 @@ pub struct RunPlan {
 /// starts with and hands its result to (a distributed run), if any.
 #[derive(Clone, Debug)]
 pub struct ShardPlan {
-    pub stripe: crate::shard::Stripe,
+    pub stripe: crate::executor::segment::Stripe,
     pub coordinator: Option<String>,
 }
 

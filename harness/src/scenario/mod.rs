@@ -208,7 +208,7 @@ pub struct Scenario {
     /// `[ab]`: the trial shape of `loadtest ab`.
     pub ab: AbOptions,
     /// The share of the load this generator runs (`--shard`): the whole by default.
-    pub stripe: crate::shard::Stripe,
+    pub stripe: crate::executor::segment::Stripe,
 }
 
 impl Scenario {
@@ -509,7 +509,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario> {
         templates,
         data,
         populate,
-        stripe: crate::shard::Stripe::whole(),
+        stripe: crate::executor::segment::Stripe::whole(),
     })
 }
 

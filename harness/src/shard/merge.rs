@@ -7,58 +7,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use super::packed::{PackedSet, PackedWindow};
 use crate::engine::LoadOutput;
 use crate::metrics::window::Window;
 use crate::metrics::MetricsSet;
+use crate::results::shard::{MergeInfo, MergedShard, ShardPart};
 use crate::results::{assemble, LoadGen, RunResult};
 use crate::scenario::Scenario;
-
-/// What a shard adds to its result: its place and its whole measurements.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ShardPart {
-    /// 0-based, of `count`.
-    pub index: usize,
-    pub count: usize,
-    /// k6's spelling: `1/3:2/3` of `0,1/3,2/3,1`.
-    pub segment: String,
-    pub sequence: String,
-    /// The agreed start of the load on the coordinator's clock (RFC 3339,
-    /// ms), when a coordinator set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_at: Option<String>,
-    /// The coordinator's clock minus this shard's, as measured before the start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock_offset_ms: Option<f64>,
-    pub total: PackedSet,
-    pub windows: Vec<PackedWindow>,
-}
-
-/// How a merged result was made.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MergeInfo {
-    /// Shards in the split.
-    pub count: usize,
-    pub shards: Vec<MergedShard>,
-    /// Shards of the sequence with no result, or whose run was cut short.
-    pub missing: Vec<usize>,
-    /// False when a shard is missing: the figures then undercount the load.
-    pub complete: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MergedShard {
-    pub index: usize,
-    pub run: String,
-    pub host: String,
-    pub requests: u64,
-    /// The shard's own verdict on the thresholds: information only.
-    pub thresholds_ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
 
 /// Adds the shards' results up. `partial`: missing shards are named and the
 /// rest merged (labelled); without it the result is still written, marked
@@ -279,9 +234,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::executor::segment::Stripe;
     use crate::metrics::{encode_histogram, new_histogram, Sample};
-    use crate::shard::packed::PackedWindow;
-    use crate::shard::Stripe;
+    use crate::results::shard::{PackedSet, PackedWindow};
 
     const SCENARIO: &str = r#"
 [options]

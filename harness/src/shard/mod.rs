@@ -6,8 +6,6 @@
 pub mod coordinate;
 pub mod kubernetes;
 pub mod merge;
-pub mod packed;
-pub mod segment;
 pub mod swarm;
 
-pub use segment::Stripe;
+pub use crate::executor::segment::Stripe;

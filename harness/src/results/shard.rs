@@ -1,6 +1,7 @@
-//! A shard's measurements as written in its result: every histogram whole
-//! (HDR V2 + deflate), every counter, for the run and for each second, so
-//! that merging shards gives exactly what one generator would have recorded.
+//! What a split run's results hold: a shard's place and its measurements
+//! (every histogram whole, HDR V2 + deflate, every counter, for the run and
+//! for each second, so that merging shards gives exactly what one generator
+//! would have recorded), and how a merged result was put together.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +129,50 @@ fn histogram(text: &str) -> Result<Histogram<u64>> {
     let mut out = new_histogram();
     out.add(&h).expect("same bounds");
     Ok(out)
+}
+
+/// What a shard adds to its result: its place and its whole measurements.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardPart {
+    /// 0-based, of `count`.
+    pub index: usize,
+    pub count: usize,
+    /// k6's spelling: `1/3:2/3` of `0,1/3,2/3,1`.
+    pub segment: String,
+    pub sequence: String,
+    /// The agreed start of the load on the coordinator's clock (RFC 3339,
+    /// ms), when a coordinator set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// The coordinator's clock minus this shard's, as measured before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<f64>,
+    pub total: PackedSet,
+    pub windows: Vec<PackedWindow>,
+}
+
+/// How a merged result was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergeInfo {
+    /// Shards in the split.
+    pub count: usize,
+    pub shards: Vec<MergedShard>,
+    /// Shards of the sequence with no result, or whose run was cut short.
+    pub missing: Vec<usize>,
+    /// False when a shard is missing: the figures then undercount the load.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergedShard {
+    pub index: usize,
+    pub run: String,
+    pub host: String,
+    pub requests: u64,
+    /// The shard's own verdict on the thresholds: information only.
+    pub thresholds_ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[cfg(test)]
