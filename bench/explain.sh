@@ -10,8 +10,9 @@
 #
 #   bench/explain.sh [PART...]     default: reg1 cpu50 mem50 aa
 #
-# AB_ARGS defaults to one side at a time (statements are counted only then) and 16 trials of 5 s after a
-# 2 s warm-up: 8 pairs, the fewest at which a container's figure (alpha shared by three) can be named.
+# AB_ARGS defaults to 16 trials of 5 s after a 2 s warm-up (8 pairs, the fewest at which a container's
+# figure, alpha shared by three, can be named), one side at a time (statements are counted only then),
+# except for cpuN: both sides at once (duet), where a container's CPU is least noisy.
 # explain-duet-runs.csv keeps the first rows, run in duet mode (app figures only).
 #
 # Resumable like the verdict study (every verdict appended to bench/results/explain-runs.csv as it finishes,
@@ -22,6 +23,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 export STUDY_NAME=explain
 export STUDY_DIR=${STUDY_DIR:-$ROOT/target/explain-study}
-export AB_ARGS=${AB_ARGS:---mode alternate --trials 16 --max-trials 16 --duration 5s --warmup 2s}
 [ $# -eq 0 ] && set -- reg1 cpu50 mem50 aa
-exec "$HERE/verdict.sh" "$@"
+# Each part in the mode that shows its expected figure: statements are counted one side at a time
+# (alternate); a CPU spin is a container figure, whose noise is smaller with both sides at once (duet).
+# AB_ARGS set by the caller applies to every part.
+for part in "$@"; do
+  case "$part" in
+    cpu*) mode=duet ;;
+    *) mode=alternate ;;
+  esac
+  AB_ARGS=${AB_ARGS:---mode $mode --trials 16 --max-trials 16 --duration 5s --warmup 2s} \
+    "$HERE/verdict.sh" "$part"
+done

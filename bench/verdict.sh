@@ -167,7 +167,9 @@ for part in "${PARTS[@]}"; do
   set_delay "$delay"
   case "$part" in cpu*) set_spin "${part#cpu}" ;; mem*) set_hold "${part#mem}" ;; esac
   for n in $(seq 1 "$count"); do
-    if grep -q "^$part,$n," "$CSV"; then continue; fi
+    # Done when a verdict of this part, number and flags is recorded (a part may be studied in
+    # both modes).
+    if grep -F ",$AB_ARGS," "$CSV" | grep -q "^$part,$n,"; then continue; fi
     say "$part verdict $n/$count"
     json=$(mktemp)
     set +e

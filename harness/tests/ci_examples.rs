@@ -170,3 +170,22 @@ fn the_binary_writes_the_marker_the_scripts_look_for() {
         stderr(&o)
     );
 }
+
+/// The HTML A/B report says, under "Where", when the trials were too few to
+/// name anything (as the text and the comment do).
+#[test]
+fn the_html_report_says_when_the_pairs_are_too_few() {
+    let dir = tempdir();
+    let ab = dir.path().join("ab_payment-confirm_a_b.json");
+    std::fs::write(&ab, include_str!("fixtures/ab-result.json")).unwrap();
+    let html = dir.path().join("page.html");
+    let o = loadtest(&["report", ab.to_str().unwrap(), "-o", html.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let at = page.find("id=\"where\"").expect("a where section");
+    assert!(
+        page[at..].contains("0 pairs cannot show a finding"),
+        "{}",
+        &page[at..at + 800.min(page.len() - at)]
+    );
+}

@@ -512,7 +512,8 @@ fn verdict_event(r: &AbResult) -> serde_json::Value {
     let findings: Vec<String> = r.findings.iter().map(crate::report::ab::finding).collect();
     serde_json::json!({"outcome": format!("{:?}", r.outcome).to_lowercase(), "metrics": metrics,
                        "where": {"findings": findings, "examined": r.examined,
-                                 "database": r.database}})
+                                 "database": r.database,
+                                 "reach": crate::compare::ab::findings_reach(r)}})
 }
 
 /// A side's container use in one trial, per request where that is the unit.

@@ -565,6 +565,7 @@ pub fn ab_report(r: &AbResult) -> Result<String> {
             "findings": r.findings.iter().map(super::ab::finding).collect::<Vec<_>>(),
             "none": format!("Nothing moved beyond noise ({} figures examined: {}).", r.examined.len(), r.examined.join(", ")),
             "database": r.database,
+            "reach": crate::compare::ab::findings_reach(r),
         }))),
         footer => footer(),
         css => Value::from_safe_string(CSS.to_string()),

@@ -65,7 +65,8 @@
         $("ab-where").innerHTML = (w.findings.length
           ? "<ul>" + w.findings.map((f) => `<li class="warn">${esc(f)}</li>`).join("") + "</ul>"
           : `<p>Nothing moved beyond noise (${w.examined.length} figures examined: ${esc(w.examined.join(", "))}).</p>`)
-          + (w.database ? `<p class="muted">${esc(w.database)}</p>` : "");
+          + (w.database ? `<p class="muted">${esc(w.database)}</p>` : "")
+          + (w.reach ? `<p class="muted">${esc(w.reach)}</p>` : "");
       }
     }
     if (hello.max_trials) $("bar").style.width = Math.min(100, (AB.trials.length * 100) / hello.max_trials) + "%";
