@@ -614,3 +614,30 @@ fn an_external_coordinator_waits_for_shards_started_elsewhere() {
     assert_eq!(count + dropped, 300);
     assert_eq!(m["merged"]["shards"].as_array().unwrap().len(), 2);
 }
+
+/// A k6 script given --shard is split by k6 itself: the harness passes
+/// k6's segment flags (50 shared iterations: shard 1 of 2 runs 25).
+#[test]
+fn a_k6_script_shard_runs_its_segment_through_k6() {
+    let srv = TestServer::start();
+    let dir = tempdir();
+    let script = dir.path().join("split.js");
+    std::fs::write(
+        &script,
+        "import http from \"k6/http\";\n\
+         export const options = { scenarios: { s: { executor: \"shared-iterations\", vus: 2, iterations: 50 } } };\n\
+         export default function () { http.get(`${__ENV.BASE_URL}/health`); }\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = run_scenario(
+        &script,
+        &srv.url,
+        &out,
+        &["-r", "k6s", "--shard", "1/2", "--no-html"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = read_json(&out.join("k6s_split.json"));
+    assert_eq!(r["metrics"]["http_reqs"]["count"], 25, "{}", r["metrics"]);
+    assert_eq!(srv.state.hits.load(Ordering::Relaxed), 25);
+}
