@@ -272,12 +272,7 @@ impl DistributeCmd {
             if let Some(t) = &self.target {
                 cmd.arg("-t").arg(t);
             }
-            if let Some(v) = self.vus {
-                cmd.arg("--vus").arg(v.to_string());
-            }
-            if let Some(d) = self.duration {
-                cmd.arg("--duration").arg(format!("{}ms", d.as_millis()));
-            }
+            cmd.args(crate::shard::load_flags(self.vus, self.duration));
             match cmd.spawn() {
                 Ok(c) => children.push((i, c)),
                 Err(e) => {

@@ -123,12 +123,7 @@ pub fn finish(r: &RunResult, out: &Path, partial: bool, quiet: bool) -> Result<u
         }
     }
     if r.thresholds.iter().any(|t| !t.ok) {
-        let crossed: Vec<String> = r
-            .thresholds
-            .iter()
-            .filter(|t| !t.ok)
-            .map(|t| format!("{}: {}", t.metric, t.expression))
-            .collect();
+        let crossed = r.crossed_thresholds();
         crate::errln!(
             "thresholds crossed on the merged data: {}",
             crossed.join("; ")

@@ -250,12 +250,7 @@ fn run_banners(r: &RunResult) -> Vec<Banner> {
             text: format!("Aborted by the threshold {t}."),
         });
     }
-    let crossed: Vec<String> = r
-        .thresholds
-        .iter()
-        .filter(|t| !t.ok)
-        .map(|t| format!("{}: {}", t.metric, t.expression))
-        .collect();
+    let crossed = r.crossed_thresholds();
     if !crossed.is_empty() {
         b.push(Banner {
             class: "bad",

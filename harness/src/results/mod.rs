@@ -424,6 +424,15 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
 }
 
 impl RunResult {
+    /// The thresholds that did not hold, as `metric: expression`.
+    pub fn crossed_thresholds(&self) -> Vec<String> {
+        self.thresholds
+            .iter()
+            .filter(|t| !t.ok)
+            .map(|t| format!("{}: {}", t.metric, t.expression))
+            .collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("results serialise")
     }

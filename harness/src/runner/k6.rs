@@ -277,12 +277,7 @@ pub fn run_script(args: &RunPlan, script: &Path) -> Result<RunReport, Failure> {
         crate::errln!("interrupted: partial results were written, marked \"interrupted\": true");
         (exit::RUNTIME, "Stopped before its planned end.".to_string())
     } else if crossed {
-        let list: Vec<String> = result
-            .thresholds
-            .iter()
-            .filter(|t| !t.ok)
-            .map(|t| format!("{}: {}", t.metric, t.expression))
-            .collect();
+        let list = result.crossed_thresholds();
         crate::errln!("thresholds crossed (k6 exit 99): {}", list.join("; "));
         (
             exit::THRESHOLDS,

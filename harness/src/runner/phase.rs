@@ -301,12 +301,7 @@ pub(super) fn run_phase(
                 .to_string(),
         )
     } else if result.thresholds.iter().any(|t| !t.ok) {
-        let crossed: Vec<String> = result
-            .thresholds
-            .iter()
-            .filter(|t| !t.ok)
-            .map(|t| format!("{}: {}", t.metric, t.expression))
-            .collect();
+        let crossed = result.crossed_thresholds();
         crate::errln!("thresholds crossed: {}", crossed.join("; "));
         (
             exit::THRESHOLDS,

@@ -71,14 +71,7 @@ fn scenario_volume(r: &Render<'_>) -> (Volume, VolumeMount) {
 }
 
 fn load_args(r: &Render<'_>) -> Vec<String> {
-    let mut a = Vec::new();
-    if let Some(v) = r.vus {
-        a.extend(["--vus".to_string(), v.to_string()]);
-    }
-    if let Some(d) = r.duration {
-        a.extend(["--duration".to_string(), format!("{}ms", d.as_millis())]);
-    }
-    a
+    super::load_flags(r.vus, r.duration)
 }
 
 /// The four objects, in the order they are applied.

@@ -9,3 +9,15 @@ pub mod merge;
 pub mod swarm;
 
 pub use crate::executor::segment::Stripe;
+
+/// `--vus` / `--duration` as every shard is given them (the whole run's values).
+pub fn load_flags(vus: Option<u32>, duration: Option<std::time::Duration>) -> Vec<String> {
+    let mut a = Vec::new();
+    if let Some(v) = vus {
+        a.extend(["--vus".to_string(), v.to_string()]);
+    }
+    if let Some(d) = duration {
+        a.extend(["--duration".to_string(), format!("{}ms", d.as_millis())]);
+    }
+    a
+}

@@ -188,12 +188,7 @@ pub async fn start(docker: &DockerClient, job: &Job<'_>, one_per_node: bool) -> 
         "--no-html".into(),
         "-q".into(),
     ];
-    if let Some(v) = job.vus {
-        args.extend(["--vus".into(), v.to_string()]);
-    }
-    if let Some(d) = job.duration {
-        args.extend(["--duration".into(), format!("{}ms", d.as_millis())]);
-    }
+    args.extend(super::load_flags(job.vus, job.duration));
     let mut env = vec![
         // Each task's slot (0-based for a replicated job) is its shard.
         format!("LOADTEST_SHARD={{{{.Task.Slot}}}}/{n}"),
